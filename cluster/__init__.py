@@ -1,0 +1,1 @@
+"""Resource and license accounting, cluster status, autoscaler configs (issue 4)."""

@@ -1,0 +1,35 @@
+"""The FastAPI application and the Ray Serve deployment that serves it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from ray_app import __version__
+from ray_app.api import imports, members, projects, selection, users
+from storage.errors import LabtrainError
+
+app = FastAPI(title="labtrain", version=__version__,
+              description="Train NLP models from the completions of an annotation project.")
+for module in (users, projects, members, imports, selection):
+    app.include_router(module.router)
+
+
+@app.exception_handler(LabtrainError)
+async def domain_error(request: Request, exc: LabtrainError) -> JSONResponse:
+    kind = getattr(exc, "kind", type(exc).__name__)
+    return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": kind})
+
+
+@app.get("/api/health", tags=["health"])
+async def health():
+    """Liveness: answers without a token."""
+    return {"status": "ok", "version": __version__}
+
+
+@serve.deployment(name="api", ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class LabtrainApi:
+    """The API replica; it takes no CPU (trainings need them) and reaches the catalog through
+    the storage actor (`deps.get_storage`)."""

@@ -1,0 +1,24 @@
+"""Import of Generative AI Lab / Label Studio export files."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from ray_app.api.deps import ProjectManager, StorageDep
+from ray_app.api.models import ImportPublic
+from storage.importers import parse_export
+
+router = APIRouter(prefix="/api/projects/{name}/import", tags=["import"])
+
+
+@router.post("", response_model=ImportPublic)
+async def import_export(name: str, request: Request, user: ProjectManager, storage: StorageDep):
+    """Import an export file (the request body, JSON): all or nothing, idempotent per
+    (task id, completion id). Images must be data URIs or paths readable by the service."""
+    raw = await request.body()
+    # Parsing happens here, in the replica, so that the storage actor only writes.
+    parsed = await run_in_threadpool(parse_export, raw)
+    return await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), user.name)

@@ -1,0 +1,151 @@
+"""Start, detach and stop the labtrain service: a Ray head (or a joined cluster), the storage
+actor and the Ray Serve app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from ray_app.settings import APP_NAME, NAMESPACE, STORAGE_ACTOR, read_service, service_file
+from storage.errors import Conflict, LabtrainError
+
+log = logging.getLogger(__name__)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_service(home: Path) -> dict | None:
+    service = read_service(home)
+    if service and pid_alive(service["pid"]):
+        return service
+    return None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise Conflict(f"port {port} on {host} is already in use; choose another with --port") from None
+
+
+def run_service(home: Path, host: str, port: int, num_cpus: int | None, address: str | None,
+                on_ready=None) -> None:
+    """Run the service in this process until SIGTERM or SIGINT."""
+    # Ray 2.60 turns token auth on for a local head; say so explicitly. Ray reads the mode
+    # when it is imported, so this must come first.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+    from ray import serve
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ray_app.api.app import LabtrainApi
+    from ray_app.storage_actor import StorageActor
+
+    home.mkdir(parents=True, exist_ok=True)
+    other = running_service(home)
+    if other:
+        raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']}); "
+                       "run `labtrain stop` first")
+    _check_port_free(host, port)
+    context = ray.init(address=address, num_cpus=None if address else num_cpus, namespace=NAMESPACE,
+                       include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        storage = StorageActor.options(
+            name=STORAGE_ACTOR, namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home))
+        status, admin_token = ray.get(storage.call.remote("ensure_admin_token"))
+        if status != "ok":
+            raise LabtrainError(f"could not open the catalog in {home}: {admin_token}")
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(LabtrainApi.bind(), name=APP_NAME, route_prefix="/")
+        dashboard = context.dashboard_url or ""
+        info = {
+            "pid": os.getpid(), "url": f"http://{host}:{port}",
+            "dashboard_url": dashboard if dashboard.startswith("http") else f"http://{dashboard}",
+            "home": str(home), "ray_address": context.address_info.get("address"),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        service_file(home).write_text(json.dumps(info, indent=2))
+        if on_ready:
+            on_ready(info, admin_token)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            current = read_service(home)
+            if current and current.get("pid") == os.getpid():
+                service_file(home).unlink(missing_ok=True)
+
+
+def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
+    """Start `labtrain serve` in the background; return its service info once it answers."""
+    home.mkdir(parents=True, exist_ok=True)
+    other = running_service(home)
+    if other:
+        raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']})")
+    log_path = home / "serve.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ray_app.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise LabtrainError(f"labtrain serve exited with code {proc.returncode}; end of {log_path}:\n"
+                                + "\n".join(tail))
+        service = read_service(home)
+        if service and service.get("pid") == proc.pid:
+            try:
+                if httpx.get(service["url"] + "/api/health", timeout=2).status_code == 200:
+                    return service
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise LabtrainError(f"labtrain serve did not answer within {timeout_s:.0f} s; see {log_path}")
+
+
+def stop_service(home: Path, timeout_s: float = 60) -> dict | None:
+    """Stop the service of this home, if one runs; return what was stopped."""
+    service = running_service(home)
+    if not service:
+        service_file(home).unlink(missing_ok=True)
+        return None
+    os.kill(service["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(service["pid"]):
+            break
+        time.sleep(0.3)
+    else:
+        os.kill(service["pid"], signal.SIGKILL)
+    service_file(home).unlink(missing_ok=True)
+    return service

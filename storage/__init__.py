@@ -1,0 +1,1 @@
+"""The catalog of labtrain: projects, members, tasks, completions, selection and snapshots."""

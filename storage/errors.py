@@ -1,0 +1,41 @@
+"""Domain errors. Each names the task, field or label at fault; the API maps them to 4xx."""
+
+
+class LabtrainError(Exception):
+    """Base of every error a user can cause and fix."""
+
+    status_code = 400
+
+
+class ConfigError(LabtrainError):
+    """The labeling config is malformed or breaks a rule of the product."""
+
+    status_code = 422
+
+
+class ImportError_(LabtrainError):
+    """An export file was rejected whole; the message names the task index and the reason."""
+
+    status_code = 422
+
+
+class SelectionError(LabtrainError):
+    """The selection parameters (split, tags) cannot be applied."""
+
+    status_code = 422
+
+
+class NotFound(LabtrainError):
+    status_code = 404
+
+
+class Conflict(LabtrainError):
+    status_code = 409
+
+
+class Forbidden(LabtrainError):
+    status_code = 403
+
+
+class Unauthorized(LabtrainError):
+    status_code = 401

@@ -1,0 +1,1 @@
+"""Model trainers (issue 3): plain PyTorch, runnable without Ray."""
