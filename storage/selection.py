@@ -138,8 +138,8 @@ def label_counts(con: duckdb.DuckDBPyConnection, project_id: int, config: Labeli
                 warnings.append(f"{training_type} label {label!r} has {total} examples; "
                                 f"{RECOMMENDED_EXAMPLES}-50 per label are recommended")
     for (result_type, label), n in sorted(unknown.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        warnings.append(f"{result_type} label {label!r} occurs {n} times but no training type of the config "
-                        "uses it")
+        warnings.append(f"label {label!r} ({result_type}) occurs {n} times but no training type of the "
+                        "config uses it")
     return counts, warnings
 
 

@@ -1,0 +1,113 @@
+"""Fixtures: tiny real projects in a real DuckDB catalog, and one real labtrain service
+(Ray head + Serve) for the whole session."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from storage.catalog import Catalog
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+NER_CONFIG = """
+<View>
+  <Labels name="label" toName="text">
+    <Label value="PER"/><Label value="LOC"/>
+    <Label value="ABSENT" assertion="true"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+  <Choices name="topic" toName="text" choice="single"><Choice value="sport"/><Choice value="news"/></Choices>
+</View>
+"""
+
+
+def span(text: str, word: str, label: str, rid: str | None = None, from_name: str = "label") -> dict:
+    start = text.index(word)
+    return {"id": rid or f"{label}-{start}", "from_name": from_name, "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}}
+
+
+def choice(value: str, from_name: str = "topic") -> dict:
+    return {"id": f"c-{value}", "from_name": from_name, "to_name": "text", "type": "choices",
+            "value": {"choices": [value]}}
+
+
+def genai_completion(cid: int, author: str, result: list, submitted_at: str | None = "2024-01-01T10:00:00",
+                     review: dict | None = None) -> dict:
+    completion = {"id": cid, "created_username": author, "result": result, "honeypot": False,
+                  "submitted_at": submitted_at, "updated_at": submitted_at}
+    if review is not None:
+        completion["review_status"] = review
+    return completion
+
+
+def genai_task(tid: int, text: str, completions: list, tags: list[str] | None = None) -> dict:
+    task = {"id": tid, "data": {"text": text}, "completions": completions, "predictions": []}
+    if tags is not None:
+        task["tags"] = tags
+    return task
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    cat = Catalog(tmp_path / "home")
+    cat.create_project("p", NER_CONFIG, "en", "owner1")
+    yield cat
+    cat.close()
+
+
+def import_tasks(catalog: Catalog, tasks: list[dict], project: str = "p") -> dict:
+    return catalog.import_file(project, json.dumps(tasks).encode())
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not present (../shared/data is optional)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    def __init__(self, home: Path, url: str, token: str):
+        self.home, self.url, self.token = home, url, token
+
+    def client(self, token: str | None = "admin") -> httpx.Client:
+        token = self.token if token == "admin" else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
+        """Run the real `labtrain` command against this service."""
+        env = {**os.environ, "LABTRAIN_URL": self.url}
+        env.pop("LABTRAIN_TOKEN", None)
+        if token:
+            env["LABTRAIN_TOKEN"] = token
+        return subprocess.run([sys.executable, "-m", "ray_app.cli", *args, "--home", str(self.home)],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    """`labtrain serve --detach` on a temporary home and a free port, stopped at the end."""
+    home = tmp_path_factory.mktemp("labtrain-home")
+    port = _free_port()
+    started = subprocess.run(
+        [sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
+         "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=400)
+    assert started.returncode == 0, started.stderr + started.stdout
+    info = json.loads(started.stdout)
+    yield Service(home, info["url"], info["admin_token"])
+    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=120)
