@@ -73,6 +73,8 @@ def cmd_stop(args: argparse.Namespace) -> Any:
 def cmd_users(args: argparse.Namespace) -> Any:
     client = _client(args)
     if args.action == "add":
+        if not args.name:
+            raise LabtrainError("users add needs a user NAME")
         answer = client.post("/api/users", json={"name": args.name, "is_admin": args.admin})
         return answer if args.json else print(f"user {answer['name']} created; token (shown once): "
                                               f"{answer['token']}")
@@ -82,6 +84,8 @@ def cmd_users(args: argparse.Namespace) -> Any:
 
 def cmd_project(args: argparse.Namespace) -> Any:
     client = _client(args)
+    if args.action != "list" and not args.name:
+        raise LabtrainError(f"project {args.action} needs a project NAME")
     if args.action == "create":
         if not args.config:
             raise LabtrainError("project create needs --config FILE (a Label Studio labeling config, XML)")
@@ -131,7 +135,7 @@ def cmd_config(args: argparse.Namespace) -> Any:
     answer = client.put(path, json={"config": Path(args.set).read_text()}) if args.set else client.get(path)
     if args.json:
         return answer
-    if args.show or not args.set:
+    if args.show or not (args.set or args.summary):
         print(answer["config"])
     if args.set or args.summary:
         print(json.dumps(answer["summary"], indent=2), file=sys.stdout if args.summary else sys.stderr)
@@ -176,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--token", help="bearer token (default: $LABTRAIN_TOKEN, else the admin token)")
     common.add_argument("--json", action="store_true", help="machine-readable answer on stdout")
 
-    parser = argparse.ArgumentParser(prog="labtrain", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="labtrain", description="Train NLP models from the completions of an annotation project, on Ray. "
+        "Reads LABTRAIN_URL and LABTRAIN_TOKEN.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
