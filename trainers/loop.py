@@ -1,0 +1,89 @@
+"""The training loop every PyTorch trainer shares: seeded, device-aware, learning-rate decay per
+epoch, early stopping on validation; it yields one row per epoch and never knows who listens."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from trainers.reporting import Reporter
+from trainers.spec import TrainParams
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(requested: str, reporter: Reporter) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        reporter.line("device: cuda was asked for but no GPU is present; training on cpu")
+        return torch.device("cpu")
+    device = torch.device(requested)
+    reporter.line(f"device: {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else
+                                         f" ({torch.get_num_threads()} threads)"))
+    return device
+
+
+def batches(items: list, size: int, rng: random.Random | None = None) -> Iterator[list]:
+    order = list(range(len(items)))
+    if rng is not None:
+        rng.shuffle(order)
+    for i in range(0, len(order), size):
+        yield [items[j] for j in order[i:i + size]]
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    loss: float
+    scores: dict | None  # validation micro P/R/F1, None without a validation set
+    seconds: float
+    improved: bool
+
+
+def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
+                          step: Callable[[list], torch.Tensor], validate: Callable[[], dict | None],
+                          progress: Callable[[float], None] | None = None) -> Iterator[EpochResult]:
+    """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
+    model when it ends; stops early after `early_stopping_patience` epochs without improvement."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    rng = random.Random(params.seed)
+    n_batches = max(1, -(-len(train) // params.batch_size))
+    best_f1, best_state, waited = float("-inf"), None, 0
+    for epoch in range(1, params.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr / (1 + params.decay * (epoch - 1))
+        model.train()
+        started, total = time.monotonic(), 0.0
+        for i, batch in enumerate(batches(train, params.batch_size, rng)):
+            optimizer.zero_grad()
+            loss = step(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item()
+            if progress:
+                progress(((epoch - 1) + (i + 1) / n_batches) / params.epochs)
+        model.eval()
+        with torch.no_grad():
+            scores = validate()
+        f1 = scores["f1"] if scores else float(epoch)  # no validation set: the last epoch is kept
+        improved = f1 >= best_f1  # ties go to the later, longer-trained epoch
+        if improved:
+            best_f1, waited = f1, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved)
+        if params.early_stopping_patience and waited >= params.early_stopping_patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)

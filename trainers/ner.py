@@ -1,0 +1,88 @@
+"""NER training: documents -> words + BIO tags -> a tagger (MiniLM or BiLSTM-CRF) -> entity and
+token scores (exact character span and type, the CoNLL definition)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import ner_bilstm, ner_minilm
+from trainers.dataset import Document, split_examples
+from trainers.loop import EpochResult, resolve_device, seed_everything, train_while_improving
+from trainers.metrics import ner_scores
+from trainers.reporting import EpochTable, Reporter
+from trainers.spec import TrainSpec
+from trainers.text import Span, bio_tags, spans_from_bio, tokenize
+
+
+@dataclass
+class NerDocument:
+    text: str
+    words: list[tuple[str, int, int]]
+    tags: list[str]
+    spans: list[Span]
+
+
+def prepare(documents: list[Document], labels: list[str], reporter: Reporter) -> list[NerDocument]:
+    prepared, off_boundary = [], 0
+    for doc in documents:
+        words = tokenize(doc.text)
+        spans = [s for s in doc.spans if s.label in labels]
+        starts, ends = {w[1] for w in words}, {w[2] for w in words}
+        off_boundary += sum(s.start not in starts or s.end not in ends for s in spans)
+        prepared.append(NerDocument(doc.text, words, bio_tags(words, spans), spans))
+    if off_boundary:
+        reporter.line(f"note: {off_boundary} entity spans do not start or end on a word boundary; "
+                      "their words are tagged by overlap")
+    return prepared
+
+
+def tag_set(labels: list[str]) -> list[str]:
+    return ["O"] + [f"{p}-{label}" for label in labels for p in ("B", "I")]
+
+
+def evaluate(tagger, docs: list[NerDocument], labels: list[str]) -> dict:
+    predicted = tagger.predict_tags([[w for w, _, _ in d.words] for d in docs])
+    return ner_scores([d.spans for d in docs], [spans_from_bio(d.words, tags) for d, tags in zip(docs, predicted)],
+                      [d.tags for d in docs], predicted, labels)
+
+
+def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter
+              ) -> tuple[object, dict, list[EpochResult], str]:
+    """Returns the tagger, test scores, the epochs and a data summary line."""
+    params = spec.params
+    seed_everything(params.seed)
+    device = resolve_device(spec.device, reporter)
+    docs = prepare(documents, spec.labels, reporter)
+    splits = split_examples(docs, [d.split for d in documents], params.validation_fraction, params.seed)
+    tags = tag_set(spec.labels)
+    train_words = [[w for w, _, _ in d.words] for d in splits.train]
+    train_tags = [d.tags for d in splits.train]
+    if spec.embeddings == "bilstm":
+        tagger, module = ner_bilstm.build(train_words, tags, params, device, reporter), ner_bilstm
+        items = list(zip(train_words, train_tags))
+    else:
+        tagger, module = ner_minilm.build(tags, params, device, reporter), ner_minilm
+        items = ner_minilm.training_items(tagger, train_words, train_tags)
+    summary = f"documents: {splits.sizes()}; {len(items)} training sequences"
+    reporter.line(summary)
+
+    def validate() -> dict | None:
+        return evaluate(tagger, splits.validation, spec.labels)["entity"]["micro"] if splits.validation else None
+
+    table, epochs = EpochTable(reporter), []
+    for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
+                                        lambda f: reporter.progress(100 * f * 0.95)):
+        table.row(result.epoch, result.loss, result.scores, result.seconds, "*" if result.improved else "")
+        reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
+        epochs.append(result)
+    with torch.no_grad():
+        scores = evaluate(tagger, splits.test, spec.labels) if splits.test else None
+    return tagger, scores, epochs, summary
+
+
+def predict_spans(tagger, texts: list[str]) -> list[list[Span]]:
+    words = [tokenize(t) for t in texts]
+    tags = tagger.predict_tags([[w for w, _, _ in ws] for ws in words])
+    return [spans_from_bio(ws, ts) for ws, ts in zip(words, tags)]

@@ -1,0 +1,98 @@
+"""Load a trained model folder and pre-annotate: results in the Label Studio / Generative AI
+Lab format (`from_name`, `to_name`, `type`, `value`), one list per input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage.errors import LabtrainError
+from trainers.dataset import NO_RELATION, assertion_text, relation_text
+from trainers.text import Span
+
+
+@dataclass
+class Predictor:
+    info: dict
+    model: Any
+
+    @property
+    def type(self) -> str:
+        return self.info["type"]
+
+    def predict(self, inputs: list[str | dict]) -> list[list[dict]]:
+        """Texts for ner and classification; for assertion and relation each input is
+        {"text", "entities": [{"id"?, "start", "end", "label"}]} (a plain text has no entities)."""
+        items = [{"text": x, "entities": []} if isinstance(x, str) else x for x in inputs]
+        for i, item in enumerate(items):
+            if not isinstance(item.get("text"), str):
+                raise LabtrainError(f"input #{i} has no 'text'")
+        if self.type == "ner":
+            return self._ner([x["text"] for x in items])
+        if self.type == "classification":
+            return [[self._result({"choices": labels}, "choices")] if labels else []
+                    for labels in self.model.predict([x["text"] for x in items])]
+        if self.type == "assertion":
+            return self._assertion(items)
+        return self._relation(items)
+
+    def _result(self, value: dict, kind: str) -> dict:
+        return {"from_name": self.info["from_name"], "to_name": self.info["to_name"], "type": kind,
+                "value": value}
+
+    def _ner(self, texts: list[str]) -> list[list[dict]]:
+        from trainers.ner import predict_spans
+
+        return [[self._result({"start": s.start, "end": s.end, "text": text[s.start:s.end], "labels": [s.label]},
+                              "labels") for s in spans]
+                for text, spans in zip(texts, predict_spans(self.model, texts))]
+
+    def _assertion(self, items: list[dict]) -> list[list[dict]]:
+        flat = [(i, Span(e["start"], e["end"], e.get("label", ""))) for i, x in enumerate(items)
+                for e in x.get("entities", [])]
+        labels = self.model.predict([assertion_text(items[i]["text"], s) for i, s in flat])
+        out: list[list[dict]] = [[] for _ in items]
+        for (i, s), (label,) in zip(flat, labels):
+            text = items[i]["text"]
+            out[i].append(self._result({"start": s.start, "end": s.end, "text": text[s.start:s.end],
+                                        "labels": [label]}, "labels"))
+        return out
+
+    def _relation(self, items: list[dict]) -> list[list[dict]]:
+        out: list[list[dict]] = [[] for _ in items]
+        for i, item in enumerate(items):
+            entities = [(e.get("id", str(n)), Span(e["start"], e["end"], e.get("label", "")))
+                        for n, e in enumerate(item.get("entities", []))]
+            pairs = [(h, t) for h in entities for t in entities if h[0] != t[0]]
+            labels = self.model.predict([relation_text(item["text"], h[1], t[1]) for h, t in pairs])
+            for (head, tail), (label,) in zip(pairs, labels):
+                if label != NO_RELATION:
+                    out[i].append({"from_id": head[0], "to_id": tail[0], "type": "relation", "direction": "right",
+                                   "labels": [label]})
+        return out
+
+
+def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
+    """A training's output folder (with `labtrain.json` and `model/`)."""
+    output_dir = Path(output_dir)
+    try:
+        info = json.loads((output_dir / "labtrain.json").read_text())
+    except FileNotFoundError:
+        raise LabtrainError(f"{output_dir} holds no trained model (labtrain.json is missing)") from None
+    model_dir = output_dir / "model"
+    if info["type"] == "ner" and info["embeddings"] == "bilstm":
+        from trainers.ner_bilstm import BiLstmTagger
+
+        model = BiLstmTagger.load(model_dir, device)
+    elif info["type"] == "ner":
+        from trainers.ner_minilm import TokenTagger
+
+        model = TokenTagger.load(model_dir, info["max_length"], device)
+    else:
+        from trainers.sequence import SequenceModel
+
+        model = SequenceModel.load(model_dir, info["multiple"], info.get("threshold", 0.5), info["max_length"],
+                                   device)
+    return Predictor(info, model)

@@ -1,0 +1,125 @@
+"""Fine-tuned MiniLM sequence classifier: single choice (softmax) or multiple choice (sigmoid
+with a threshold tuned on validation). Classification, assertion status and relations use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trainers.dataset import Example, Splits
+from trainers.embeddings import minilm_path
+from trainers.loop import EpochResult, resolve_device, seed_everything, train_while_improving
+from trainers.metrics import classification_scores, multilabel_scores
+from trainers.reporting import EpochTable, Reporter
+from trainers.spec import TrainParams
+
+
+@dataclass
+class SequenceModel:
+    model: AutoModelForSequenceClassification
+    tokenizer: AutoTokenizer
+    labels: list[str]
+    multiple: bool
+    threshold: float
+    device: torch.device
+    max_length: int
+
+    def probabilities(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                logits = self.model(**enc).logits
+                out.append((torch.sigmoid(logits) if self.multiple else torch.softmax(logits, -1)).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def predict(self, texts: list[str]) -> list[list[str]]:
+        probs = self.probabilities(texts)
+        if self.multiple:
+            return [[lab for lab, p in zip(self.labels, row) if p >= self.threshold] for row in probs.tolist()]
+        return [[self.labels[int(i)]] for i in probs.argmax(-1)]
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: Path, multiple: bool, threshold: float, max_length: int,
+             device: str = "cpu") -> "SequenceModel":
+        model = AutoModelForSequenceClassification.from_pretrained(directory).to(device)
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        return cls(model, AutoTokenizer.from_pretrained(directory), labels, multiple, threshold,
+                   torch.device(device), max_length)
+
+
+def score(model: SequenceModel, examples: list[Example]) -> dict:
+    predicted = model.predict([e.text for e in examples])
+    if model.multiple:
+        return multilabel_scores([set(e.labels) for e in examples], [set(p) for p in predicted], model.labels)
+    return classification_scores([e.labels[0] for e in examples], [p[0] for p in predicted], model.labels)
+
+
+def tune_threshold(model: SequenceModel, examples: list[Example]) -> float:
+    """The sigmoid threshold with the best micro F1 on validation (0.5 without validation data)."""
+    if not examples:
+        return 0.5
+    probs = model.probabilities([e.text for e in examples])
+    gold = [set(e.labels) for e in examples]
+    best = (-1.0, 0.5)
+    for threshold in [t / 20 for t in range(2, 19)]:
+        predicted = [{lab for lab, p in zip(model.labels, row) if p >= threshold} for row in probs.tolist()]
+        f1 = multilabel_scores(gold, predicted, model.labels)["micro"]["f1"]
+        best = max(best, (f1, threshold))
+    return best[1]
+
+
+def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
+                              device_name: str, reporter: Reporter) -> tuple[SequenceModel, list[EpochResult]]:
+    seed_everything(params.seed)
+    device = resolve_device(device_name, reporter)
+    source = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)}, classifier_dropout=params.dropout,
+        problem_type="multi_label_classification" if multiple else "single_label_classification").to(device)
+    wrapped = SequenceModel(model, tokenizer, labels, multiple, 0.5, device, params.max_length)
+    n_params = sum(p.numel() for p in model.parameters())
+    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + {'sigmoid' if multiple else 'softmax'} head "
+                  f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}")
+    index = {lab: i for i, lab in enumerate(labels)}
+
+    def step(batch: list[Example]) -> torch.Tensor:
+        enc = tokenizer([e.text for e in batch], padding=True, truncation=True, max_length=params.max_length,
+                        return_tensors="pt").to(device)
+        if multiple:
+            target = torch.zeros(len(batch), len(labels), device=device)
+            for row, e in enumerate(batch):
+                for lab in e.labels:
+                    target[row, index[lab]] = 1.0
+        else:
+            target = torch.tensor([index[e.labels[0]] for e in batch], device=device)
+        return model(**enc, labels=target).loss
+
+    def validate() -> dict | None:
+        if not splits.validation:
+            return None
+        if multiple:
+            wrapped.threshold = tune_threshold(wrapped, splits.validation)
+        return score(wrapped, splits.validation)["micro"]
+
+    table, epochs = EpochTable(reporter), []
+    for result in train_while_improving(model, splits.train, params, lr, step, validate,
+                                        lambda f: reporter.progress(100 * f * 0.95)):
+        note = (f"threshold {wrapped.threshold:.2f}" if multiple else "") + (" *" if result.improved else "")
+        table.row(result.epoch, result.loss, result.scores, result.seconds, note.strip())
+        reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
+        epochs.append(result)
+    if multiple:
+        wrapped.threshold = tune_threshold(wrapped, splits.validation)
+    return wrapped, epochs

@@ -1,0 +1,102 @@
+"""`TrainSpec`: everything one training run needs, validated in one place (like spaCy's config)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from storage.errors import LabtrainError
+
+TYPES = ("ner", "assertion", "classification", "relation")
+
+
+class SpecError(LabtrainError):
+    status_code = 422
+
+
+@dataclass
+class TrainParams:
+    """The product page's Training Parameters, plus what a run needs to be repeatable."""
+
+    epochs: int = 5
+    learning_rate: float | None = None  # None: the embeddings' default
+    decay: float = 0.0  # learning-rate decay per epoch: lr / (1 + decay * epoch), as Spark NLP's NerDL
+    dropout: float = 0.1
+    batch_size: int = 16
+    seed: int = 0
+    early_stopping_patience: int = 0  # epochs without improvement on validation; 0 = off
+    validation_fraction: float = 0.1  # share of the train split held out for validation
+    max_length: int = 128  # word pieces per window (MiniLM)
+
+    def check(self) -> None:
+        rules = [("epochs", self.epochs >= 1, "an integer >= 1"),
+                 ("learning_rate", self.learning_rate is None or self.learning_rate > 0, "a number > 0"),
+                 ("decay", self.decay >= 0, "a number >= 0"),
+                 ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
+                 ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+                 ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
+                 ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
+                 ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]")]
+        for name, ok, what in rules:
+            if not ok:
+                raise SpecError(f"parameter {name}={getattr(self, name)!r} must be {what}")
+
+
+@dataclass
+class TrainSpec:
+    type: str
+    snapshot: str  # the training type's Parquet file of a selection snapshot
+    output_dir: str
+    labels: list[str]
+    embeddings: str = "minilm"
+    params: TrainParams = field(default_factory=TrainParams)
+    device: str = "cpu"
+    multiple: bool = False  # classification: multiple choice
+    language: str = "en"
+    from_name: str = "label"  # the config's control (Labels / Choices name) predictions are written for
+    to_name: str = "text"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SpecError(f"unknown spec field(s): {', '.join(sorted(unknown))}")
+        params = data.get("params") or {}
+        param_names = {f.name for f in fields(TrainParams)}
+        if set(params) - param_names:
+            raise SpecError(f"unknown parameter(s): {', '.join(sorted(set(params) - param_names))}")
+        for name in ("type", "snapshot", "output_dir", "labels"):
+            if name not in data:
+                raise SpecError(f"spec field {name!r} is missing")
+        spec = cls(**{**data, "params": TrainParams(**params)})
+        spec.check()
+        return spec
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainSpec":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{path} is not valid JSON: {exc}") from None
+
+    def check(self) -> None:
+        from trainers.embeddings import embeddings_for
+
+        if self.type not in TYPES:
+            raise SpecError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
+        if not Path(self.snapshot).is_file():
+            raise SpecError(f"snapshot {self.snapshot!r} does not exist")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise SpecError("labels must be a non-empty list without repeats")
+        if self.embeddings not in embeddings_for(self.type):
+            raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r}; "
+                            f"choose one of {', '.join(embeddings_for(self.type))}")
+        if self.device not in ("cpu", "cuda"):
+            raise SpecError(f"device {self.device!r} must be 'cpu' or 'cuda'")
+        self.params.check()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
