@@ -70,9 +70,13 @@ def read_documents(path: str | Path) -> list[Document]:
 
 
 def split_examples(items: list, splits: list[str], validation_fraction: float, seed: int) -> Splits:
-    """Train and test come from the snapshot; validation is a seeded share of train."""
+    """Train and test come from the snapshot; validation is its `validation` rows if it has any,
+    else a seeded share of train."""
     train = [x for x, s in zip(items, splits) if s == "train"]
     test = [x for x, s in zip(items, splits) if s == "test"]
+    given = [x for x, s in zip(items, splits) if s == "validation"]
+    if given:
+        return Splits(train, given, test)
     random.Random(seed).shuffle(train)
     n_val = int(round(len(train) * validation_fraction)) if len(train) >= 5 else 0
     return Splits(train[n_val:], train[:n_val], test)

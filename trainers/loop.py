@@ -32,12 +32,22 @@ def resolve_device(requested: str, reporter: Reporter) -> torch.device:
     return device
 
 
-def batches(items: list, size: int, rng: random.Random | None = None) -> Iterator[list]:
+def batches(items: list, size: int, rng: random.Random | None = None,
+            length: Callable[[object], int] | None = None) -> Iterator[list]:
+    """Shuffled batches; with `length`, items of similar length share a batch (less padding):
+    sorted within pools of 50 batches, then the batches are shuffled."""
     order = list(range(len(items)))
     if rng is not None:
         rng.shuffle(order)
-    for i in range(0, len(order), size):
-        yield [items[j] for j in order[i:i + size]]
+    if length is not None:
+        pool = 50 * size
+        order = [j for i in range(0, len(order), pool)
+                 for j in sorted(order[i:i + pool], key=lambda k: length(items[k]))]
+    chunks = [order[i:i + size] for i in range(0, len(order), size)]
+    if rng is not None and length is not None:
+        rng.shuffle(chunks)
+    for chunk in chunks:
+        yield [items[j] for j in chunk]
 
 
 @dataclass
@@ -51,7 +61,8 @@ class EpochResult:
 
 def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
                           step: Callable[[list], torch.Tensor], validate: Callable[[], dict | None],
-                          progress: Callable[[float], None] | None = None) -> Iterator[EpochResult]:
+                          progress: Callable[[float], None] | None = None,
+                          length: Callable[[object], int] | None = None) -> Iterator[EpochResult]:
     """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
     model when it ends; stops early after `early_stopping_patience` epochs without improvement."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -63,7 +74,7 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
             group["lr"] = lr / (1 + params.decay * (epoch - 1))
         model.train()
         started, total = time.monotonic(), 0.0
-        for i, batch in enumerate(batches(train, params.batch_size, rng)):
+        for i, batch in enumerate(batches(train, params.batch_size, rng, length)):
             optimizer.zero_grad()
             loss = step(batch)
             loss.backward()

@@ -73,7 +73,7 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
-                                        lambda f: reporter.progress(100 * f * 0.95)):
+                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0])):
         table.row(result.epoch, result.loss, result.scores, result.seconds, "*" if result.improved else "")
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)

@@ -115,7 +115,7 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(model, splits.train, params, lr, step, validate,
-                                        lambda f: reporter.progress(100 * f * 0.95)):
+                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text)):
         note = (f"threshold {wrapped.threshold:.2f}" if multiple else "") + (" *" if result.improved else "")
         table.row(result.epoch, result.loss, result.scores, result.seconds, note.strip())
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)

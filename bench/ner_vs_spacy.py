@@ -1,0 +1,181 @@
+"""NER on CoNLL-2003 English: labtrain's `minilm` and `bilstm` trainers vs spaCy 3's `spacy train`
+with its default CPU NER config (`init config --pipeline ner --optimize efficiency`). Same train /
+dev / test files, same machine, one run each, run one after another; test entity F1 (exact span
+and type), training wall time, peak memory. Prints a table.
+
+    .venv/bin/python bench/ner_vs_spacy.py [--quick] [--spacy ~/.cache/labtrain/spacy-venv/bin/spacy]
+
+spaCy is the peer, not a dependency: install it anywhere (`pip install 'spacy>=3.8,<3.9'`) and
+pass its `spacy` command. `--quick` trains on a subset (2,000 sentences, 1 epoch) for a CI-sized run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "conll2003"
+LABELS = ["PER", "LOC", "ORG", "MISC"]
+
+
+def read_conll(path: Path) -> list[list[tuple[str, str]]]:
+    sentences, current = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        parts = line.split()
+        current.append((parts[0], parts[-1]))
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
+    """Join the tokens with spaces; entity spans become character offsets of that text."""
+    text, offsets = "", []
+    for token, _ in sentence:
+        if text:
+            text += " "
+        offsets.append((len(text), len(text) + len(token)))
+        text += token
+    results, current = [], None
+    for (start, end), (_, tag) in zip(offsets, sentence):
+        kind, _, label = tag.partition("-")
+        if kind == "I" and current and current[2] == label:
+            current[1] = end
+            continue
+        if current:
+            results.append(current)
+        current = [start, end, label] if kind in ("B", "I") else None
+    if current:
+        results.append(current)
+    result = [{"id": f"e{i}", "from_name": "label", "to_name": "text", "type": "labels",
+               "value": {"start": s, "end": e, "text": text[s:e], "labels": [lab]}} for i, (s, e, lab) in
+              enumerate(results)]
+    return {"task_id": task_id, "split": split, "text": text, "result": json.dumps(result)}
+
+
+def write_snapshot(path: Path, parts: dict[str, list]) -> None:
+    rows, task_id = [], 0
+    for split, sentences in parts.items():
+        for sentence in sentences:
+            task_id += 1
+            rows.append(to_row(task_id, split, sentence))
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float, int]:
+    """Run a command under GNU time; (wall seconds, peak RSS in GB, exit code)."""
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", *cmd], stdout=out, stderr=subprocess.STDOUT,
+                              env=env)
+    wall = time.monotonic() - started
+    peak = re.findall(r"PEAK_RSS_KB=(\d+)", log.read_text())
+    return wall, (int(peak[-1]) / 1e6 if peak else float("nan")), proc.returncode
+
+
+def run_ours(work: Path, snapshot: Path, embeddings: str, params: dict) -> dict:
+    out = work / f"out_{embeddings}"
+    spec = {"type": "ner", "snapshot": str(snapshot), "output_dir": str(out), "labels": LABELS,
+            "embeddings": embeddings, "params": params}
+    (work / f"{embeddings}.json").write_text(json.dumps(spec))
+    wall, peak, code = timed([sys.executable, "-m", "trainers.run", str(work / f"{embeddings}.json")],
+                             work / f"{embeddings}.log", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if code:
+        raise SystemExit(f"{embeddings} failed; see {work / f'{embeddings}.log'}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    per = {lab: metrics["entity"]["per_label"][lab]["f1"] for lab in LABELS}
+    return {"system": f"labtrain {embeddings}", "f1": metrics["entity"]["micro"]["f1"], "per": per,
+            "seconds": wall, "peak_gb": peak, "params": params, "epochs": len(metrics["epochs"])}
+
+
+def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | None) -> dict:
+    data = work / "spacy"
+    data.mkdir(exist_ok=True)
+    for split, sentences in parts.items():
+        # spaCy's converter wants IOB lines "token tag"; one blank line between sentences.
+        (data / f"{split}.iob").write_text("\n".join(" ".join(f"{t}|{tag}" for t, tag in s) for s in sentences))
+        subprocess.run([spacy, "convert", str(data / f"{split}.iob"), str(data), "--converter", "iob",
+                        "--n-sents", "10"], check=True, capture_output=True)
+    subprocess.run([spacy, "init", "config", str(data / "config.cfg"), "--lang", "en", "--pipeline", "ner",
+                    "--optimize", "efficiency", "--force"], check=True, capture_output=True)
+    overrides = ["--paths.train", str(data / "train.spacy"), "--paths.dev", str(data / "validation.spacy")]
+    if max_steps:
+        overrides += ["--training.max_steps", str(max_steps)]
+    wall, peak, code = timed([spacy, "train", str(data / "config.cfg"), "--output", str(data / "model"),
+                              *overrides], work / "spacy.log")
+    if code:
+        raise SystemExit(f"spacy train failed; see {work / 'spacy.log'}")
+    subprocess.run([spacy, "evaluate", str(data / "model" / "model-best"), str(data / "test.spacy"), "--output",
+                    str(data / "test_metrics.json")], check=True, capture_output=True)
+    scores = json.loads((data / "test_metrics.json").read_text())
+    per = {lab: round(scores["ents_per_type"].get(lab, {}).get("f", 0.0), 4) for lab in LABELS}
+    return {"system": "spaCy 3 (efficiency NER)", "f1": round(scores["ents_f"], 4), "per": per, "seconds": wall,
+            "peak_gb": peak, "params": {"max_steps": max_steps or "default (stops on dev)"}, "epochs": "-"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 training sentences, 1 epoch")
+    parser.add_argument("--spacy", default=shutil.which("spacy") or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
+    parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
+    parser.add_argument("--minilm-epochs", type=int, default=2)
+    parser.add_argument("--bilstm-epochs", type=int, default=12)
+    parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
+    args = parser.parse_args()
+    if not DATA.exists():
+        raise SystemExit(f"{DATA} is missing: this bench reads ../shared/data/conll2003")
+    parts = {"train": read_conll(DATA / "eng.train.conll"), "validation": read_conll(DATA / "eng.dev.conll"),
+             "test": read_conll(DATA / "eng.test.conll")}
+    if args.quick:
+        parts = {"train": parts["train"][:2000], "validation": parts["validation"][:500], "test": parts["test"][:1000]}
+    work = Path(args.work or tempfile.mkdtemp(prefix="ner_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    snapshot = work / "conll.parquet"
+    write_snapshot(snapshot, parts)
+    print(f"CoNLL-2003: {len(parts['train'])} train, {len(parts['validation'])} dev, {len(parts['test'])} test "
+          f"sentences; work folder {work}", flush=True)
+    systems = args.only or ["minilm", "bilstm", "spacy"]
+    rows = []
+    if "minilm" in systems:
+        rows.append(run_ours(work, snapshot, "minilm", {"epochs": 1 if args.quick else args.minilm_epochs,
+                                                        "learning_rate": 5e-5, "batch_size": 16, "dropout": 0.1,
+                                                        "max_length": 128}))
+        print(rows[-1], flush=True)
+    if "bilstm" in systems:
+        rows.append(run_ours(work, snapshot, "bilstm", {"epochs": 2 if args.quick else args.bilstm_epochs,
+                                                        "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.5,
+                                                        "decay": 0.05}))
+        print(rows[-1], flush=True)
+    if "spacy" in systems:
+        rows.append(run_spacy(work, args.spacy, parts, 300 if args.quick else None))
+        print(rows[-1], flush=True)
+    print(f"\n{'system':<26}{'test F1':>8}{'PER':>7}{'LOC':>7}{'ORG':>7}{'MISC':>7}{'epochs':>8}{'train time':>12}"
+          f"{'peak RSS':>10}")
+    for r in rows:
+        per = "".join(f"{r['per'][lab]:7.3f}" for lab in LABELS)
+        minutes, seconds = divmod(int(r["seconds"]), 60)
+        print(f"{r['system']:<26}{r['f1']:8.3f}{per}{str(r['epochs']):>8}{f'{minutes}m {seconds:02d}s':>12}"
+              f"{r['peak_gb']:9.2f}G")
+    print("\ntrain time is the whole training command (start-up, training, test evaluation for ours); "
+          "spaCy evaluates separately. One run each, on this machine.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Trainers on tiny separable projects: real MiniLM weights, real BiLSTM-CRF, real snapshots.
+They assert that learning happened (F1 on held-out tasks), never a fixed score."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainers import embeddings
+from trainers.metrics import ner_scores
+from trainers.predict import load
+from trainers.run import TrainingDataError, run
+from trainers.spec import SpecError, TrainSpec
+from trainers.text import Span, bio_tags, spans_from_bio, tokenize
+from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
+
+FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return build_snapshot(tmp_path_factory.mktemp("toy"), CONFIG, toy_tasks(60))
+
+
+def train(tmp_path, snapshot, training_type, labels, embeddings_name="minilm", params=FAST, **extra):
+    return run({"type": training_type, "snapshot": snapshot, "output_dir": str(tmp_path / "out"), "labels": labels,
+                "embeddings": embeddings_name, "params": params, **extra})
+
+
+def test_tokenizer_keeps_offsets_in_european_languages():
+    text = "Zürich's Straße, São Paulo e Ålborg; București și Ærø."
+    words = tokenize(text)
+    assert all(text[s:e] == w for w, s, e in words)
+    assert [w for w, _, _ in words][:5] == ["Zürich's", "Straße", ",", "São", "Paulo"]
+    assert "București" in [w for w, _, _ in words]
+
+
+def test_bio_tags_and_conll_chunks_round_trip():
+    text = "Rita Levi lives in New York ."
+    words = tokenize(text)
+    spans = [Span(0, 9, "PER"), Span(19, 27, "LOC")]
+    tags = bio_tags(words, spans)
+    assert tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"]
+    assert spans_from_bio(words, tags) == spans
+    assert spans_from_bio(words, ["I-PER", "I-PER", "O", "O", "I-LOC", "B-LOC", "O"]) == [
+        Span(0, 9, "PER"), Span(19, 22, "LOC"), Span(23, 27, "LOC")]
+
+
+def test_entity_scores_need_exact_span_and_type():
+    gold = [[Span(0, 4, "PER"), Span(14, 19, "LOC")]]
+    predicted = [[Span(0, 4, "PER"), Span(13, 19, "LOC"), Span(20, 25, "PER")]]
+    scores = ner_scores(gold, predicted, [["B-PER", "O"]], [["B-PER", "B-PER"]], ["PER", "LOC"])
+    entity = scores["entity"]
+    assert entity["micro"]["precision"] == pytest.approx(1 / 3, abs=1e-3)
+    assert entity["micro"]["recall"] == 0.5
+    assert entity["per_label"]["LOC"]["f1"] == 0.0
+    assert scores["token"]["accuracy"] == 0.5
+
+
+def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):
+    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"])
+    assert result.metrics["entity"]["micro"]["f1"] > 0.9
+    assert set(result.metrics["token"]) >= {"per_label", "micro", "macro", "accuracy"}
+    out = tmp_path / "out"
+    info = json.loads((out / "labtrain.json").read_text())
+    assert info["type"] == "ner" and info["labels"] == ["PER", "LOC"] and "torch" in info["versions"]
+    log = (out / "training.log").read_text()
+    assert "E       LOSS       P       R      F1  SECONDS" in log
+    assert "TEST ENTITY" in log and "micro F1" in log
+    from transformers import pipeline
+
+    found = pipeline("token-classification", model=str(out / "model"), aggregation_strategy="simple")(
+        "Greta lives in Oslo and travels often .")
+    assert {(e["word"], e["entity_group"]) for e in found} == {("greta", "PER"), ("oslo", "LOC")}
+    (first,) = load(out).predict(["Hugo has fever in Rome ."])
+    assert {(r["value"]["text"], r["value"]["labels"][0]) for r in first} == {("Hugo", "PER"), ("Rome", "LOC")}
+    assert all(r["from_name"] == "label" and r["to_name"] == "text" and r["type"] == "labels" for r in first)
+
+
+def test_bilstm_crf_ner_learns_and_reloads(tmp_path, toy):
+    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm",
+                   {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.2})
+    assert result.metrics["entity"]["micro"]["f1"] > 0.9
+    assert "BiLSTM" in (tmp_path / "out" / "training.log").read_text()
+    (first,) = load(tmp_path / "out").predict(["Ines lives in Dublin and travels often ."])
+    assert [r["value"]["text"] for r in first] == ["Ines", "Dublin"]
+
+
+def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, toy):
+    result = train(tmp_path, toy["classification"], "classification", ["travel", "health"],
+                   params={**FAST, "epochs": 3})
+    assert result.metrics["macro"]["f1"] > 0.9
+    confusion = json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())
+    assert confusion["labels"] == ["travel", "health"]
+    assert sum(map(sum, confusion["matrix"])) == result.metrics["micro"]["support"]
+    assert (tmp_path / "out" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    from transformers import pipeline
+
+    assert pipeline("text-classification", model=str(tmp_path / "out" / "model"))(
+        "Jonas has fever in Paris .")[0]["label"] == "health"
+    assert load(tmp_path / "out").predict(["Anna lives in Rome and travels often ."]) == [[
+        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["travel"]}}]]
+
+
+def test_multiple_choice_classification_learns_with_a_tuned_threshold(tmp_path):
+    snapshot = build_snapshot(tmp_path / "home", MULTI_CONFIG, multi_tasks(60))["classification"]
+    result = train(tmp_path, snapshot, "classification", ["respiratory", "skin"], multiple=True,
+                   params={**FAST, "epochs": 5, "validation_fraction": 0.2}, from_name="symptoms")
+    assert result.metrics["micro"]["f1"] > 0.9
+    info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
+    assert 0 < info["threshold"] < 1
+    (both,) = load(tmp_path / "out").predict(["Elena reports a cough and a rash since May ."])
+    assert both[0]["from_name"] == "symptoms" and sorted(both[0]["value"]["choices"]) == ["respiratory", "skin"]
+
+
+def test_assertion_status_learns_from_the_marked_span(tmp_path, toy):
+    result = train(tmp_path, toy["assertion"], "assertion", ["Present", "Absent"],
+                   params={**FAST, "epochs": 6})
+    assert result.metrics["micro"]["f1"] > 0.9
+    text = "Boris has no fever in Oslo ."
+    (first,) = load(tmp_path / "out").predict([{"text": text, "entities": [{"start": 13, "end": 18}]}])
+    assert first[0]["value"] == {"start": 13, "end": 18, "text": "fever", "labels": ["Absent"]}
+
+
+def test_relation_learns_which_entity_pairs_are_related(tmp_path, toy):
+    result = train(tmp_path, toy["relation"], "relation", ["lives_in"], params={**FAST, "epochs": 3})
+    assert result.metrics["per_label"]["lives_in"]["f1"] > 0.9
+    assert result.metrics["confusion_matrix"]["labels"] == ["lives_in", "no_relation"]
+    text = "Carla lives in Vienna and travels often ."
+    entities = [{"id": "a", "start": 0, "end": 5, "label": "PER"}, {"id": "b", "start": 15, "end": 21, "label": "LOC"}]
+    (first,) = load(tmp_path / "out").predict([{"text": text, "entities": entities}])
+    assert first == [{"from_id": "a", "to_id": "b", "type": "relation", "direction": "right", "labels": ["lives_in"]}]
+
+
+def test_trainer_runs_as_a_command_without_ray(tmp_path, toy):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "out"),
+                                "labels": ["PER", "LOC"], "embeddings": "bilstm",
+                                "params": {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4}}))
+    done = subprocess.run([sys.executable, "-m", "trainers.run", str(spec)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "labtrain training: ner with bilstm embeddings" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1])["model_dir"] == str(tmp_path / "out" / "model")
+    imports = subprocess.run([sys.executable, "-c", "import sys, trainers.run; print('ray' in sys.modules, "
+                              "'duckdb' in sys.modules, 'fastapi' in sys.modules)"], capture_output=True, text=True)
+    assert imports.stdout.split() == ["False", "False", "False"]  # trainers need neither Ray, DuckDB nor HTTP
+    bad = subprocess.run([sys.executable, "-m", "trainers.run", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+
+
+def test_reporter_streams_log_lines_and_progress_to_100(tmp_path, toy):
+    events = []
+    run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "out"), "labels": ["PER", "LOC"],
+         "embeddings": "bilstm", "params": {"epochs": 3, "learning_rate": 1e-2, "batch_size": 8}},
+        listeners=[events.append])
+    progress = [e["progress"] for e in events if e["kind"] == "progress"]
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert {e["epoch"] for e in events if e["kind"] == "progress" and e["epoch"]} == {1, 2, 3}
+    lines = [e["line"] for e in events if e["kind"] == "log"]
+    assert lines == (tmp_path / "out" / "training.log").read_text().splitlines()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_request_falls_back_to_cpu_with_a_log_line(tmp_path, toy):
+    train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm", {"epochs": 1, "learning_rate": 1e-2},
+          device="cuda")
+    assert "cuda was asked for but no GPU is present; training on cpu" in (tmp_path / "out" / "training.log").read_text()
+
+
+@pytest.mark.parametrize("change, fault", [
+    ({"type": "pos"}, "type 'pos' is not one of"),
+    ({"embeddings": "bilstm", "type": "classification"}, "embeddings 'bilstm' cannot train 'classification'"),
+    ({"snapshot": "/nope.parquet"}, "snapshot '/nope.parquet' does not exist"),
+    ({"labels": []}, "labels must be a non-empty list"),
+    ({"params": {"dropout": 1.5}}, "parameter dropout=1.5 must be a number in [0, 1)"),
+    ({"params": {"epochs": 0}}, "parameter epochs=0 must be an integer >= 1"),
+    ({"params": {"lr": 0.1}}, "unknown parameter(s): lr"),
+    ({"device": "tpu"}, "device 'tpu' must be 'cpu' or 'cuda'"),
+    ({"colour": "red"}, "unknown spec field(s): colour"),
+])
+def test_bad_specs_name_the_field_at_fault(tmp_path, toy, change, fault):
+    spec = {"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path), "labels": ["PER"], **change}
+    with pytest.raises(SpecError) as error:
+        TrainSpec.from_dict(spec)
+    assert fault in str(error.value)
+
+
+def test_no_training_examples_names_the_type_and_labels(tmp_path, toy):
+    with pytest.raises(TrainingDataError, match=r"no training examples for assertion.*\['Hypothetical'\]"):
+        train(tmp_path, toy["assertion"], "assertion", ["Hypothetical"])
+    assert "training failed: TrainingDataError" in (tmp_path / "out" / "training.log").read_text()
+
+
+def test_available_embeddings_list_types_languages_and_sizes():
+    options = {e["name"]: e for e in embeddings.available()}
+    assert set(options) == {"minilm", "bilstm"}
+    assert options["bilstm"]["languages"] == ("en", "de", "es", "pt", "it", "da", "ro")
+    assert options["minilm"]["dimensions"] == 384 and options["minilm"]["size_mb"] > 0
+    assert embeddings.embeddings_for("classification") == ["minilm"]
+    assert (embeddings.minilm_path() / "model.safetensors").is_file()
