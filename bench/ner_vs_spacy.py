@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from common import SHARED, minutes, run_trainer, timed, write_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "conll2003"
+DATA = SHARED / "conll2003"
 LABELS = ["PER", "LOC", "ORG", "MISC"]
 
 
@@ -70,36 +64,16 @@ def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
     return {"task_id": task_id, "split": split, "text": text, "result": json.dumps(result)}
 
 
-def write_snapshot(path: Path, parts: dict[str, list]) -> None:
-    rows, task_id = [], 0
+def snapshot_rows(parts: dict[str, list]) -> list[dict]:
+    rows = []
     for split, sentences in parts.items():
-        for sentence in sentences:
-            task_id += 1
-            rows.append(to_row(task_id, split, sentence))
-    pq.write_table(pa.Table.from_pylist(rows), path)
-
-
-def timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float, int]:
-    """Run a command under GNU time; (wall seconds, peak RSS in GB, exit code)."""
-    started = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", *cmd], stdout=out, stderr=subprocess.STDOUT,
-                              env=env)
-    wall = time.monotonic() - started
-    peak = re.findall(r"PEAK_RSS_KB=(\d+)", log.read_text())
-    return wall, (int(peak[-1]) / 1e6 if peak else float("nan")), proc.returncode
+        rows += [to_row(len(rows) + 1, split, sentence) for sentence in sentences]
+    return rows
 
 
 def run_ours(work: Path, snapshot: Path, embeddings: str, params: dict) -> dict:
-    out = work / f"out_{embeddings}"
-    spec = {"type": "ner", "snapshot": str(snapshot), "output_dir": str(out), "labels": LABELS,
-            "embeddings": embeddings, "params": params}
-    (work / f"{embeddings}.json").write_text(json.dumps(spec))
-    wall, peak, code = timed([sys.executable, "-m", "trainers.run", str(work / f"{embeddings}.json")],
-                             work / f"{embeddings}.log", env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if code:
-        raise SystemExit(f"{embeddings} failed; see {work / f'{embeddings}.log'}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, wall, peak = run_trainer(work, embeddings, {"type": "ner", "snapshot": str(snapshot), "labels": LABELS,
+                                                         "embeddings": embeddings, "params": params})
     per = {lab: metrics["entity"]["per_label"][lab]["f1"] for lab in LABELS}
     return {"system": f"labtrain {embeddings}", "f1": metrics["entity"]["micro"]["f1"], "per": per,
             "seconds": wall, "peak_gb": peak, "params": params, "epochs": len(metrics["epochs"])}
@@ -148,7 +122,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="ner_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     snapshot = work / "conll.parquet"
-    write_snapshot(snapshot, parts)
+    write_snapshot(snapshot, snapshot_rows(parts))
     print(f"CoNLL-2003: {len(parts['train'])} train, {len(parts['validation'])} dev, {len(parts['test'])} test "
           f"sentences; work folder {work}", flush=True)
     systems = args.only or ["minilm", "bilstm", "spacy"]
@@ -170,8 +144,7 @@ def main() -> None:
           f"{'peak RSS':>10}")
     for r in rows:
         per = "".join(f"{r['per'][lab]:7.3f}" for lab in LABELS)
-        minutes, seconds = divmod(int(r["seconds"]), 60)
-        print(f"{r['system']:<26}{r['f1']:8.3f}{per}{str(r['epochs']):>8}{f'{minutes}m {seconds:02d}s':>12}"
+        print(f"{r['system']:<26}{r['f1']:8.3f}{per}{str(r['epochs']):>8}{minutes(r['seconds']):>12}"
               f"{r['peak_gb']:9.2f}G")
     print("\ntrain time is the whole training command (start-up, training, test evaluation for ours); "
           "spaCy evaluates separately. One run each, on this machine.")

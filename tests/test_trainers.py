@@ -202,3 +202,11 @@ def test_available_embeddings_list_types_languages_and_sizes():
     assert options["minilm"]["dimensions"] == 384 and options["minilm"]["size_mb"] > 0
     assert embeddings.embeddings_for("classification") == ["minilm"]
     assert (embeddings.minilm_path() / "model.safetensors").is_file()
+
+
+def test_early_stopping_is_logged_and_keeps_the_best_epoch(tmp_path, toy):
+    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm",
+                   {"epochs": 30, "learning_rate": 1e-2, "batch_size": 4, "early_stopping_patience": 2,
+                    "validation_fraction": 0.3})
+    assert len(result.metrics["epochs"]) < 30
+    assert "early stopping: no improvement on validation for 2 epochs" in (tmp_path / "out" / "training.log").read_text()

@@ -57,6 +57,7 @@ class EpochResult:
     scores: dict | None  # validation micro P/R/F1, None without a validation set
     seconds: float
     improved: bool
+    stops_early: bool = False
 
 
 def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
@@ -87,14 +88,22 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
         with torch.no_grad():
             scores = validate()
         f1 = scores["f1"] if scores else float(epoch)  # no validation set: the last epoch is kept
-        improved = f1 >= best_f1  # ties go to the later, longer-trained epoch
-        if improved:
-            best_f1, waited = f1, 0
+        improved = f1 > best_f1
+        if f1 >= best_f1:  # a tie keeps the later, longer-trained weights but is no improvement
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved)
-        if params.early_stopping_patience and waited >= params.early_stopping_patience:
+        waited = 0 if improved else waited + 1
+        best_f1 = max(best_f1, f1)
+        stop = bool(params.early_stopping_patience) and waited >= params.early_stopping_patience
+        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved, stop)
+        if stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+
+
+def epoch_note(result: EpochResult, patience: int) -> str:
+    """The log's marks: '*' for a new best validation score, and why training stops early."""
+    note = "*" if result.improved else ""
+    if result.stops_early:
+        note += f" early stopping: no improvement on validation for {patience} epochs; keeping the best epoch"
+    return note.strip()

@@ -9,7 +9,7 @@ import torch
 
 from trainers import ner_bilstm, ner_minilm
 from trainers.dataset import Document, split_examples
-from trainers.loop import EpochResult, resolve_device, seed_everything, train_while_improving
+from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.metrics import ner_scores
 from trainers.reporting import EpochTable, Reporter
 from trainers.spec import TrainSpec
@@ -74,7 +74,8 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
                                         lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0])):
-        table.row(result.epoch, result.loss, result.scores, result.seconds, "*" if result.improved else "")
+        table.row(result.epoch, result.loss, result.scores, result.seconds,
+                  epoch_note(result, params.early_stopping_patience))
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
     with torch.no_grad():

@@ -1,5 +1,11 @@
 """NER by fine-tuning MiniLM for token classification over words (the first word piece of
-each word carries its BIO tag); long documents are cut into windows that fit `max_length`."""
+each word carries its BIO tag); long documents are cut into windows that fit `max_length`.
+
+The packaged MiniLM is uncased, and casing carries much of the signal of names. Each word's
+casing (lower, Title, UPPER, with digits) reaches the model through BERT's token-type
+embeddings, widened from 2 to 4 rows that all start as the pretrained row 0: the saved model
+stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a plain
+`transformers.pipeline` passes type 0 (lower case) and so predicts without it."""
 
 from __future__ import annotations
 
@@ -7,11 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from trainers.embeddings import minilm_path
 from trainers.reporting import Reporter
 from trainers.spec import TrainParams
+
+
+CASES = 4
+
+
+def word_case(word: str) -> int:
+    if any(c.isdigit() for c in word):
+        return 3
+    if len(word) > 1 and word.isupper():
+        return 2
+    if word[:1].isupper():
+        return 1
+    return 0
 
 
 def windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
@@ -45,13 +65,18 @@ class TokenTagger:
         enc = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length,
                              padding=True, return_tensors="pt")
         first_piece = []
-        for row in range(len(word_lists)):
+        cases = torch.zeros(enc["input_ids"].shape, dtype=torch.long)
+        for row, words in enumerate(word_lists):
             seen, firsts = set(), []
             for pos, wid in enumerate(enc.word_ids(row)):
-                if wid is not None and wid not in seen:
+                if wid is None:
+                    continue
+                cases[row, pos] = word_case(words[wid])
+                if wid not in seen:
                     seen.add(wid)
                     firsts.append((pos, wid))
             first_piece.append(firsts)
+        enc["token_type_ids"] = cases
         labels = None
         if tag_lists is not None:
             index = {t: i for i, t in enumerate(self.tags)}
@@ -93,9 +118,15 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     source = minilm_path()
     model = AutoModelForTokenClassification.from_pretrained(
         source, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
-        classifier_dropout=params.dropout).to(device)
-    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + token classification head over {len(tags)} "
-                  f"BIO tags; {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+        classifier_dropout=params.dropout)
+    types = model.base_model.embeddings.token_type_embeddings
+    cased = nn.Embedding(CASES, types.embedding_dim)
+    cased.weight.data[:] = types.weight.data[0]
+    model.base_model.embeddings.token_type_embeddings = cased
+    model.config.type_vocab_size = CASES
+    model = model.to(device)
+    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
+                  f"classification head over {len(tags)} BIO tags; {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
                   f"windows of {params.max_length} word pieces; source {source}")
     return TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainers.dataset import Example, Splits
 from trainers.embeddings import minilm_path
-from trainers.loop import EpochResult, resolve_device, seed_everything, train_while_improving
+from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.metrics import classification_scores, multilabel_scores
 from trainers.reporting import EpochTable, Reporter
 from trainers.spec import TrainParams
@@ -116,7 +116,8 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(model, splits.train, params, lr, step, validate,
                                         lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text)):
-        note = (f"threshold {wrapped.threshold:.2f}" if multiple else "") + (" *" if result.improved else "")
+        note = (f"threshold {wrapped.threshold:.2f} " if multiple else "") + epoch_note(
+            result, params.early_stopping_patience)
         table.row(result.epoch, result.loss, result.scores, result.seconds, note.strip())
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)

@@ -12,8 +12,7 @@ router = APIRouter(prefix="/api/projects/{name}", tags=["selection"])
 
 
 def _params(body: SelectionRequest) -> SelectionParams:
-    return SelectionParams(body.tags, body.reviewed_only, body.validation_split, body.seed, body.test_tag,
-                           body.train_tag)
+    return SelectionParams(**body.model_dump(exclude={"limit", "types"}))
 
 
 @router.post("/selection")
