@@ -6,7 +6,9 @@ and type), training wall time, peak memory. Prints a table.
     .venv/bin/python bench/ner_vs_spacy.py [--quick] [--spacy ~/.cache/labtrain/spacy-venv/bin/spacy]
 
 spaCy is the peer, not a dependency: install it anywhere (`pip install 'spacy>=3.8,<3.9'`) and
-pass its `spacy` command. `--quick` trains on a subset (2,000 sentences, 1 epoch) for a CI-sized run.
+pass its `spacy` command. `--quick` trains on a subset (about 2,000 sentences, 1 epoch) for a
+CI-sized run. `--documents` makes our tasks whole CoNLL documents, as an annotation project of
+news articles would have them (spaCy still gets its usual 10-sentence documents).
 """
 
 from __future__ import annotations
@@ -24,19 +26,21 @@ DATA = SHARED / "conll2003"
 LABELS = ["PER", "LOC", "ORG", "MISC"]
 
 
-def read_conll(path: Path) -> list[list[tuple[str, str]]]:
-    sentences, current = [], []
-    for line in path.read_text().splitlines():
+def read_conll(path: Path) -> list[list[list[tuple[str, str]]]]:
+    """Documents (split at -DOCSTART-), each a list of sentences of (token, IOB2 tag)."""
+    documents, sentences, current = [], [], []
+    for line in path.read_text().splitlines() + ["-DOCSTART- -X- -X- O"]:
         if not line.strip() or line.startswith("-DOCSTART-"):
             if current:
                 sentences.append(current)
             current = []
+            if line.startswith("-DOCSTART-") and sentences:
+                documents.append(sentences)
+                sentences = []
             continue
         parts = line.split()
         current.append((parts[0], parts[-1]))
-    if current:
-        sentences.append(current)
-    return sentences
+    return documents
 
 
 def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
@@ -64,10 +68,13 @@ def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
     return {"task_id": task_id, "split": split, "text": text, "result": json.dumps(result)}
 
 
-def snapshot_rows(parts: dict[str, list]) -> list[dict]:
+def snapshot_rows(parts: dict[str, list], documents: bool) -> list[dict]:
+    """One task per sentence, or (documents) one task per CoNLL document, its sentences joined."""
     rows = []
-    for split, sentences in parts.items():
-        rows += [to_row(len(rows) + 1, split, sentence) for sentence in sentences]
+    for split, docs in parts.items():
+        units = [[tok for sentence in doc for tok in sentence] for doc in docs] if documents else \
+            [sentence for doc in docs for sentence in doc]
+        rows += [to_row(len(rows) + 1, split, unit) for unit in units]
     return rows
 
 
@@ -82,7 +89,8 @@ def run_ours(work: Path, snapshot: Path, embeddings: str, params: dict) -> dict:
 def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | None) -> dict:
     data = work / "spacy"
     data.mkdir(exist_ok=True)
-    for split, sentences in parts.items():
+    for split, docs in parts.items():
+        sentences = [sentence for doc in docs for sentence in doc]
         # spaCy's converter wants IOB lines "token tag"; one blank line between sentences.
         (data / f"{split}.iob").write_text("\n".join(" ".join(f"{t}|{tag}" for t, tag in s) for s in sentences))
         subprocess.run([spacy, "convert", str(data / f"{split}.iob"), str(data), "--converter", "iob",
@@ -106,25 +114,28 @@ def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 training sentences, 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="about 2,000 training sentences, 1 epoch")
     parser.add_argument("--spacy", default=shutil.which("spacy") or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
     parser.add_argument("--minilm-epochs", type=int, default=2)
     parser.add_argument("--bilstm-epochs", type=int, default=12)
+    parser.add_argument("--documents", action="store_true",
+                        help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences")
     parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} is missing: this bench reads ../shared/data/conll2003")
     parts = {"train": read_conll(DATA / "eng.train.conll"), "validation": read_conll(DATA / "eng.dev.conll"),
              "test": read_conll(DATA / "eng.test.conll")}
-    if args.quick:
-        parts = {"train": parts["train"][:2000], "validation": parts["validation"][:500], "test": parts["test"][:1000]}
+    if args.quick:  # about 2,000 / 500 / 1,000 sentences
+        parts = {"train": parts["train"][:130], "validation": parts["validation"][:35], "test": parts["test"][:70]}
     work = Path(args.work or tempfile.mkdtemp(prefix="ner_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     snapshot = work / "conll.parquet"
-    write_snapshot(snapshot, snapshot_rows(parts))
-    print(f"CoNLL-2003: {len(parts['train'])} train, {len(parts['validation'])} dev, {len(parts['test'])} test "
-          f"sentences; work folder {work}", flush=True)
+    write_snapshot(snapshot, snapshot_rows(parts, args.documents))
+    counts = {k: (len(v), sum(map(len, v))) for k, v in parts.items()}
+    print("CoNLL-2003: " + ", ".join(f"{k} {d} documents / {n} sentences" for k, (d, n) in counts.items())
+          + f"; our tasks are {'documents' if args.documents else 'sentences'}; work folder {work}", flush=True)
     systems = args.only or ["minilm", "bilstm", "spacy"]
     rows = []
     if "minilm" in systems:
