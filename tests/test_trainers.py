@@ -104,13 +104,14 @@ def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, t
         {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["travel"]}}]]
 
 
-def test_multiple_choice_classification_learns_with_a_tuned_threshold(tmp_path):
+def test_multiple_choice_classification_learns_with_tuned_thresholds(tmp_path):
     snapshot = build_snapshot(tmp_path / "home", MULTI_CONFIG, multi_tasks(60))["classification"]
     result = train(tmp_path, snapshot, "classification", ["respiratory", "skin"], multiple=True,
                    params={**FAST, "epochs": 5, "validation_fraction": 0.2}, from_name="symptoms")
     assert result.metrics["micro"]["f1"] > 0.9
     info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
-    assert 0 < info["threshold"] < 1
+    assert set(info["thresholds"]) == {"respiratory", "skin"}
+    assert all(0 < t < 1 for t in info["thresholds"].values())
     (both,) = load(tmp_path / "out").predict(["Elena reports a cough and a rash since May ."])
     assert both[0]["from_name"] == "symptoms" and sorted(both[0]["value"]["choices"]) == ["respiratory", "skin"]
 

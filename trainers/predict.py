@@ -93,6 +93,7 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
     else:
         from trainers.sequence import SequenceModel
 
-        model = SequenceModel.load(model_dir, info["multiple"], info.get("threshold", 0.5), info["max_length"],
-                                   device)
+        thresholds = info.get("thresholds") or {}
+        model = SequenceModel.load(model_dir, info["multiple"], list(thresholds.values()) or None,
+                                   info["max_length"], device)
     return Predictor(info, model)

@@ -96,7 +96,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
                                                       reporter)
             primary = score(model, parts.test) if parts.test else None
             metrics = dict(primary or {})
-            extra = {"threshold": model.threshold} if spec.multiple else {}
+            extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
         model.save(model_dir)
         if primary is None:
             reporter.line("note: the snapshot has no test split; no test metrics")

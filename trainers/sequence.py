@@ -1,5 +1,6 @@
 """Fine-tuned MiniLM sequence classifier: single choice (softmax) or multiple choice (sigmoid
-with a threshold tuned on validation). Classification, assertion status and relations use it."""
+with one threshold per label, tuned on validation). Classification, assertion status and
+relations use it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class SequenceModel:
     tokenizer: AutoTokenizer
     labels: list[str]
     multiple: bool
-    threshold: float
+    thresholds: list[float]  # multiple choice: one per label
     device: torch.device
     max_length: int
 
@@ -41,7 +42,7 @@ class SequenceModel:
     def predict(self, texts: list[str]) -> list[list[str]]:
         probs = self.probabilities(texts)
         if self.multiple:
-            return [[lab for lab, p in zip(self.labels, row) if p >= self.threshold] for row in probs.tolist()]
+            return [[lab for lab, p, t in zip(self.labels, row, self.thresholds) if p >= t] for row in probs.tolist()]
         return [[self.labels[int(i)]] for i in probs.argmax(-1)]
 
     def save(self, directory: Path) -> None:
@@ -49,12 +50,12 @@ class SequenceModel:
         self.tokenizer.save_pretrained(directory)
 
     @classmethod
-    def load(cls, directory: Path, multiple: bool, threshold: float, max_length: int,
+    def load(cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int,
              device: str = "cpu") -> "SequenceModel":
         model = AutoModelForSequenceClassification.from_pretrained(directory).to(device)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, AutoTokenizer.from_pretrained(directory), labels, multiple, threshold,
-                   torch.device(device), max_length)
+        return cls(model, AutoTokenizer.from_pretrained(directory), labels, multiple,
+                   thresholds or [0.5] * len(labels), torch.device(device), max_length)
 
 
 def score(model: SequenceModel, examples: list[Example]) -> dict:
@@ -64,18 +65,21 @@ def score(model: SequenceModel, examples: list[Example]) -> dict:
     return classification_scores([e.labels[0] for e in examples], [p[0] for p in predicted], model.labels)
 
 
-def tune_threshold(model: SequenceModel, examples: list[Example]) -> float:
-    """The sigmoid threshold with the best micro F1 on validation (0.5 without validation data)."""
+def tune_thresholds(model: SequenceModel, examples: list[Example]) -> list[float]:
+    """Per label, the sigmoid threshold with the best F1 on validation (0.5 without validation
+    data, or for a label validation never shows): rare labels get the lower thresholds they need."""
     if not examples:
-        return 0.5
+        return [0.5] * len(model.labels)
     probs = model.probabilities([e.text for e in examples])
-    gold = [set(e.labels) for e in examples]
-    best = (-1.0, 0.5)
-    for threshold in [t / 20 for t in range(2, 19)]:
-        predicted = [{lab for lab, p in zip(model.labels, row) if p >= threshold} for row in probs.tolist()]
-        f1 = multilabel_scores(gold, predicted, model.labels)["micro"]["f1"]
-        best = max(best, (f1, threshold))
-    return best[1]
+    gold = torch.tensor([[label in e.labels for label in model.labels] for e in examples])
+    candidates = torch.arange(1, 46) / 50
+    predicted = probs.unsqueeze(0) >= candidates.view(-1, 1, 1)  # candidates x examples x labels
+    tp = (predicted & gold).sum(1)
+    wrong = (predicted & ~gold).sum(1) + (~predicted & gold).sum(1)
+    f1 = 2 * tp / (2 * tp + wrong).clamp(min=1)
+    best = candidates[f1.argmax(0)]  # the lowest threshold among equals
+    useful = gold.any(0) & (f1.max(0).values > 0)
+    return [float(t) if ok else 0.5 for t, ok in zip(best, useful)]
 
 
 def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
@@ -88,7 +92,7 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
         source, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lab: i for i, lab in enumerate(labels)}, classifier_dropout=params.dropout,
         problem_type="multi_label_classification" if multiple else "single_label_classification").to(device)
-    wrapped = SequenceModel(model, tokenizer, labels, multiple, 0.5, device, params.max_length)
+    wrapped = SequenceModel(model, tokenizer, labels, multiple, [0.5] * len(labels), device, params.max_length)
     n_params = sum(p.numel() for p in model.parameters())
     reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + {'sigmoid' if multiple else 'softmax'} head "
                   f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}")
@@ -110,17 +114,18 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
         if not splits.validation:
             return None
         if multiple:
-            wrapped.threshold = tune_threshold(wrapped, splits.validation)
+            wrapped.thresholds = tune_thresholds(wrapped, splits.validation)
         return score(wrapped, splits.validation)["micro"]
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(model, splits.train, params, lr, step, validate,
                                         lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text)):
-        note = (f"threshold {wrapped.threshold:.2f} " if multiple else "") + epoch_note(
-            result, params.early_stopping_patience)
+        note = epoch_note(result, params.early_stopping_patience)
+        if multiple:
+            note = f"thresholds {min(wrapped.thresholds):.2f}-{max(wrapped.thresholds):.2f} {note}"
         table.row(result.epoch, result.loss, result.scores, result.seconds, note.strip())
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
     if multiple:
-        wrapped.threshold = tune_threshold(wrapped, splits.validation)
+        wrapped.thresholds = tune_thresholds(wrapped, splits.validation)
     return wrapped, epochs
