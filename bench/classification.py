@@ -44,7 +44,7 @@ def goemotions_rows(limit: int | None) -> tuple[list[dict], list[str]]:
     return rows, names
 
 
-def majority_floor(rows: list[dict], labels: list[str], multiple: bool) -> float:
+def majority_floor(rows: list[dict], labels: list[str]) -> float:
     """Macro F1 of always answering the most frequent training label (single choice) or label set."""
     train = [json.loads(r["result"])[0]["value"]["choices"] for r in rows if r["split"] == "train"]
     test = [json.loads(r["result"])[0]["value"]["choices"] for r in rows if r["split"] == "test"]
@@ -62,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 examples per split, 1 epoch")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--only", choices=["sms_spam", "goemotions"])
     parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
     args = parser.parse_args()
     limit, epochs = (1000, 1) if args.quick else (None, args.epochs)
@@ -70,19 +71,28 @@ def main() -> None:
     params = {"epochs": epochs, "learning_rate": 5e-5, "batch_size": 16, "max_length": 128}
     table = []
 
-    rows = sms_rows(limit)
-    write_snapshot(work / "sms.parquet", rows)
-    metrics, wall, peak = run_trainer(work, "sms_spam", {"type": "classification", "snapshot": str(work / "sms.parquet"),
-                                                         "labels": ["ham", "spam"], "params": params})
-    table.append(("SMS Spam (single)", len(rows), metrics, majority_floor(rows, ["ham", "spam"], False), wall, peak))
+    if args.only in (None, "sms_spam"):
+        rows = sms_rows(limit)
+        write_snapshot(work / "sms.parquet", rows)
+        metrics, wall, peak = run_trainer(work, "sms_spam", {
+            "type": "classification", "snapshot": str(work / "sms.parquet"), "labels": ["ham", "spam"],
+            "params": params})
+        table.append(("SMS Spam (single)", len(rows), metrics, majority_floor(rows, ["ham", "spam"]), wall, peak))
+    if args.only in (None, "goemotions"):
+        table.append(goemotions(work, limit, params))
+    print_table(table, work)
 
+
+def goemotions(work: Path, limit: int | None, params: dict) -> tuple:
     rows, names = goemotions_rows(limit)
     write_snapshot(work / "goemotions.parquet", rows)
     metrics, wall, peak = run_trainer(work, "goemotions", {
         "type": "classification", "snapshot": str(work / "goemotions.parquet"), "labels": names, "multiple": True,
         "from_name": "emotions", "params": {**params, "learning_rate": 1e-4}})
-    table.append(("GoEmotions (multiple)", len(rows), metrics, majority_floor(rows, names, True), wall, peak))
+    return "GoEmotions (multiple)", len(rows), metrics, majority_floor(rows, names), wall, peak
 
+
+def print_table(table: list[tuple], work: Path) -> None:
     print(f"\n{'set':<24}{'examples':>9}{'macro F1':>10}{'micro F1':>10}{'majority macro F1':>19}{'epochs':>8}"
           f"{'train time':>12}{'peak RSS':>10}")
     for name, n, m, floor, wall, peak in table:

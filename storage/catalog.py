@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from storage.blobs import BlobStore
-from storage.errors import Conflict, Forbidden, LabtrainError, NotFound
+from storage.errors import Conflict, Forbidden, LabtrainError, NotFound, ValidationError
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
 from storage.selection import SelectionParams, preview, write_snapshots
@@ -184,6 +184,10 @@ class Catalog:
 
     def set_members(self, name: str, members: list[Member], remove: list[str] = ()) -> list[dict]:
         pid = self.project_id(name)
+        for member in members:
+            if member.role not in ROLES:
+                raise ValidationError(f"member {member.username!r}: role {member.role!r} is not one of "
+                                      f"{', '.join(ROLES)}")
         self.con.begin()
         try:
             for member in members:

@@ -19,6 +19,12 @@ class ImportError_(LabtrainError):
     status_code = 422
 
 
+class ValidationError(LabtrainError):
+    """A value in a request is not one the domain allows (a role, a name)."""
+
+    status_code = 422
+
+
 class SelectionError(LabtrainError):
     """The selection parameters (split, tags) cannot be applied."""
 

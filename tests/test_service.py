@@ -166,3 +166,10 @@ def test_real_label_studio_export_through_the_cli(service, tmp_path):
     counts = answer["label_counts"]["ner"]
     assert answer["tasks_selected"] == 102
     assert sum(counts["RESOURCE"].values()) == 103 and sum(counts["ADDRESS"].values()) == 102
+
+
+def test_unknown_role_over_http_is_rejected_naming_the_member(service):
+    project = new_project(service)
+    with service.client() as http:
+        answer = http.put(f"/api/projects/{project}/members", json={"set": [{"username": "zoe", "role": "boss"}]})
+    assert answer.status_code == 422 and "member 'zoe': role 'boss'" in answer.json()["detail"]

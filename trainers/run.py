@@ -66,8 +66,10 @@ def _examples(spec: TrainSpec, documents: list[dataset.Document]) -> tuple[list,
 
 
 def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> TrainResult:
-    spec = spec if isinstance(spec, TrainSpec) else TrainSpec.from_dict(spec)
-    spec.check()
+    if isinstance(spec, TrainSpec):
+        spec.check()
+    else:
+        spec = TrainSpec.from_dict(spec)  # checks it
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_dir = out / "model"

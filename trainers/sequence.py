@@ -66,20 +66,27 @@ def score(model: SequenceModel, examples: list[Example]) -> dict:
 
 
 def tune_thresholds(model: SequenceModel, examples: list[Example]) -> list[float]:
-    """Per label, the sigmoid threshold with the best F1 on validation (0.5 without validation
-    data, or for a label validation never shows): rare labels get the lower thresholds they need."""
+    """Per label, the sigmoid threshold with the best F1 on validation, among thresholds where the
+    label's precision is at least twice its prevalence. A label the model cannot yet tell apart
+    would otherwise get 'predict it everywhere'; it takes the threshold with the best micro F1
+    over all labels instead. Without validation data: 0.5."""
     if not examples:
         return [0.5] * len(model.labels)
     probs = model.probabilities([e.text for e in examples])
     gold = torch.tensor([[label in e.labels for label in model.labels] for e in examples])
     candidates = torch.arange(1, 46) / 50
     predicted = probs.unsqueeze(0) >= candidates.view(-1, 1, 1)  # candidates x examples x labels
-    tp = (predicted & gold).sum(1)
-    wrong = (predicted & ~gold).sum(1) + (~predicted & gold).sum(1)
-    f1 = 2 * tp / (2 * tp + wrong).clamp(min=1)
-    best = candidates[f1.argmax(0)]  # the lowest threshold among equals
-    useful = gold.any(0) & (f1.max(0).values > 0)
-    return [float(t) if ok else 0.5 for t, ok in zip(best, useful)]
+    tp = (predicted & gold).sum(1).float()
+    fp = (predicted & ~gold).sum(1).float()
+    fn = (~predicted & gold).sum(1).float()
+    micro = 2 * tp.sum(1) / (2 * tp.sum(1) + fp.sum(1) + fn.sum(1)).clamp(min=1)
+    fallback = float(candidates[micro.argmax()])
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    prevalence = gold.float().mean(0)
+    f1[tp / (tp + fp).clamp(min=1) < 2 * prevalence] = -1.0
+    best = candidates[f1.argmax(0)]
+    useful = f1.max(0).values > 0
+    return [float(t) if ok else fallback for t, ok in zip(best, useful)]
 
 
 def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
