@@ -115,9 +115,11 @@ def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 2,000 training sentences, 1 epoch")
-    parser.add_argument("--spacy", default=shutil.which("spacy") or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
+    parser.add_argument("--spacy", default=shutil.which("spacy")
+                        or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
-    parser.add_argument("--minilm-epochs", type=int, default=2)
+    parser.add_argument("--minilm-epochs", type=int, default=3)
+    parser.add_argument("--minilm-lr", type=float, default=5e-5)
     parser.add_argument("--bilstm-epochs", type=int, default=12)
     parser.add_argument("--documents", action="store_true",
                         help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences")
@@ -139,9 +141,9 @@ def main() -> None:
     systems = args.only or ["minilm", "bilstm", "spacy"]
     rows = []
     if "minilm" in systems:
-        rows.append(run_ours(work, snapshot, "minilm", {"epochs": 1 if args.quick else args.minilm_epochs,
-                                                        "learning_rate": 5e-5, "batch_size": 16, "dropout": 0.1,
-                                                        "max_length": 128}))
+        rows.append(run_ours(work, snapshot, "minilm", {
+            "epochs": 1 if args.quick else args.minilm_epochs, "learning_rate": args.minilm_lr, "batch_size": 16,
+            "dropout": 0.1, "max_length": 128}))
         print(rows[-1], flush=True)
     if "bilstm" in systems:
         rows.append(run_ours(work, snapshot, "bilstm", {"epochs": 2 if args.quick else args.bilstm_epochs,

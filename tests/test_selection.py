@@ -125,7 +125,8 @@ def test_test_and_train_tags_decide_the_split(catalog):
 
 
 def test_labels_under_forty_examples_are_warned_about(catalog):
-    tasks = [genai_task(i, TEXT, [genai_completion(i, "a", entity("PER") + (entity("LOC", "Paris") if i <= 30 else []))])
+    with_loc = [entity("PER") + entity("LOC", "Paris") for _ in range(30)]
+    tasks = [genai_task(i, TEXT, [genai_completion(i, "a", (with_loc[i - 1] if i <= 30 else entity("PER")))])
              for i in range(1, 46)]
     tasks += [genai_task(100, TEXT, [genai_completion(100, "a", [span(TEXT, "Rita", "CITY")])])]
     import_tasks(catalog, tasks)

@@ -126,7 +126,8 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     model.config.type_vocab_size = CASES
     model = model.to(device)
     reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
-                  f"classification head over {len(tags)} BIO tags; {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+                  f"classification head over {len(tags)} BIO tags; "
+                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
                   f"windows of {params.max_length} word pieces; source {source}")
     return TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 
