@@ -22,6 +22,8 @@ from pathlib import Path
 
 from common import SHARED, minutes, run_trainer, timed, write_snapshot
 
+from trainers.text import spans_from_bio
+
 DATA = SHARED / "conll2003"
 LABELS = ["PER", "LOC", "ORG", "MISC"]
 
@@ -45,26 +47,16 @@ def read_conll(path: Path) -> list[list[list[tuple[str, str]]]]:
 
 def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
     """Join the tokens with spaces; entity spans become character offsets of that text."""
-    text, offsets = "", []
+    text, words = "", []
     for token, _ in sentence:
         if text:
             text += " "
-        offsets.append((len(text), len(text) + len(token)))
+        words.append((token, len(text), len(text) + len(token)))
         text += token
-    results, current = [], None
-    for (start, end), (_, tag) in zip(offsets, sentence):
-        kind, _, label = tag.partition("-")
-        if kind == "I" and current and current[2] == label:
-            current[1] = end
-            continue
-        if current:
-            results.append(current)
-        current = [start, end, label] if kind in ("B", "I") else None
-    if current:
-        results.append(current)
+    spans = spans_from_bio(words, [tag for _, tag in sentence])
     result = [{"id": f"e{i}", "from_name": "label", "to_name": "text", "type": "labels",
-               "value": {"start": s, "end": e, "text": text[s:e], "labels": [lab]}} for i, (s, e, lab) in
-              enumerate(results)]
+               "value": {"start": s.start, "end": s.end, "text": text[s.start:s.end], "labels": [s.label]}}
+              for i, s in enumerate(spans)]
     return {"task_id": task_id, "split": split, "text": text, "result": json.dumps(result)}
 
 
