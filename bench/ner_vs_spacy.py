@@ -110,8 +110,13 @@ def main() -> None:
     parser.add_argument("--spacy", default=shutil.which("spacy")
                         or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
-    parser.add_argument("--minilm-epochs", type=int, default=3)
+    parser.add_argument("--minilm-epochs", type=int, default=4)
     parser.add_argument("--minilm-lr", type=float, default=5e-5)
+    parser.add_argument("--minilm-batch-size", type=int, default=16)
+    parser.add_argument("--minilm-max-length", type=int, default=128)
+    parser.add_argument("--minilm-warmup", type=float, default=0.1)
+    parser.add_argument("--minilm-decay", type=float, default=0.5)
+    parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (default: on)")
     parser.add_argument("--bilstm-epochs", type=int, default=12)
     parser.add_argument("--documents", action="store_true",
                         help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences")
@@ -134,8 +139,9 @@ def main() -> None:
     rows = []
     if "minilm" in systems:
         rows.append(run_ours(work, snapshot, "minilm", {
-            "epochs": 1 if args.quick else args.minilm_epochs, "learning_rate": args.minilm_lr, "batch_size": 16,
-            "dropout": 0.1, "max_length": 128}))
+            "epochs": 1 if args.quick else args.minilm_epochs, "learning_rate": args.minilm_lr,
+            "batch_size": args.minilm_batch_size, "dropout": 0.1, "max_length": args.minilm_max_length,
+            "warmup": args.minilm_warmup, "decay": args.minilm_decay, "bf16": not args.minilm_fp32}))
         print(rows[-1], flush=True)
     if "bilstm" in systems:
         rows.append(run_ours(work, snapshot, "bilstm", {"epochs": 2 if args.quick else args.bilstm_epochs,

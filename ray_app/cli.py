@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ray_app.cli_training import add_commands
 from ray_app.client import ApiClient, export_with_inlined_images
 from ray_app.settings import DEFAULT_HOST, DEFAULT_PORT, api_token, api_url, home_dir
 from storage.catalog import parse_member
@@ -236,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="list at most this many tasks")
     p.add_argument("--snapshot", action="store_true", help="write the Parquet snapshot (one file per type)")
     p.add_argument("--type", action="append", help="with --snapshot: only these training types")
+
+    def client_command(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+        return command(name, lambda args: func(args, _client(args)), help_text)
+
+    add_commands(client_command)
     return parser
 
 

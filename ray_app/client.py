@@ -42,6 +42,21 @@ class ApiClient:
             raise ApiError(response.status_code, f"{response.status_code}: {detail}")
         return response.json() if response.content else None
 
+    def stream_lines(self, path: str, **kwargs: Any):
+        """The lines of a streamed text answer, as they come."""
+        try:
+            with self.http.stream("GET", path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        detail = response.json().get("detail", response.text)
+                    except ValueError:
+                        detail = response.text
+                    raise ApiError(response.status_code, f"{response.status_code}: {detail}")
+                yield from response.iter_lines()
+        except httpx.ConnectError:
+            raise LabtrainError(f"no labtrain service answers at {self.url}") from None
+
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from ray_app.settings import APP_NAME, NAMESPACE, STORAGE_ACTOR, read_service, service_file
+from ray_app.settings import APP_NAME, JOB_MANAGER, NAMESPACE, STORAGE_ACTOR, read_service, service_file
 from storage.errors import Conflict, LabtrainError
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from ray_app.api.app import LabtrainApi
+    from ray_app.jobs import JobManager
     from ray_app.storage_actor import StorageActor
 
     home.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,14 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
         status, admin_token = ray.get(storage.call.remote("ensure_admin_token"))
         if status != "ok":
             raise LabtrainError(f"could not open the catalog in {home}: {admin_token}")
+        jobs = JobManager.options(
+            name=JOB_MANAGER, namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home), storage)
+        status, interrupted = ray.get(jobs.call.remote("start"))
+        if status != "ok":
+            raise LabtrainError(f"could not start the job manager: {interrupted}")
+        if interrupted:
+            log.warning("marked %d jobs of an earlier service as failed (interrupted)", len(interrupted))
         serve.start(http_options={"host": host, "port": port})
         serve.run(LabtrainApi.bind(), name=APP_NAME, route_prefix="/")
         dashboard = context.dashboard_url or ""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 NAMESPACE = "labtrain"
 STORAGE_ACTOR = "labtrain-storage"
+JOB_MANAGER = "labtrain-jobs"
 APP_NAME = "labtrain"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -27,7 +27,8 @@ class StorageActor:
 
 
 class StorageClient:
-    """Async facade over the actor for the API replicas."""
+    """Async facade over an actor with a `call(method, ...)` (the storage actor, the job
+    manager): domain errors come back raised as `LabtrainError` with their HTTP status."""
 
     def __init__(self, actor: "ray.actor.ActorHandle"):
         self.actor = actor

@@ -1,4 +1,5 @@
-"""The DuckDB catalog: users and tokens, projects and their configs, members, imports.
+"""The DuckDB catalog: users and tokens, projects and their configs, members, imports; the
+training history and models come from `storage.history`.
 
 One `Catalog` owns one DuckDB file; in the service it lives inside the storage actor, so
 the file has exactly one writer. Selection and snapshots live in `storage.selection`.
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from storage.blobs import BlobStore
 from storage.errors import Conflict, Forbidden, LabtrainError, NotFound, ValidationError
+from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
 from storage.selection import SelectionParams, preview, write_snapshots
@@ -60,7 +62,7 @@ def parse_member(spec: str) -> Member:
     return Member(parts[0], role, priority)
 
 
-class Catalog:
+class Catalog(TrainingHistory):
     def __init__(self, home: Path | str):
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)

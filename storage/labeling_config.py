@@ -238,3 +238,40 @@ def _validate(config: LabelingConfig) -> None:
     trained = [c.name for c in config.choices if c.train]
     if len(trained) > 1:
         raise ConfigError(f"only one <Choices> group may have train=\"true\"; found {', '.join(map(repr, trained))}")
+
+
+def deploy_model(xml: str, training_type: str, model_name: str) -> str:
+    """The config with the `model` attribute of what `training_type` predicts set to `model_name`
+    (replacing the old name): NER labels, assertion labels, the trained Choices group, the
+    Relations tag, or image region labels. Comments and the rest of the config are kept."""
+    config = parse_labeling_config(xml)
+    root = ET.fromstring(xml.strip(), parser=ET.XMLParser(target=ET.TreeBuilder(insert_comments=True)))
+    changed = 0
+    if training_type in ("ner", "assertion", "visual_ner"):
+        for el in root.iter():
+            if el.tag not in ("Labels", "RectangleLabels"):
+                continue
+            on_image = el.tag == "RectangleLabels" or el.get("toName") in config.images
+            if on_image != (training_type == "visual_ner"):
+                continue
+            for lab in el.iter("Label"):
+                if training_type == "visual_ner" or _is_true(lab.get("assertion")) == (training_type == "assertion"):
+                    lab.set("model", model_name)
+                    changed += 1
+    elif training_type == "classification":
+        group = config.classification_group
+        for el in root.iter("Choices"):
+            if group and el.get("name") == group.name:
+                el.set("model", model_name)
+                changed += 1
+    elif training_type == "relation":
+        for el in root.iter("Relations"):
+            el.set("model", model_name)
+            changed += 1
+    else:
+        raise ConfigError(f"unknown training type {training_type!r}; known: {', '.join(TRAINING_TYPES)}")
+    if not changed:
+        raise ConfigError(f"the labeling config has nothing a {training_type} model predicts")
+    deployed = ET.tostring(root, encoding="unicode")
+    parse_labeling_config(deployed)  # the rules still hold
+    return deployed

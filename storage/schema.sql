@@ -76,3 +76,56 @@ CREATE TABLE IF NOT EXISTS imports (
     imported_by VARCHAR,
     imported_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
+
+-- Trainings: one request (one snapshot) -> one job per model type -> at most one model each.
+CREATE SEQUENCE IF NOT EXISTS training_ids START 1;
+CREATE SEQUENCE IF NOT EXISTS job_ids START 1;
+
+CREATE TABLE IF NOT EXISTS training_settings (
+    project_id      INTEGER PRIMARY KEY,
+    versioning      BOOLEAN NOT NULL DEFAULT false,
+    active_learning VARCHAR NOT NULL DEFAULT '{"enabled": false, "every": 50, "deploy": false}'
+);
+
+CREATE TABLE IF NOT EXISTS trainings (
+    training_id  INTEGER PRIMARY KEY DEFAULT nextval('training_ids'),
+    project_id   INTEGER NOT NULL,
+    source       VARCHAR NOT NULL,          -- manual, active learning, ray job, tuning, curve
+    requested_by VARCHAR,
+    created_at   TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    request      VARCHAR NOT NULL,          -- JSON: types, embeddings, parameters, selection, deploy, gpu
+    data         VARCHAR NOT NULL           -- JSON: the snapshot's manifest (tags, split, files, rows)
+);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        INTEGER PRIMARY KEY DEFAULT nextval('job_ids'),
+    training_id   INTEGER NOT NULL,
+    type          VARCHAR NOT NULL,
+    embeddings    VARCHAR NOT NULL,
+    scope         VARCHAR NOT NULL,         -- the license scope it needs, e.g. training:ner
+    gpu           BOOLEAN NOT NULL,
+    status        VARCHAR NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    reason        VARCHAR,                  -- why it waits, or why it failed / was cancelled
+    progress      DOUBLE NOT NULL DEFAULT 0,
+    epoch         INTEGER,
+    metrics       VARCHAR,                  -- JSON: the latest validation scores, then the test summary
+    license       VARCHAR,
+    output_dir    VARCHAR NOT NULL,
+    model_name    VARCHAR,
+    ray_job_id    VARCHAR,                  -- with `--submit`: the Ray job's submission id
+    started_at    TIMESTAMP,
+    ended_at      TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS models (
+    name        VARCHAR PRIMARY KEY,        -- {type}_{project}[_{choices}][_v{N}]
+    family      VARCHAR NOT NULL,           -- the name without _v{N}
+    version     INTEGER,                    -- NULL with versioning off
+    project_id  INTEGER NOT NULL,
+    type        VARCHAR NOT NULL,
+    embeddings  VARCHAR NOT NULL,
+    job_id      INTEGER NOT NULL,
+    path        VARCHAR NOT NULL,           -- the job's output folder (model/, metrics.json, ...)
+    metrics     VARCHAR NOT NULL,           -- JSON: test micro and macro P/R/F1
+    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+);

@@ -1,5 +1,5 @@
-"""The training loop every PyTorch trainer shares: seeded, device-aware, learning-rate decay per
-epoch, early stopping on validation; it yields one row per epoch and never knows who listens."""
+"""The training loop every PyTorch trainer shares: seeded, device-aware, learning-rate warmup and
+decay, early stopping on validation; it yields one row per epoch and never knows who listens."""
 
 from __future__ import annotations
 
@@ -63,21 +63,28 @@ class EpochResult:
 def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
                           step: Callable[[list], torch.Tensor], validate: Callable[[], dict | None],
                           progress: Callable[[float], None] | None = None,
-                          length: Callable[[object], int] | None = None) -> Iterator[EpochResult]:
+                          length: Callable[[object], int] | None = None,
+                          lr_scales: dict[str, float] | None = None) -> Iterator[EpochResult]:
     """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
-    model when it ends; stops early after `early_stopping_patience` epochs without improvement."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model when it ends; stops early after `early_stopping_patience` epochs without improvement.
+    `lr_scales` maps parameter name prefixes to a multiple of the learning rate (new layers
+    learn faster than pretrained ones)."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, lr_scales or {}), lr=lr)
+    device_type = next(model.parameters()).device.type
     rng = random.Random(params.seed)
     n_batches = max(1, -(-len(train) // params.batch_size))
+    warmup_steps = params.warmup * n_batches * params.epochs
     best_f1, best_state, waited = float("-inf"), None, 0
     for epoch in range(1, params.epochs + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = lr / (1 + params.decay * (epoch - 1))
         model.train()
         started, total = time.monotonic(), 0.0
         for i, batch in enumerate(batches(train, params.batch_size, rng, length)):
+            done = (epoch - 1) * n_batches + i  # steps done before this one
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr_scale"] * step_lr(lr, params, done, n_batches, warmup_steps)
             optimizer.zero_grad()
-            loss = step(batch)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=params.bf16):
+                loss = step(batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -99,6 +106,22 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+
+
+def parameter_groups(model: torch.nn.Module, lr_scales: dict[str, float]) -> list[dict]:
+    groups: dict[float, list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            scale = next((v for k, v in lr_scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault(scale, []).append(param)
+    return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()]
+
+
+def step_lr(lr: float, params: TrainParams, done: int, n_batches: int, warmup_steps: float) -> float:
+    """lr / (1 + decay * epochs done), the fraction of an epoch counting, ramped up from 0 over the
+    warmup steps. At each epoch's first step without warmup it is the page's lr / (1 + decay * epoch)."""
+    rate = lr / (1 + params.decay * done / n_batches)
+    return rate * min(1.0, (done + 1) / warmup_steps) if warmup_steps else rate
 
 
 def epoch_note(result: EpochResult, patience: int) -> str:

@@ -61,10 +61,11 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
     train_tags = [d.tags for d in splits.train]
     if spec.embeddings == "bilstm":
         tagger, module = ner_bilstm.build(train_words, tags, params, device, reporter), ner_bilstm
-        items = list(zip(train_words, train_tags))
+        items, scales = list(zip(train_words, train_tags)), None
     else:
         tagger, module = ner_minilm.build(tags, params, device, reporter), ner_minilm
         items = ner_minilm.training_items(tagger, train_words, train_tags)
+        scales = ner_minilm.lr_scales(tagger)
     summary = f"documents: {splits.sizes()}; {len(items)} training sequences"
     reporter.line(summary)
 
@@ -73,7 +74,8 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
-                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0])):
+                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0]),
+                                        lr_scales=scales):
         table.row(result.epoch, result.loss, result.scores, result.seconds,
                   epoch_note(result, params.early_stopping_patience))
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)

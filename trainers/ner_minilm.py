@@ -22,6 +22,9 @@ from trainers.spec import TrainParams
 
 
 CASES = 4
+# The classifier and the casing rows start from scratch: they learn at this multiple of the
+# learning rate, so that casing shapes the model within a few epochs.
+NEW_LAYERS_LR_SCALE = 20.0
 
 
 def word_case(word: str) -> int:
@@ -34,23 +37,44 @@ def word_case(word: str) -> int:
     return 0
 
 
-def windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
-    """[start, end) word ranges whose word pieces fit in max_length - 2 (CLS and SEP)."""
-    if not words:
-        return []
+def piece_counts(tokenizer, words: list[str], max_length: int) -> list[int]:
     pieces = [0] * len(words)
     for wid in tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids():
         if wid is not None:
             pieces[wid] += 1
+    return [min(n, max_length - 2) for n in pieces]
+
+
+def windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
+    """[start, end) word ranges, one after another, whose word pieces fit in max_length - 2 (CLS and SEP)."""
+    if not words:
+        return []
     ranges, start, used = [], 0, 0
-    for i, n in enumerate(pieces):
-        n = min(n, max_length - 2)
+    for i, n in enumerate(piece_counts(tokenizer, words, max_length)):
         if used + n > max_length - 2:
             ranges.append((start, i))
             start, used = i, 0
         used += n
     ranges.append((start, len(words)))
     return ranges
+
+
+def overlapping_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
+    """Windows that fit, each starting at the middle of the one before, so that every word of a long
+    document is seen with context on both sides by some window (prediction keeps, for each word, the
+    window in which it is farthest from an edge)."""
+    if not words:
+        return []
+    pieces = piece_counts(tokenizer, words, max_length)
+    ranges, start = [], 0
+    while True:
+        end, used = start, 0
+        while end < len(words) and used + pieces[end] <= max_length - 2:
+            used, end = used + pieces[end], end + 1
+        ranges.append((start, end))
+        if end >= len(words):
+            return ranges
+        start = max(start + 1, (start + end) // 2)
 
 
 @dataclass
@@ -88,19 +112,23 @@ class TokenTagger:
         return enc.to(self.device), first_piece, labels
 
     def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32) -> list[list[str]]:
-        """Tags for whole documents (windowed inside)."""
+        """Tags for whole documents (in overlapping windows inside)."""
         self.model.eval()
         pieces = [(d, s, e) for d, words in enumerate(word_lists)
-                  for s, e in windows(self.tokenizer, words, self.max_length)]
+                  for s, e in overlapping_windows(self.tokenizer, words, self.max_length)]
         out = [["O"] * len(words) for words in word_lists]
+        margin = [[-1] * len(words) for words in word_lists]  # the best window's distance to an edge
         with torch.no_grad():
             for i in range(0, len(pieces), batch_size):
                 chunk = pieces[i:i + batch_size]
                 enc, first_piece, _ = self.encode([word_lists[d][s:e] for d, s, e in chunk])
                 best = self.model(**enc).logits.argmax(-1).cpu()
-                for row, (d, s, _) in enumerate(chunk):
+                for row, (d, s, e) in enumerate(chunk):
                     for pos, wid in first_piece[row]:
-                        out[d][s + wid] = self.tags[int(best[row, pos])]
+                        edge = min(wid, e - s - 1 - wid)
+                        if edge > margin[d][s + wid]:
+                            margin[d][s + wid] = edge
+                            out[d][s + wid] = self.tags[int(best[row, pos])]
         return out
 
     def save(self, directory: Path) -> None:
@@ -126,7 +154,8 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     model.config.type_vocab_size = CASES
     model = model.to(device)
     reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
-                  f"classification head over {len(tags)} BIO tags; "
+                  f"classification head over {len(tags)} BIO tags "
+                  f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
                   f"windows of {params.max_length} word pieces; source {source}")
     return TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
@@ -136,6 +165,11 @@ def training_items(tagger: TokenTagger, word_lists: list[list[str]], tag_lists: 
     """(words, tags) windows of the training documents."""
     return [(words[s:e], tags[s:e]) for words, tags in zip(word_lists, tag_lists)
             for s, e in windows(tagger.tokenizer, words, tagger.max_length)]
+
+
+def lr_scales(tagger: TokenTagger) -> dict[str, float]:
+    base = tagger.model.base_model_prefix
+    return {"classifier.": NEW_LAYERS_LR_SCALE, f"{base}.embeddings.token_type_embeddings.": NEW_LAYERS_LR_SCALE}
 
 
 def loss(tagger: TokenTagger, batch: list) -> torch.Tensor:

@@ -22,18 +22,21 @@ class TrainParams:
 
     epochs: int = 5
     learning_rate: float | None = None  # None: the embeddings' default
-    decay: float = 0.0  # learning-rate decay per epoch: lr / (1 + decay * epoch), as Spark NLP's NerDL
+    decay: float = 0.0  # learning-rate decay: lr / (1 + decay * epochs done), as Spark NLP's NerDL, per step
+    warmup: float = 0.0  # share of all steps over which the learning rate rises linearly from 0
     dropout: float = 0.1
     batch_size: int = 16
     seed: int = 0
     early_stopping_patience: int = 0  # epochs without improvement on validation; 0 = off
     validation_fraction: float = 0.1  # share of the train split held out for validation
     max_length: int = 128  # word pieces per window (MiniLM)
+    bf16: bool = False  # mixed precision: bfloat16 autocast (CPUs with AVX-512 BF16, recent GPUs)
 
     def check(self) -> None:
         rules = [("epochs", self.epochs >= 1, "an integer >= 1"),
                  ("learning_rate", self.learning_rate is None or self.learning_rate > 0, "a number > 0"),
                  ("decay", self.decay >= 0, "a number >= 0"),
+                 ("warmup", 0 <= self.warmup < 1, "a number in [0, 1)"),
                  ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
                  ("batch_size", self.batch_size >= 1, "an integer >= 1"),
                  ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),

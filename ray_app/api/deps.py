@@ -7,7 +7,7 @@ from typing import Annotated
 import ray
 from fastapi import Depends, Header, HTTPException, Request
 
-from ray_app.settings import NAMESPACE, STORAGE_ACTOR
+from ray_app.settings import JOB_MANAGER, NAMESPACE, STORAGE_ACTOR
 from ray_app.storage_actor import StorageClient
 from storage.catalog import User
 
@@ -22,6 +22,17 @@ def get_storage(request: Request) -> StorageClient:
 
 
 StorageDep = Annotated[StorageClient, Depends(get_storage)]
+
+
+def get_jobs(request: Request) -> StorageClient:
+    """The job manager's client (same `call` protocol as the storage actor)."""
+    state = request.app.state
+    if not hasattr(state, "jobs"):
+        state.jobs = StorageClient(ray.get_actor(JOB_MANAGER, namespace=NAMESPACE))
+    return state.jobs
+
+
+JobsDep = Annotated[StorageClient, Depends(get_jobs)]
 
 
 async def current_user(storage: StorageDep, authorization: Annotated[str | None, Header()] = None) -> User:

@@ -81,3 +81,49 @@ class SelectionRequest(BaseModel):
 
 class SnapshotRequest(SelectionRequest):
     types: list[str] | None = None
+
+
+class TrainingParamsIn(BaseModel):
+    """The page's Training Parameters; anything left out takes the trainer's default."""
+
+    epochs: int | None = None
+    learning_rate: float | None = None
+    decay: float | None = None
+    dropout: float | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    early_stopping_patience: int | None = None
+    warmup: float | None = None
+    max_length: int | None = None
+
+
+class TrainingSelection(BaseModel):
+    tags: list[str] | None = None
+    reviewed_only: bool = False
+    validation_split: float | None = None
+    seed: int = 0
+    test_tag: str | None = None
+    train_tag: str | None = None
+
+
+class TrainingRequest(BaseModel):
+    types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation")
+    embeddings: str | dict[str, str] | None = Field(
+        None, description="one name for every type, or one per type; default: each type's first option")
+    params: TrainingParamsIn = TrainingParamsIn()
+    selection: TrainingSelection = TrainingSelection()
+    deploy: bool = Field(False, description="after success, the labeling config names the new model")
+    gpu: bool = Field(False, description="ask for a GPU bundle (1 GPU + 1 CPU) instead of a CPU bundle")
+    backend: str = "pytorch"
+    submit: bool = Field(False, description="run as a Ray job: the answer gives each job's entry point and "
+                                            "submission id; `labtrain train --submit` submits them")
+
+
+class TrainingSettings(BaseModel):
+    versioning: bool | None = None
+    active_learning: dict | None = Field(None, description='{"enabled": bool, "every": int, "deploy": bool}')
+
+
+class PredictRequest(BaseModel):
+    texts: list[str] | None = None
+    inputs: list[dict] | None = Field(None, description='assertion / relation: {"text", "entities": [...]}')

@@ -1,0 +1,78 @@
+"""Models: their versions and benchmarks, and pre-annotation with a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from ray_app.api.deps import CurrentUser, StorageDep
+from ray_app.api.models import PredictRequest
+from storage.errors import NotFound, ValidationError
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+LOADED_MODELS = 4  # per replica; the least recently used is dropped
+
+
+async def _visible_model(name: str, user, storage, with_versions: bool = False) -> dict:
+    model = await storage("model", name, with_versions)
+    await storage("require_role", model["project"], user, "annotator")
+    return model
+
+
+@router.get("")
+async def list_models(user: CurrentUser, storage: StorageDep):
+    """Every model of the projects the caller belongs to."""
+    return await storage("models", user)
+
+
+@router.get("/{name}")
+async def show_model(name: str, user: CurrentUser, storage: StorageDep):
+    """One model (a family name gives its latest version) with all versions of its family."""
+    return await _visible_model(name, user, storage, with_versions=True)
+
+
+@router.get("/{name}/benchmark")
+async def benchmark(name: str, user: CurrentUser, storage: StorageDep):
+    """Test metrics: per label P/R/F1 and support, micro and macro, the confusion matrix."""
+    await _visible_model(name, user, storage)
+    return await storage("model_benchmark", name)
+
+
+@router.get("/{name}/confusion_matrix.png")
+async def confusion_png(name: str, user: CurrentUser, storage: StorageDep):
+    """The confusion matrix as a picture (classification, assertion, relation)."""
+    model = await _visible_model(name, user, storage)
+    path = Path(model["path"]) / "confusion_matrix.png"
+    if not path.exists():
+        raise NotFound(f"model {model['name']!r} has no confusion matrix picture ({model['type']})")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.post("/{name}/predict")
+async def predict(name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep):
+    """Pre-annotate: one result list per input, in the export's result format. The model is
+    loaded once per replica."""
+    model = await _visible_model(name, user, storage)
+    inputs = body.texts if body.texts is not None else body.inputs
+    if not inputs:
+        raise ValidationError("give 'texts' (NER, classification) or 'inputs' (assertion, relation)")
+    if model["type"] in ("assertion", "relation") and body.inputs is None:
+        raise ValidationError(f"a {model['type']} model takes 'inputs': [{{\"text\", \"entities\": [...]}}]")
+    predictor = await run_in_threadpool(_loaded, request.app.state, model)
+    return {"model": model["name"], "results": await run_in_threadpool(predictor.predict, inputs)}
+
+
+def _loaded(state, model: dict):
+    from trainers.predict import load
+
+    cache = state.__dict__.setdefault("predictors", {})
+    key = (model["name"], model["path"], model["trained_at"])
+    if key not in cache:
+        if len(cache) >= LOADED_MODELS:
+            cache.pop(next(iter(cache)))
+        cache[key] = load(model["path"])
+    cache[key] = cache.pop(key)  # most recently used last
+    return cache[key]

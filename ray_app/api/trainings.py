@@ -1,0 +1,164 @@
+"""Trainings: what a project may train (options), its settings, starting one, its status,
+live log, log archive, cancel, and the project's history."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+
+from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
+from ray_app.api.models import TrainingRequest, TrainingSettings
+from storage.errors import ValidationError
+from storage.history import ACTIVE
+from storage.selection import DEFAULT_VALIDATION_SPLIT
+from trainers.embeddings import REGISTRY, embeddings_for
+from trainers.spec import TYPES, TrainParams
+
+router = APIRouter(tags=["trainings"])
+NOT_YET = {"visual_ner": "Visual NER training is not available yet"}
+LICENSED_IN_SPARKNLP = ("assertion", "relation", "visual_ner")
+ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusion_matrix.json",
+            "confusion_matrix.png")
+
+
+def training_request(body: TrainingRequest) -> dict:
+    """The request as the job manager and the history keep it, checked: types the trainers
+    know, embeddings each type can use, parameters in range (the catalog checks the rest)."""
+    if body.backend != "pytorch":
+        raise ValidationError(f"backend {body.backend!r} is not available; use 'pytorch'")
+    embeddings = {}
+    for t in dict.fromkeys(body.types):
+        if t in NOT_YET:
+            raise ValidationError(f"training type {t!r}: {NOT_YET[t]}")
+        if t not in TYPES:
+            raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
+        chosen = body.embeddings.get(t) if isinstance(body.embeddings, dict) else body.embeddings
+        options = embeddings_for(t)
+        chosen = chosen or options[0]
+        if chosen not in options:
+            raise ValidationError(f"embeddings {chosen!r} cannot train {t!r}; choose one of {', '.join(options)}")
+        embeddings[t] = chosen
+    if isinstance(body.embeddings, dict) and set(body.embeddings) - set(body.types):
+        raise ValidationError(f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}")
+    params = body.params.model_dump(exclude_none=True)
+    TrainParams(**params).check()
+    return {"types": list(embeddings), "embeddings": embeddings, "params": params,
+            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu,
+            "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
+
+
+@router.get("/api/projects/{name}/training/options")
+async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
+    """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
+    summary = (await storage("project", name))["training_types"]
+    cluster = await jobs("cluster")
+    types = []
+    for t in summary:
+        entry = {"type": t, "available": t in TYPES, "backends": ["pytorch"],
+                 "embeddings": [{"name": e, "description": REGISTRY[e].description,
+                                 "languages": list(REGISTRY[e].languages), "size_mb": REGISTRY[e].size_mb,
+                                 "default_learning_rate": REGISTRY[e].default_learning_rate}
+                                for e in embeddings_for(t)] if t in TYPES else []}
+        if t in NOT_YET:
+            entry["note"] = NOT_YET[t]
+        if t in LICENSED_IN_SPARKNLP:
+            entry["note_sparknlp"] = "licensed in Spark NLP: PyTorch only"
+        types.append(entry)
+    defaults = {k: v for k, v in TrainParams().__dict__.items() if k != "learning_rate"}
+    return {"project": name, "types": types, "defaults": {**defaults, "validation_split": DEFAULT_VALIDATION_SPLIT},
+            "gpu_available": cluster["gpu_available"], "settings": await storage("training_settings", name)}
+
+
+@router.get("/api/projects/{name}/training/settings")
+async def get_settings(name: str, user: ProjectMember, storage: StorageDep):
+    """Versioning and active learning of the project."""
+    return await storage("training_settings", name)
+
+
+@router.put("/api/projects/{name}/training/settings")
+async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, storage: StorageDep):
+    """Change versioning or active learning (409 while a training of the project runs)."""
+    return await storage("set_training_settings", name, body.versioning, body.active_learning)
+
+
+@router.post("/api/projects/{name}/trainings", status_code=201)
+async def start_training(name: str, body: TrainingRequest, user: ProjectManager, jobs: JobsDep):
+    """Snapshot the selection and queue one job per type; answers at once with the training."""
+    return await jobs("submit", name, training_request(body), user.name)
+
+
+@router.get("/api/projects/{name}/trainings")
+async def history(name: str, user: ProjectMember, storage: StorageDep, limit: int = 100):
+    """Every training of the project, newest first."""
+    return await storage("trainings", name, limit)
+
+
+async def _visible_training(training_id: int, user, storage, least: str = "annotator") -> dict:
+    training = await storage("training", training_id)
+    await storage("require_role", training["project"], user, least)
+    return training
+
+
+@router.get("/api/trainings/{training_id}")
+async def training_status(training_id: int, user: CurrentUser, storage: StorageDep):
+    """Status, progress 0-100 and, per job, type, epoch, metrics, model name, error."""
+    return await _visible_training(training_id, user, storage)
+
+
+@router.post("/api/trainings/{training_id}/cancel")
+async def cancel_training(training_id: int, user: CurrentUser, storage: StorageDep, jobs: JobsDep):
+    """Stop every job of the training that has not ended; frees their bundles and licenses."""
+    await _visible_training(training_id, user, storage, "manager")
+    return await jobs("cancel", training_id, user.name)
+
+
+@router.get("/api/trainings/{training_id}/logs")
+async def stream_logs(training_id: int, user: CurrentUser, storage: StorageDep, follow: bool = True):
+    """The live log of every job (a chunked text stream); ends when the training has ended."""
+    training = await _visible_training(training_id, user, storage)
+
+    async def lines():
+        nonlocal training
+        offsets: dict[int, int] = {}
+        prefix = len(training["jobs"]) > 1
+        while True:
+            ended = training["status"] not in ACTIVE
+            for job in training["jobs"]:
+                path = Path(job["output_dir"]) / "job.log"
+                if not path.exists():
+                    continue
+                with path.open("rb") as f:
+                    f.seek(offsets.get(job["job_id"], 0))
+                    chunk = f.read()
+                complete = chunk[:chunk.rfind(b"\n") + 1]
+                offsets[job["job_id"]] = offsets.get(job["job_id"], 0) + len(complete)
+                for line in complete.decode("utf-8", "replace").splitlines():
+                    yield (f"[{job['type']}] " if prefix else "") + line + "\n"
+            if ended or not follow:
+                return
+            await asyncio.sleep(0.5)
+            training = await storage("training", training_id)
+
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
+
+
+@router.get("/api/trainings/{training_id}/logs/download")
+async def download_logs(training_id: int, user: CurrentUser, storage: StorageDep):
+    """A zip with every job's logs, parameters (labtrain.json), metrics and confusion matrix."""
+    training = await _visible_training(training_id, user, storage)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("training.json", json.dumps(training, indent=2, default=str))
+        for job in training["jobs"]:
+            folder = Path(job["output_dir"])
+            for file in ARCHIVED:
+                if (folder / file).exists():
+                    archive.write(folder / file, f"{job['type']}/{file}")
+    return Response(buffer.getvalue(), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="training-{training_id}-logs.zip"'})

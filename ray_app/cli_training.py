@@ -1,0 +1,236 @@
+"""`labtrain train | status | logs | cancel | history | models | cluster | settings`: the
+training commands of the CLI, each a thin call of the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from ray_app.client import ApiClient
+from storage.errors import LabtrainError
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def training_body(args: argparse.Namespace) -> dict:
+    params = {"epochs": args.epochs, "learning_rate": args.learning_rate, "decay": args.decay,
+              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed}
+    selection = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
+                 "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
+    return {"types": args.type, "embeddings": args.embeddings,
+            "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
+            "deploy": args.deploy, "gpu": args.gpu}
+
+
+def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
+    if args.address and not args.submit:
+        raise LabtrainError("--address goes with --submit (the Ray dashboard to submit the job to)")
+    training = client.post(f"/api/projects/{args.name}/trainings",
+                           json={**training_body(args), "submit": bool(args.submit)})
+    if args.submit:
+        submit_ray_jobs(client, training, args.address)
+    if args.follow:
+        training = follow(client, training["id"], quiet=args.json)
+    if args.json:
+        return training
+    print(f"training {training['id']} of {training['project']}: {training['status']} "
+          f"({', '.join(j['type'] for j in training['jobs'])})")
+    if args.follow:
+        _print_jobs(training)
+        if training["status"] != "succeeded":
+            raise LabtrainError(f"training {training['id']} {training['status']}")
+    else:
+        print(f"follow it with: labtrain status {training['id']} | labtrain logs {training['id']} -f")
+    return None
+
+
+def submit_ray_jobs(client: ApiClient, training: dict, address: str | None) -> None:
+    """Submit each job's entry point as a Ray job (Ray's job submission API); if that fails the
+    training is cancelled, so that nothing waits for a job that never comes."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from ray.job_submission import JobSubmissionClient
+
+    address = address or client.get("/api/cluster")["dashboard_url"]
+    try:
+        jobs = JobSubmissionClient(address)
+        for job in training["jobs"]:
+            jobs.submit_job(entrypoint=job["entrypoint"], submission_id=job["submission_id"])
+            print(f"submitted job {job['job_id']} ({job['type']}) as Ray job {job['submission_id']}", file=sys.stderr)
+    except Exception as exc:
+        client.post(f"/api/trainings/{training['id']}/cancel")
+        raise LabtrainError(f"could not submit to the Ray cluster at {address}: {exc}") from None
+
+
+def follow(client: ApiClient, training_id: int, quiet: bool = False, every_s: float = 1.0) -> dict:
+    """Poll the training until it ends, drawing one progress bar per job on stderr."""
+    shown = ""
+    while True:
+        training = client.get(f"/api/trainings/{training_id}")
+        line = "   ".join(_bar(j) for j in training["jobs"])
+        if not quiet and line != shown:
+            end = "" if sys.stderr.isatty() else "\n"
+            print(("\r" if sys.stderr.isatty() else "") + line, end=end, file=sys.stderr, flush=True)
+            shown = line
+        if training["status"] in ENDED:
+            if not quiet and sys.stderr.isatty():
+                print(file=sys.stderr)
+            return training
+        time.sleep(every_s)
+
+
+def _bar(job: dict, width: int = 20) -> str:
+    done = int(width * job["progress"] / 100)
+    epoch = f" epoch {job['epoch']}" if job.get("epoch") else ""
+    state = job["status"] if job["status"] != "queued" else (job.get("reason") or "queued")
+    return f"{job['type']} [{'#' * done}{'.' * (width - done)}] {job['progress']:5.1f}%{epoch} {state}"
+
+
+def _f1(job: dict) -> str:
+    micro = (job.get("metrics") or {}).get("micro") or job.get("metrics") or {}
+    return f"{micro['f1']:.3f}" if isinstance(micro, dict) and "f1" in micro else "-"
+
+
+def _print_jobs(training: dict) -> None:
+    for job in training["jobs"]:
+        detail = job.get("model_name") or job.get("reason") or ""
+        print(f"  job {job['job_id']:<5} {job['type']:<15} {job['status']:<10} {job['progress']:5.1f}%  "
+              f"F1 {_f1(job):<6} {detail}")
+
+
+def cmd_status(args: argparse.Namespace, client: ApiClient) -> Any:
+    training = client.get(f"/api/trainings/{args.id}")
+    if args.json:
+        return training
+    print(f"training {training['id']} of {training['project']} ({training['source']}, {training['created_at']}): "
+          f"{training['status']}, {training['progress']}%")
+    _print_jobs(training)
+    return None
+
+
+def cmd_logs(args: argparse.Namespace, client: ApiClient) -> Any:
+    for line in client.stream_lines(f"/api/trainings/{args.id}/logs", params={"follow": args.follow}):
+        print(line, flush=True)
+    return None
+
+
+def cmd_cancel(args: argparse.Namespace, client: ApiClient) -> Any:
+    training = client.post(f"/api/trainings/{args.id}/cancel")
+    return training if args.json else print(f"training {training['id']}: cancel requested "
+                                            f"({', '.join(j['type'] + ' ' + j['status'] for j in training['jobs'])})")
+
+
+def cmd_history(args: argparse.Namespace, client: ApiClient) -> Any:
+    trainings = client.get(f"/api/projects/{args.name}/trainings")
+    if args.json:
+        return trainings
+    for t in trainings:
+        rows = t["data"]["rows"]
+        print(f"{t['id']:<5} {t['created_at'][:19]}  {t['source']:<16} {t['status']:<10} by {t['requested_by']}  "
+              f"data: {', '.join(f'{k} {v} tasks' for k, v in rows.items())}")
+        _print_jobs(t)
+    return None
+
+
+def cmd_models(args: argparse.Namespace, client: ApiClient) -> Any:
+    if args.name:
+        model = client.get(f"/api/models/{args.name}")
+        if args.json:
+            return model
+        for m in model["versions"]:
+            micro = m["metrics"].get("micro") or {}
+            print(f"{m['name']:<40} {m['type']:<15} {m['embeddings']:<8} F1 {micro.get('f1', 0):.3f}  "
+                  f"{m['trained_at'][:19]}{'  deployed' if m['deployed'] else ''}")
+        return None
+    models = client.get("/api/models")
+    if args.json:
+        return models
+    for m in models:
+        micro = m["metrics"].get("micro") or {}
+        print(f"{m['name']:<40} {m['project']:<20} {m['type']:<15} F1 {micro.get('f1', 0):.3f}"
+              f"{'  deployed' if m['deployed'] else ''}")
+    return None
+
+
+def cmd_cluster(args: argparse.Namespace, client: ApiClient) -> Any:
+    view = client.get("/api/cluster")
+    if args.json:
+        return view
+    total, free = view["total"], view["available"]
+    print(f"nodes {len(view['nodes'])}; CPU {free['CPU']:g}/{total['CPU']:g} free, GPU {free['GPU']:g}/"
+          f"{total['GPU']:g} free, memory {free['memory_gb']:g}/{total['memory_gb']:g} GB free; "
+          f"GPU resource available: {'yes' if view['gpu_available'] else 'no'}")
+    print(f"dashboard {view.get('dashboard_url')}")
+    for r in view["training_servers"]:
+        print(f"  running job {r['job_id']} ({r['project']} {r['type']}) on {r['bundle']}, license {r['license']}, "
+              f"by {r['started_by']} since {r['started_at'][:19]}")
+    for q in view["queue"]:
+        print(f"  queued job {q['job_id']} ({q['type']}): {q['reason']}")
+    for lic in view["licenses"]:
+        print(f"  license {lic['id']}: {', '.join(lic['scopes'])}; {lic['in_use']}/{lic['max_jobs']} in use")
+    return None
+
+
+def cmd_settings(args: argparse.Namespace, client: ApiClient) -> Any:
+    path = f"/api/projects/{args.name}/training/settings"
+    body: dict = {}
+    if args.versioning:
+        body["versioning"] = args.versioning == "on"
+    if args.active_learning or args.every or args.al_deploy:
+        body["active_learning"] = {k: v for k, v in {
+            "enabled": None if args.active_learning is None else args.active_learning == "on",
+            "every": args.every, "deploy": None if args.al_deploy is None else args.al_deploy == "on"}.items()
+            if v is not None}
+    settings = client.put(path, json=body) if body else client.get(path)
+    if args.json:
+        return settings
+    al = settings["active_learning"]
+    print(f"versioning {'on' if settings['versioning'] else 'off'}; active learning "
+          f"{'on' if al['enabled'] else 'off'} (every {al['every']} completions, deploy "
+          f"{'on' if al['deploy'] else 'off'})")
+    return None
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register the commands with the main parser's `command(name, func, help)`."""
+    p = command("train", cmd_train, "train models of a project (one job per --type); answers with the training id")
+    p.add_argument("name")
+    p.add_argument("--type", action="append", required=True, help="ner, assertion, classification, relation")
+    p.add_argument("--embeddings", help="minilm or bilstm (NER); default: each type's first")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--decay", type=float)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
+    p.add_argument("--test-tag", help="tasks with this tag are the test set")
+    p.add_argument("--train-tag", help="tasks with this tag are the train set")
+    p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
+    p.add_argument("--reviewed-only", action="store_true")
+    p.add_argument("--deploy", action="store_true", help="after success, the labeling config names the new model")
+    p.add_argument("--gpu", action="store_true", help="ask for a GPU bundle")
+    p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")
+    p.add_argument("--submit", action="store_true", help="run each job as a Ray job (Ray's job submission)")
+    p.add_argument("--address", help="with --submit: the Ray dashboard, e.g. http://HEAD:8265 (default: the service's)")
+
+    p = command("status", cmd_status, "one training's status, progress and jobs")
+    p.add_argument("id", type=int)
+    p = command("logs", cmd_logs, "a training's log (-f: follow it until the training ends)")
+    p.add_argument("id", type=int)
+    p.add_argument("-f", "--follow", action="store_true")
+    p = command("cancel", cmd_cancel, "cancel a training")
+    p.add_argument("id", type=int)
+    p = command("history", cmd_history, "every training of a project")
+    p.add_argument("name")
+    p = command("models", cmd_models, "list models, or one model's versions")
+    p.add_argument("name", nargs="?")
+    command("cluster", cmd_cluster, "nodes, resources, running training servers, licenses")
+    p = command("settings", cmd_settings, "show or change a project's training settings")
+    p.add_argument("name")
+    p.add_argument("--versioning", choices=["on", "off"])
+    p.add_argument("--active-learning", choices=["on", "off"])
+    p.add_argument("--every", type=int, help="active learning: retrain every N new completions")
+    p.add_argument("--al-deploy", choices=["on", "off"], help="active learning: deploy each new model")

@@ -1,0 +1,419 @@
+"""The job manager: a named Ray actor that queues training jobs, binds each to a resource
+bundle and a license slot, runs it as a Ray Train run (`TorchTrainer` over the plain-PyTorch
+trainer), streams its events into the job log and the catalog, and ends it however it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from cluster.licenses import LicensePool, describe, license_file
+from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle
+from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
+from ray_app.storage_actor import StorageClient
+from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
+from storage.history import now
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 1.0
+INTERRUPTED = "interrupted: the labtrain service stopped while this job was queued or running"
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs in the Ray Train worker: the trainer, its events forwarded to the job manager."""
+    import ray.train
+
+    from trainers.run import run
+
+    manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
+    job_id, last = config["job_id"], [0.0]
+
+    def forward(event: dict) -> None:
+        if event["kind"] == "progress" and event["progress"] < 100 and time.monotonic() - last[0] < 0.5:
+            return  # progress comes every batch; the page needs about one a second
+        last[0] = time.monotonic()
+        manager.event.remote(job_id, event)
+
+    try:
+        result = run(config["spec"], [forward])
+    except BaseException as exc:
+        manager.event.remote(job_id, {"kind": "error", "error": failure_reason(exc)})
+        raise
+    metrics = result.metrics.get("entity", result.metrics)
+    manager.event.remote(job_id, {"kind": "result", "metrics": {
+        "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
+    ray.train.report({"done": 1})
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The failure as the training page tells them apart."""
+    name = type(exc).__name__
+    if name == "TrainingDataError":
+        return f"too few completions or labels without examples: {exc}"
+    if name == "SpecError":
+        return f"wrong parameters: {exc}"
+    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
+        return f"out of memory: {exc}"
+    return f"{name}: {exc}"
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def run_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> None:
+    """One Ray Train run on one bundle; it raises when the training fails."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config={"job_id": job_id, "spec": spec},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
+        run_config=RunConfig(name=f"labtrain-job-{job_id}", storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=0, controller_failure_limit=0)))
+    trainer.fit()
+
+
+@dataclass
+class RunningJob:
+    job_id: int
+    training_id: int
+    project: str
+    type: str
+    bundle: dict
+    license: str
+    started_by: str | None
+    started_at: str
+    output_dir: str
+    ref: Any = None
+    submission_id: str | None = None  # run by a Ray job (`--submit`), not by the manager
+    cancelled_by: str | None = None
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class JobManager:
+    """One per service. Async: its methods interleave on one event loop, never in parallel."""
+
+    def __init__(self, home: str, storage: "ray.actor.ActorHandle"):
+        self.home = Path(home)
+        self.storage = StorageClient(storage)
+        self.ledger = Ledger()
+        self.licenses = LicensePool(self.home, 1)
+        self.queue: list[int] = []
+        self.running: dict[int, RunningJob] = {}
+        self.results: dict[int, dict] = {}
+        self.errors: dict[int, str] = {}
+        self.last_progress: dict[int, float] = {}
+        self.submissions: dict[int, str] = {}  # job id -> Ray job submission id (--submit)
+        self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()
+        self.started = False
+
+    async def start(self) -> list[int]:
+        """Mark what an earlier service left unfinished as interrupted; start scheduling."""
+        if self.started:
+            return []
+        self.started = True
+        interrupted = await self.storage("fail_interrupted_jobs", INTERRUPTED)
+        for job_id in interrupted:
+            job = await self.storage("job", job_id)
+            self._log(job, INTERRUPTED)
+        self._refresh_totals()
+        self._background(self._tick())
+        return interrupted
+
+    def _background(self, coroutine) -> None:
+        """Run a coroutine on the actor's loop, holding a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
+        """Like `StorageActor.call`: domain errors come back as values."""
+        try:
+            return "ok", await getattr(self, method)(*args, **kwargs)
+        except LabtrainError as exc:
+            return "error", (getattr(exc, "kind", type(exc).__name__), exc.status_code, str(exc))
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def submit(self, project: str, request: dict, user: str | None, source: str = "manual") -> dict:
+        self._refresh_totals()
+        impossible = self.ledger.possible(bundle_for(request.get("gpu", False)))
+        if impossible:
+            raise ValidationError(f"--gpu asks for a GPU bundle but {impossible}; train without --gpu "
+                                  "or add a GPU node")
+        submitted = request.get("runner") == "ray_job"
+        training = await self.storage("create_training", project, request, user, "ray job" if submitted else source)
+        for job in training["jobs"]:
+            self._log(job, f"queued by {user or 'unknown'} ({source}): {job['type']} with {job['embeddings']} "
+                           f"embeddings on a {describe_bundle(bundle_for(job['gpu']))} bundle, "
+                           f"license scope {job['scope']}")
+            if submitted:
+                await self.storage("update_job", job["job_id"], reason="waiting for its Ray job to start")
+            else:
+                self.queue.append(job["job_id"])
+        await self._schedule()
+        training = await self.storage("training", training["id"])
+        if submitted:
+            for job in training["jobs"]:
+                job["submission_id"] = f"labtrain-job-{job['job_id']}-{uuid.uuid4().hex[:6]}"
+                job["entrypoint"] = f"{sys.executable} -m ray_app.job_entry {job['job_id']} {job['submission_id']}"
+        return training
+
+    # --- trainings submitted as Ray jobs (the entry point is ray_app.job_entry) ---------------
+
+    async def attach_submission(self, job_id: int, submission_id: str) -> dict:
+        job = await self.storage("job", job_id)
+        training = await self.storage("training", job["training_id"])
+        if training["request"].get("runner") != "ray_job" or job_id in self.submissions:
+            raise Conflict(f"job {job_id} was not submitted as a Ray job, or its Ray job already started")
+        if job["status"] != "queued":
+            raise Conflict(f"job {job_id} is {job['status']}")
+        self.submissions[job_id] = submission_id
+        await self.storage("update_job", job_id, ray_job_id=submission_id, reason="waiting to be scheduled")
+        self._log(job, f"Ray job {submission_id} started; waiting for a bundle and a license")
+        self.queue.append(job_id)
+        await self._schedule()
+        return await self.storage("job", job_id)
+
+    async def submission_grant(self, job_id: int) -> dict:
+        """What the Ray job's driver may do now: run (with its spec, bundle and license), wait, or end."""
+        running = self.running.get(job_id)
+        if running is not None:
+            return {"state": "run", "spec": await self.storage("job_spec", job_id), "bundle": describe_bundle(
+                running.bundle), "bundle_resources": running.bundle, "license": running.license,
+                "storage_path": str(self.home / "ray_results")}
+        job = await self.storage("job", job_id)
+        if job_id in self.queue:
+            return {"state": "wait", "reason": job["reason"]}
+        return {"state": "end", "reason": f"job {job_id} is {job['status']}: {job['reason']}"}
+
+    async def submission_finished(self, job_id: int, error: str | None) -> dict:
+        running = self.running.get(job_id)
+        if running is not None and running.submission_id:
+            await self._finish(running, self.errors.get(job_id) or error)
+        return await self.storage("job", job_id)
+
+    async def cancel(self, training_id: int, user: str | None) -> dict:
+        for job in await self.storage("jobs_of", training_id):
+            job_id = job["job_id"]
+            if job_id in self.queue:
+                self.queue.remove(job_id)
+                await self.storage("end_job", job_id, "cancelled", f"cancelled by {user} while queued")
+                self._log(job, f"cancelled by {user} while queued")
+            elif job_id in self.running:
+                running = self.running[job_id]
+                running.cancelled_by = user or "unknown"
+                if running.submission_id:
+                    await asyncio.to_thread(self._stop_ray_job, running.submission_id)
+                    await self._finish(running, None)
+                else:
+                    ray.cancel(running.ref, force=True)  # kills the run's process; Ray frees its bundle
+        await asyncio.sleep(0)
+        return await self.storage("training", training_id)
+
+    async def event(self, job_id: int, event: dict) -> None:
+        """Events from a running trainer: log lines, progress, its result or its error."""
+        running = self.running.get(job_id)
+        if running is None or running.cancelled_by:
+            return
+        kind = event.get("kind")
+        if kind == "log":
+            with self._log_path(running.output_dir).open("a") as out:
+                out.write(event["line"] + "\n")
+        elif kind == "progress":
+            fresh = time.monotonic() - self.last_progress.get(job_id, 0.0) >= PROGRESS_EVERY_S
+            if fresh or event.get("epoch") or event["progress"] >= 100:
+                self.last_progress[job_id] = time.monotonic()
+                changes = {"progress": min(99.0, event["progress"])}
+                if event.get("epoch"):
+                    changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
+                await self.storage("update_job", job_id, **changes)
+        elif kind == "result":
+            self.results[job_id] = event["metrics"]
+        elif kind == "error":
+            self.errors[job_id] = event["error"]
+
+    # --- views ----------------------------------------------------------------------------------
+
+    async def cluster(self) -> dict:
+        self._refresh_totals()
+        view = cluster_view(ray)
+        waiting = []
+        for job_id in self.queue:
+            job = await self.storage("job", job_id)
+            waiting.append({"job_id": job_id, "training_id": job["training_id"], "type": job["type"],
+                            "reason": job["reason"]})
+        service = read_service(self.home) or {}
+        return {**view, "dashboard_url": service.get("dashboard_url"), "free_for_training": self.ledger.free(),
+                "training_servers": [{"job_id": r.job_id, "training_id": r.training_id, "project": r.project,
+                                      "type": r.type, "bundle": describe_bundle(r.bundle), "license": r.license,
+                                      "status": "cancelling" if r.cancelled_by else "running",
+                                      "started_by": r.started_by, "started_at": r.started_at}
+                                     for r in self.running.values()],
+                "queue": waiting, "licenses": self.licenses.usage(),
+                "license_file": describe(license_file(self.home))}
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def _refresh_totals(self) -> None:
+        totals = ray.cluster_resources()
+        self.ledger.totals = {k: totals.get(k, 0.0) for k in ("CPU", "GPU")}
+        try:
+            self.licenses.set_cpu_bundles(int(self.ledger.totals["CPU"]))
+        except LabtrainError as exc:  # a broken license file: jobs wait and say so
+            log.error("%s", exc)
+
+    async def _tick(self) -> None:
+        while True:  # resources can appear (autoscaling), license files change, Ray jobs end
+            await asyncio.sleep(5)
+            try:
+                if self.queue:
+                    self._refresh_totals()
+                    await self._schedule()
+                for running in [r for r in self.running.values() if r.submission_id]:
+                    state = await asyncio.to_thread(self._ray_job_status, running.submission_id)
+                    if state in ("STOPPED", "FAILED", "SUCCEEDED") and running.job_id in self.running:
+                        await self._finish(running, self.errors.get(running.job_id)
+                                           or f"its Ray job {running.submission_id} ended {state} without reporting")
+            except Exception:  # the next tick tries again
+                log.exception("job manager tick failed")
+
+    def _job_client(self):
+        from ray.job_submission import JobSubmissionClient
+
+        service = read_service(self.home) or {}
+        return JobSubmissionClient(service.get("dashboard_url") or "http://127.0.0.1:8265")
+
+    def _stop_ray_job(self, submission_id: str) -> None:
+        try:
+            self._job_client().stop_job(submission_id)
+        except Exception as exc:  # already gone: nothing to stop
+            log.warning("could not stop Ray job %s: %s", submission_id, exc)
+
+    def _ray_job_status(self, submission_id: str) -> str | None:
+        try:
+            return str(self._job_client().get_job_status(submission_id)).split(".")[-1]
+        except Exception:
+            return None
+
+    async def _schedule(self) -> None:
+        async with self.lock:
+            for job_id in list(self.queue):
+                job = await self.storage("job", job_id)
+                bundle = bundle_for(job["gpu"])
+                reason = self._wait_reason(job, bundle)
+                if reason:
+                    if reason != job["reason"]:
+                        await self.storage("update_job", job_id, reason=reason)
+                        self._log(job, reason)
+                    continue
+                license_id = self.licenses.acquire(job["scope"], job_id)
+                self.ledger.take(job_id, bundle)
+                self.queue.remove(job_id)
+                await self._launch(job, bundle, license_id)
+
+    def _wait_reason(self, job: dict, bundle: dict) -> str | None:
+        missing = self.ledger.missing(bundle)
+        if missing:
+            return f"waiting for {missing}"
+        try:
+            self.licenses.reload()
+        except LabtrainError as exc:
+            return f"waiting for a valid license file: {exc}"
+        if not any(job["scope"] in lic.scopes and lic.free > 0 for lic in self.licenses.licenses):
+            return f"waiting for a license with scope {job['scope']}"
+        return None
+
+    async def _launch(self, job: dict, bundle: dict, license_id: str) -> None:
+        job_id = job["job_id"]
+        training = await self.storage("training", job["training_id"])
+        started = now()
+        running = RunningJob(job_id, job["training_id"], training["project"], job["type"], bundle, license_id,
+                             training["requested_by"], str(started), job["output_dir"])
+        self.running[job_id] = running
+        try:
+            spec = await self.storage("job_spec", job_id)
+            await self.storage("update_job", job_id, status="running", reason=None, license=license_id,
+                               started_at=started, progress=0.0)
+            self._log(job, f"started on {describe_bundle(bundle)} with license {license_id}")
+            if job_id in self.submissions:  # its Ray job's driver runs it (see submission_grant)
+                running.submission_id = self.submissions[job_id]
+                return
+            running.ref = run_job.remote(job_id, spec, bundle, str(self.home / "ray_results"))
+        except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
+            await self._finish(running, f"could not start: {exc}")
+            return
+        self._background(self._watch(running))
+
+    async def _watch(self, running: RunningJob) -> None:
+        try:
+            await running.ref
+            error = None
+        except ray.exceptions.TaskCancelledError:
+            error = "cancelled"
+        except Exception as exc:  # the trainer raised, or a worker or node died
+            error = self.errors.get(running.job_id) or _ray_failure(exc)
+        await self._finish(running, error)
+
+    async def _finish(self, running: RunningJob, error: str | None) -> None:
+        job_id = running.job_id
+        job = await self.storage("job", job_id)
+        try:
+            if running.cancelled_by:
+                reason = f"cancelled by {running.cancelled_by}"
+                await self.storage("end_job", job_id, "cancelled", reason)
+                self._log(job, reason)
+            elif error:
+                await self.storage("end_job", job_id, "failed", error)
+                self._log(job, f"failed: {error}")
+            else:
+                done = await self.storage("complete_job", job_id, self.results.get(job_id) or {})
+                training = await self.storage("training", job["training_id"])
+                self._log(job, f"succeeded: model {done['model_name']}"
+                               + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
+        except LabtrainError as exc:  # e.g. the deploy no longer fits the config
+            await self.storage("end_job", job_id, "failed", f"could not register the model: {exc}")
+            self._log(job, f"failed: could not register the model: {exc}")
+        finally:
+            self.running.pop(job_id, None)
+            self.ledger.give_back(job_id)
+            self.licenses.release(job_id)
+            for store in (self.results, self.errors, self.last_progress, self.submissions):
+                store.pop(job_id, None)
+        await self._schedule()
+
+    # --- the job log -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _log_path(output_dir: str) -> Path:
+        path = Path(output_dir) / "job.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _log(self, job: dict, line: str) -> None:
+        with self._log_path(job["output_dir"]).open("a") as out:
+            out.write(f"[labtrain {now().isoformat(timespec='seconds')}] {line}\n")
+
+
+def _ray_failure(exc: Exception) -> str:
+    """A short reason from Ray's wrapped exceptions (a dead worker, a failed run)."""
+    text = str(exc).strip().splitlines()
+    tail = [line for line in text if line.strip()][-1:] or [type(exc).__name__]
+    if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
+                        ray.exceptions.NodeDiedError)):
+        return f"the training process died: {tail[0]}"
+    return f"{type(exc).__name__}: {tail[0]}"
+
+
+def get_job_manager() -> "ray.actor.ActorHandle":
+    try:
+        return ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
+    except ValueError:
+        raise NotFound("the job manager is not running; restart `labtrain serve`") from None

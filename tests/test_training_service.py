@@ -1,0 +1,220 @@
+"""Trainings through the running service: real Ray (2 CPUs), Ray Train runs, real models on a
+tiny separable project, the HTTP API and the `labtrain` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+
+import pytest
+
+from tests.test_service import new_user
+from tests.trainer_data import CONFIG, toy_tasks
+
+FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4}  # MiniLM
+BILSTM = {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4}
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def toy_project(service, n: int = 60) -> str:
+    name = "t" + uuid.uuid4().hex[:8]
+    with service.client() as http:
+        assert http.post("/api/projects", json={"name": name, "config": CONFIG}).status_code == 201
+        answer = http.post(f"/api/projects/{name}/import", content=json.dumps(toy_tasks(n)))
+        assert answer.status_code == 200, answer.text
+    return name
+
+
+def start(http, project: str, **body) -> dict:
+    answer = http.post(f"/api/projects/{project}/trainings", json={"params": FAST, **body})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def wait(http, training_id: int, until=lambda t: t["status"] in ENDED, timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        training = http.get(f"/api/trainings/{training_id}").json()
+        if until(training):
+            return training
+        time.sleep(0.5)
+    raise AssertionError(f"training {training_id} did not get there in {timeout_s} s: {training}")
+
+
+def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service):
+    project = toy_project(service)
+    with service.client() as http:
+        assert http.put(f"/api/projects/{project}/training/settings", json={"versioning": True}).status_code == 200
+        first = start(http, project, types=["ner", "classification"])
+        assert first["status"] in ("queued", "running") and len(first["jobs"]) == 2
+        assert http.put(f"/api/projects/{project}/training/settings",
+                        json={"versioning": False}).status_code == 409
+        first = wait(http, first["id"])
+        assert first["status"] == "succeeded", first
+        ner, classification = first["jobs"]
+        # both ran at the same time, one CPU bundle each
+        assert max(ner["started_at"], classification["started_at"]) < min(ner["ended_at"], classification["ended_at"])
+        assert ner["model_name"] == f"ner_{project}_v1"
+        assert classification["model_name"] == f"classification_{project}_topic_v1"
+        assert ner["metrics"]["micro"]["f1"] > 0.9 and classification["metrics"]["micro"]["f1"] > 0.9
+        assert ner["license"] == "embedded:training:ner"
+
+        second = wait(http, start(http, project, types=["ner"], embeddings="bilstm", deploy=True, params=BILSTM)["id"])
+        assert second["jobs"][0]["model_name"] == f"ner_{project}_v2"
+        config = http.get(f"/api/projects/{project}/config").json()["config"]
+        assert f'model="ner_{project}_v2"' in config and f"ner_{project}_v1" not in config
+
+        model = http.get(f"/api/models/ner_{project}_v2").json()
+        assert model["deployed"] and [v["name"] for v in model["versions"]] == [f"ner_{project}_v1",
+                                                                                f"ner_{project}_v2"]
+        bench = http.get(f"/api/models/classification_{project}_topic_v1/benchmark").json()
+        assert set(bench["metrics"]["per_label"]) == {"travel", "health"}
+        assert bench["confusion_matrix"]["labels"] == ["travel", "health"]
+        png = http.get(f"/api/models/classification_{project}_topic_v1/confusion_matrix.png")
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+        predicted = http.post(f"/api/models/ner_{project}_v2/predict",
+                              json={"texts": ["Greta lives in Oslo and travels often ."]}).json()
+        labels = {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]}
+        assert labels == {("Greta", "PER"), ("Oslo", "LOC")}
+
+        history = http.get(f"/api/projects/{project}/trainings").json()
+        assert [t["id"] for t in history] == [second["id"], first["id"]]
+        assert history[1]["data"]["rows"] == {"ner": 60, "classification": 60}
+        archive = zipfile.ZipFile(io.BytesIO(http.get(f"/api/trainings/{first['id']}/logs/download").content))
+        names = set(archive.namelist())
+        assert {"training.json", "ner/job.log", "ner/training.log", "ner/metrics.json", "classification/labtrain.json",
+                "classification/confusion_matrix.png"} <= names
+        log = archive.read("classification/job.log").decode()
+        assert "started on 1 CPU" in log and "TEST LABEL" in log and "succeeded: model" in log
+
+
+def test_cancel_stops_a_running_training_within_seconds_and_frees_its_bundle(service):
+    project = toy_project(service)
+    with service.client() as http:
+        training = start(http, project, types=["classification"], params={"epochs": 500, "batch_size": 4})
+        wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
+        asked = time.monotonic()
+        assert http.post(f"/api/trainings/{training['id']}/cancel").status_code == 200
+        done = wait(http, training["id"], timeout_s=30)
+        assert done["status"] == "cancelled" and done["jobs"][0]["reason"] == "cancelled by admin"
+        assert time.monotonic() - asked < 30
+        cluster = wait_for_free_cpus(http, 2)
+        assert cluster["training_servers"] == []
+        assert http.get("/api/health").status_code == 200
+
+
+def wait_for_free_cpus(http, n: float, timeout_s: float = 30) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cluster = http.get("/api/cluster").json()
+        if cluster["available"]["CPU"] >= n and not cluster["training_servers"]:
+            return cluster
+        time.sleep(0.5)
+    raise AssertionError(f"CPUs not freed: {cluster}")
+
+
+def test_a_failing_trainer_fails_its_job_with_the_reason_and_the_service_goes_on(service):
+    project = "t" + uuid.uuid4().hex[:8]
+    travel_only = [t for i, t in enumerate(toy_tasks(20)) if i % 2]  # no assertion label anywhere
+    with service.client() as http:
+        http.post("/api/projects", json={"name": project, "config": CONFIG})
+        assert http.post(f"/api/projects/{project}/import", content=json.dumps(travel_only)).status_code == 200
+        training = start(http, project, types=["assertion"])
+        done = wait(http, training["id"])
+        assert done["status"] == "failed"
+        assert done["jobs"][0]["reason"].startswith("too few completions or labels without examples: no training "
+                                                    "examples for assertion"), done["jobs"][0]
+        log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
+        assert "failed: too few completions" in log
+        assert http.get(f"/api/models/assertion_{project}").status_code == 404
+        wait_for_free_cpus(http, 2)
+
+
+def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
+    project = toy_project(service)
+    license_file = service.home / "licenses.yaml"
+    license_file.write_text("licenses:\n- {id: ner-only, scopes: [training:ner], max_jobs: 1}\n")
+    try:
+        with service.client() as http:
+            training = start(http, project, types=["classification"])
+            waiting = wait(http, training["id"], until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a"),
+                           timeout_s=20)
+            assert waiting["status"] == "queued"
+            assert waiting["jobs"][0]["reason"] == "waiting for a license with scope training:classification"
+            queue = http.get("/api/cluster").json()["queue"]
+            assert any(q["training_id"] == training["id"] for q in queue)
+            assert http.post(f"/api/trainings/{training['id']}/cancel").json()["status"] == "cancelled"
+    finally:
+        license_file.unlink()
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"types": ["sentiment"]}, 422, "'sentiment' is not one of"),
+    ({"types": ["classification"], "embeddings": "bilstm"}, 422, "cannot train 'classification'"),
+    ({"types": ["ner"], "params": {"epochs": 0}}, 422, "epochs=0"),
+    ({"types": ["ner"], "params": {"dropout": 1.5}}, 422, "dropout"),
+    ({"types": ["ner"], "gpu": True}, 422, "the cluster has 0 GPU"),
+    ({"types": ["ner"], "selection": {"validation_split": 0.2, "test_tag": "test"}}, 422, "not both"),
+    ({"types": ["ner"], "backend": "tensorflow"}, 422, "backend 'tensorflow'"),
+])
+def test_bad_training_requests_are_refused_naming_the_field(service, body, status, words):
+    project = toy_project(service, 10)
+    with service.client() as http:
+        answer = http.post(f"/api/projects/{project}/trainings", json=body)
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["detail"]
+        assert http.get(f"/api/projects/{project}/trainings").json() == []
+
+
+def test_only_owners_and_managers_train_and_members_read(service):
+    project = toy_project(service, 10)
+    user, token = new_user(service)
+    with service.client() as http:
+        http.put(f"/api/projects/{project}/members", json={"set": [{"username": user, "role": "reviewer"}]})
+    with service.client(token) as http:
+        answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["ner"]})
+        assert answer.status_code == 403 and "needs manager" in answer.json()["detail"]
+        options = http.get(f"/api/projects/{project}/training/options").json()
+        assert [t["type"] for t in options["types"]] == ["ner", "assertion", "classification", "relation"]
+        assert [e["name"] for e in options["types"][0]["embeddings"]] == ["minilm", "bilstm"]
+        assert options["gpu_available"] is False and options["defaults"]["validation_split"] == 0.2
+    with service.client() as http:
+        assert http.get("/api/trainings/999999").status_code == 404
+
+
+def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(service):
+    project = toy_project(service)
+    trained = service.cli("train", project, "--type", "ner", "--embeddings", "bilstm", "--epochs", "8",
+                          "--learning-rate", "0.01", "--batch-size", "4", "--follow",
+                          token=service.token)
+    assert trained.returncode == 0, trained.stderr
+    assert "ner [####################] 100.0%" in trained.stderr and "succeeded" in trained.stdout
+    training_id = int(trained.stdout.split()[1])
+    history = service.cli("history", project, "--json", token=service.token)
+    assert json.loads(history.stdout)[0]["id"] == training_id
+    models = service.cli("models", f"ner_{project}", token=service.token)
+    assert f"ner_{project}" in models.stdout
+    logs = service.cli("logs", str(training_id), "-f", token=service.token)
+    assert "epoch" in logs.stdout.lower() and "TEST ENTITY" in logs.stdout
+    cluster = json.loads(service.cli("cluster", "--json", token=service.token).stdout)
+    assert cluster["total"]["CPU"] == 2 and cluster["dashboard_url"].startswith("http")
+    status = service.cli("status", str(training_id), token=service.token)
+    assert "succeeded" in status.stdout
+    bad = service.cli("train", project, "--type", "ner", "--epochs", "0", token=service.token)
+    assert bad.returncode == 1 and "epochs=0" in bad.stderr
+
+
+def test_submit_runs_the_training_as_a_ray_job_recorded_in_the_history(service):
+    project = toy_project(service)
+    trained = service.cli("train", project, "--type", "ner", "--embeddings", "bilstm", "--epochs", "2", "--submit",
+                          "--follow", token=service.token)
+    assert trained.returncode == 0, trained.stderr
+    assert "as Ray job labtrain-job-" in trained.stderr
+    training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]
+    assert training["source"] == "ray job" and training["status"] == "succeeded"
+    assert training["jobs"][0]["ray_job_id"].startswith("labtrain-job-")
+    assert training["jobs"][0]["model_name"] == f"ner_{project}"
