@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import sys
 import time
 import uuid
@@ -35,6 +37,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     job_id, last = config["job_id"], [0.0]
+    manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
 
     def forward(event: dict) -> None:
         if event["kind"] == "progress" and event["progress"] < 100 and time.monotonic() - last[0] < 0.5:
@@ -92,6 +95,8 @@ class RunningJob:
     output_dir: str
     ref: Any = None
     submission_id: str | None = None  # run by a Ray job (`--submit`), not by the manager
+    worker_pid: int | None = None
+    worker_node: str | None = None
     cancelled_by: str | None = None
 
 
@@ -213,7 +218,7 @@ class JobManager:
                 if running.submission_id:
                     await asyncio.to_thread(self._stop_ray_job, running.submission_id)
                     await self._finish(running, None)
-                else:
+                elif running.ref is not None:  # else it is being launched: _launch cancels it
                     ray.cancel(running.ref, force=True)  # kills the run's process; Ray frees its bundle
         await asyncio.sleep(0)
         return await self.storage("training", training_id)
@@ -235,6 +240,8 @@ class JobManager:
                 if event.get("epoch"):
                     changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
                 await self.storage("update_job", job_id, **changes)
+        elif kind == "worker":
+            running.worker_pid, running.worker_node = event["pid"], event["node"]
         elif kind == "result":
             self.results[job_id] = event["metrics"]
         elif kind == "error":
@@ -255,7 +262,8 @@ class JobManager:
                 "training_servers": [{"job_id": r.job_id, "training_id": r.training_id, "project": r.project,
                                       "type": r.type, "bundle": describe_bundle(r.bundle), "license": r.license,
                                       "status": "cancelling" if r.cancelled_by else "running",
-                                      "started_by": r.started_by, "started_at": r.started_at}
+                                      "started_by": r.started_by, "started_at": r.started_at,
+                                      "worker_pid": r.worker_pid, "worker_node": r.worker_node}
                                      for r in self.running.values()],
                 "queue": waiting, "licenses": self.licenses.usage(),
                 "license_file": describe(license_file(self.home))}
@@ -345,11 +353,16 @@ class JobManager:
             self._log(job, f"started on {describe_bundle(bundle)} with license {license_id}")
             if job_id in self.submissions:  # its Ray job's driver runs it (see submission_grant)
                 running.submission_id = self.submissions[job_id]
+                if running.cancelled_by:
+                    await asyncio.to_thread(self._stop_ray_job, running.submission_id)
+                    await self._finish(running, None, reschedule=False)
                 return
             running.ref = run_job.remote(job_id, spec, bundle, str(self.home / "ray_results"))
         except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
-            await self._finish(running, f"could not start: {exc}")
+            await self._finish(running, f"could not start: {exc}", reschedule=False)
             return
+        if running.cancelled_by:  # cancelled while it was being launched
+            ray.cancel(running.ref, force=True)
         self._background(self._watch(running))
 
     async def _watch(self, running: RunningJob) -> None:
@@ -362,7 +375,9 @@ class JobManager:
             error = self.errors.get(running.job_id) or _ray_failure(exc)
         await self._finish(running, error)
 
-    async def _finish(self, running: RunningJob, error: str | None) -> None:
+    async def _finish(self, running: RunningJob, error: str | None, reschedule: bool = True) -> None:
+        """End a job however it ended; give back its bundle and license. `reschedule=False`
+        from inside `_schedule` (its lock is held; the loop goes on with the freed bundle)."""
         job_id = running.job_id
         job = await self.storage("job", job_id)
         try:
@@ -387,7 +402,8 @@ class JobManager:
             self.licenses.release(job_id)
             for store in (self.results, self.errors, self.last_progress, self.submissions):
                 store.pop(job_id, None)
-        await self._schedule()
+        if reschedule:
+            await self._schedule()
 
     # --- the job log -----------------------------------------------------------------------------
 
@@ -404,12 +420,13 @@ class JobManager:
 
 def _ray_failure(exc: Exception) -> str:
     """A short reason from Ray's wrapped exceptions (a dead worker, a failed run)."""
-    text = str(exc).strip().splitlines()
-    tail = [line for line in text if line.strip()][-1:] or [type(exc).__name__]
-    if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
-                        ray.exceptions.NodeDiedError)):
-        return f"the training process died: {tail[0]}"
-    return f"{type(exc).__name__}: {tail[0]}"
+    text = " ".join(str(exc).split())
+    died = re.search(r"worker process has died|actor is dead|node .* died", text, re.IGNORECASE)
+    if died or isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
+                                ray.exceptions.NodeDiedError)):
+        detail = re.search(r"Worker exit detail: (.*?\.)(?: |$)", text)
+        return "the training process died" + (f": {detail.group(1)}" if detail else "")
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def get_job_manager() -> "ray.actor.ActorHandle":

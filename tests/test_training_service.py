@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 import uuid
 import zipfile
@@ -92,19 +94,42 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
         assert "started on 1 CPU" in log and "TEST LABEL" in log and "succeeded: model" in log
 
 
-def test_cancel_stops_a_running_training_within_seconds_and_frees_its_bundle(service):
+def test_jobs_beyond_the_cpus_wait_and_cancel_frees_their_bundles_within_seconds(service):
+    project = toy_project(service)
+    long = {"epochs": 500, "learning_rate": 1e-4, "batch_size": 4}
+    with service.client() as http:
+        trainings = [start(http, project, types=["classification"], params=long) for _ in range(3)]
+        third = wait(http, trainings[2]["id"], until=lambda t: t["jobs"][0]["reason"] == "waiting for 1 CPU",
+                     timeout_s=20)
+        assert third["status"] == "queued"
+        for training in trainings[:2]:
+            wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
+        assert len(http.get("/api/cluster").json()["training_servers"]) == 2
+        asked = time.monotonic()
+        for training in trainings:
+            assert http.post(f"/api/trainings/{training['id']}/cancel").status_code == 200
+        for training in trainings:
+            done = wait(http, training["id"], timeout_s=30)
+            assert done["status"] == "cancelled", done
+            assert done["jobs"][0]["reason"].startswith("cancelled by admin")
+        cluster = wait_for_free_cpus(http, 2)
+        assert cluster["training_servers"] == [] and time.monotonic() - asked < 30
+        assert http.get("/api/health").status_code == 200
+
+
+def test_a_worker_that_dies_fails_its_job_and_frees_its_bundle(service):
     project = toy_project(service)
     with service.client() as http:
         training = start(http, project, types=["classification"], params={"epochs": 500, "batch_size": 4})
         wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
-        asked = time.monotonic()
-        assert http.post(f"/api/trainings/{training['id']}/cancel").status_code == 200
-        done = wait(http, training["id"], timeout_s=30)
-        assert done["status"] == "cancelled" and done["jobs"][0]["reason"] == "cancelled by admin"
-        assert time.monotonic() - asked < 30
-        cluster = wait_for_free_cpus(http, 2)
-        assert cluster["training_servers"] == []
-        assert http.get("/api/health").status_code == 200
+        (server,) = http.get("/api/cluster").json()["training_servers"]
+        os.kill(server["worker_pid"], signal.SIGKILL)
+        done = wait(http, training["id"], timeout_s=60)
+        assert done["status"] == "failed", done
+        assert done["jobs"][0]["reason"].startswith("the training process died"), done["jobs"][0]
+        wait_for_free_cpus(http, 2)
+        again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])
+        assert again["status"] == "succeeded"
 
 
 def wait_for_free_cpus(http, n: float, timeout_s: float = 30) -> dict:
