@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,36 @@ def run_direct(home: Path, snapshot: str) -> tuple[float, float]:
     return time.monotonic() - started, json.loads((out_dir / "labtrain.json").read_text())["seconds"]
 
 
+RAY_TRAIN_FLOOR = """
+import os, time
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+import ray
+from ray.train import ScalingConfig, RunConfig
+from ray.train.torch import TorchTrainer
+
+def loop(config):
+    import torch  # what every trainer imports
+    import ray.train
+    ray.train.report({"done": 1})
+
+ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+walls = []
+for i in range(2):
+    started = time.monotonic()
+    TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                 run_config=RunConfig(name=f"floor-{i}", storage_path=os.environ["FLOOR_DIR"])).fit()
+    walls.append(time.monotonic() - started)
+print(min(walls))
+"""
+
+
+def ray_train_floor(home: Path) -> float:
+    """A bare `TorchTrainer.fit()` whose worker only imports torch: Ray Train's fixed cost here."""
+    out = subprocess.run([sys.executable, "-c", RAY_TRAIN_FLOOR], capture_output=True, text=True, check=True,
+                         env={**os.environ, "FLOOR_DIR": str(home / "floor")})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def run_batch(http: httpx.Client, project: str, n: int) -> dict:
     submitted, ids = [], []
     for _ in range(n):
@@ -86,6 +117,8 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain_sched_"))
+    floor = ray_train_floor(home)
+    print(f"Ray Train floor: a bare TorchTrainer.fit() (worker imports torch) takes {floor:.1f} s", flush=True)
     info = serve(home, args.num_cpus)
     try:
         http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
@@ -104,7 +137,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], capture_output=True)
     med = statistics.median
     print(f"\n{args.num_cpus} CPU bundles; each job: 1-epoch bilstm NER on 40 tasks; direct run of the same "
-          f"trainer: {direct_wall:.1f} s wall ({direct_inside:.1f} s in the trainer)")
+          f"trainer: {direct_wall:.1f} s wall ({direct_inside:.1f} s in the trainer); a bare TorchTrainer.fit(): "
+          f"{floor:.1f} s")
     print(f"{'jobs':>5}{'all done':>10}{'submit->start p50':>19}{'max':>7}{'overhead/job p50':>18}{'max':>7}"
           f"{'trainer p50':>13}")
     for r in rows:

@@ -72,6 +72,8 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
         model = http.get(f"/api/models/ner_{project}_v2").json()
         assert model["deployed"] and [v["name"] for v in model["versions"]] == [f"ner_{project}_v1",
                                                                                 f"ner_{project}_v2"]
+        assert http.get(f"/api/models/classification_{project}_topic").json()["confusion_matrix"]["labels"] == \
+            ["travel", "health"]
         bench = http.get(f"/api/models/classification_{project}_topic_v1/benchmark").json()
         assert set(bench["metrics"]["per_label"]) == {"travel", "health"}
         assert bench["confusion_matrix"]["labels"] == ["travel", "health"]

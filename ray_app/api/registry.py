@@ -30,8 +30,11 @@ async def list_models(user: CurrentUser, storage: StorageDep):
 
 @router.get("/{name}")
 async def show_model(name: str, user: CurrentUser, storage: StorageDep):
-    """One model (a family name gives its latest version) with all versions of its family."""
-    return await _visible_model(name, user, storage, with_versions=True)
+    """One model (a family name gives its latest version) with all versions of its family and
+    its confusion matrix."""
+    model = await _visible_model(name, user, storage, with_versions=True)
+    model["confusion_matrix"] = (await storage("model_benchmark", model["name"]))["confusion_matrix"]
+    return model
 
 
 @router.get("/{name}/benchmark")
