@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         print(f"job {job_id}: {grant['reason']}", flush=True)
         return 1
     print(f"job {job_id}: running on {grant['bundle']} with license {grant['license']}", flush=True)
-    from ray_app.jobs import run_job
+    from ray_app.train_run import run_job
 
     error = None
     try:

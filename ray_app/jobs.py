@@ -1,13 +1,11 @@
 """The job manager: a named Ray actor that queues training jobs, binds each to a resource
-bundle and a license slot, runs it as a Ray Train run (`TorchTrainer` over the plain-PyTorch
-trainer), streams its events into the job log and the catalog, and ends it however it ends."""
+bundle and a license slot, runs it as a Ray Train run (`ray_app.train_run`), streams its events
+into the job log and the catalog, and ends it however it ends."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import sys
 import time
 import uuid
@@ -21,65 +19,13 @@ from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
+from ray_app.train_run import ray_failure, run_job
 from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
 INTERRUPTED = "interrupted: the labtrain service stopped while this job was queued or running"
-
-
-def train_loop_per_worker(config: dict) -> None:
-    """Runs in the Ray Train worker: the trainer, its events forwarded to the job manager."""
-    import ray.train
-
-    from trainers.run import run
-
-    manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
-    job_id, last = config["job_id"], [0.0]
-    manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
-
-    def forward(event: dict) -> None:
-        if event["kind"] == "progress" and event["progress"] < 100 and time.monotonic() - last[0] < 0.5:
-            return  # progress comes every batch; the page needs about one a second
-        last[0] = time.monotonic()
-        manager.event.remote(job_id, event)
-
-    try:
-        result = run(config["spec"], [forward])
-    except BaseException as exc:
-        manager.event.remote(job_id, {"kind": "error", "error": failure_reason(exc)})
-        raise
-    metrics = result.metrics.get("entity", result.metrics)
-    manager.event.remote(job_id, {"kind": "result", "metrics": {
-        "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
-    ray.train.report({"done": 1})
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The failure as the training page tells them apart."""
-    name = type(exc).__name__
-    if name == "TrainingDataError":
-        return f"too few completions or labels without examples: {exc}"
-    if name == "SpecError":
-        return f"wrong parameters: {exc}"
-    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
-        return f"out of memory: {exc}"
-    return f"{name}: {exc}"
-
-
-@ray.remote(num_cpus=0, max_retries=0)
-def run_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> None:
-    """One Ray Train run on one bundle; it raises when the training fails."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"job_id": job_id, "spec": spec},
-        scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
-        run_config=RunConfig(name=f"labtrain-job-{job_id}", storage_path=storage_path,
-                             failure_config=FailureConfig(max_failures=0, controller_failure_limit=0)))
-    trainer.fit()
 
 
 @dataclass
@@ -372,7 +318,7 @@ class JobManager:
         except ray.exceptions.TaskCancelledError:
             error = "cancelled"
         except Exception as exc:  # the trainer raised, or a worker or node died
-            error = self.errors.get(running.job_id) or _ray_failure(exc)
+            error = self.errors.get(running.job_id) or ray_failure(exc)
         await self._finish(running, error)
 
     async def _finish(self, running: RunningJob, error: str | None, reschedule: bool = True) -> None:
@@ -416,17 +362,6 @@ class JobManager:
     def _log(self, job: dict, line: str) -> None:
         with self._log_path(job["output_dir"]).open("a") as out:
             out.write(f"[labtrain {now().isoformat(timespec='seconds')}] {line}\n")
-
-
-def _ray_failure(exc: Exception) -> str:
-    """A short reason from Ray's wrapped exceptions (a dead worker, a failed run)."""
-    text = " ".join(str(exc).split())
-    died = re.search(r"worker process has died|actor is dead|node .* died", text, re.IGNORECASE)
-    if died or isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
-                                ray.exceptions.NodeDiedError)):
-        detail = re.search(r"Worker exit detail: (.*?\.)(?: |$)", text)
-        return "the training process died" + (f": {detail.group(1)}" if detail else "")
-    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def get_job_manager() -> "ray.actor.ActorHandle":
