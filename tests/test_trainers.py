@@ -211,3 +211,18 @@ def test_early_stopping_is_logged_and_keeps_the_best_epoch(tmp_path, toy):
                     "validation_fraction": 0.3})
     assert len(result.metrics["epochs"]) < 30
     assert "early stopping: no improvement on validation for 2 epochs" in (tmp_path / "out" / "training.log").read_text()
+
+
+def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():
+    from trainers.ner_minilm import bio_constraints, transition_prior, viterbi
+
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    between, start = bio_constraints(tags)
+    # the argmax alone would say O, I-PER, I-LOC: two chunks that BIO cannot produce
+    log_probs = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.03, 0.02],
+                                        [0.1, 0.3, 0.5, 0.05, 0.05],
+                                        [0.1, 0.1, 0.35, 0.05, 0.4]]))
+    assert [tags[i] for i in log_probs.argmax(-1)] == ["O", "I-PER", "I-LOC"]
+    assert [tags[i] for i in viterbi(log_probs, between, start)] == ["O", "B-PER", "I-PER"]
+    prior = transition_prior(tags, [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"]])
+    assert prior[1, 2] > prior[1, 4]  # B-PER is followed by I-PER, never by I-LOC

@@ -80,9 +80,32 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
                   epoch_note(result, params.early_stopping_patience))
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
+    if spec.embeddings != "bilstm":
+        choose_decoding(tagger, train_tags, splits.validation, spec.labels, reporter)
     with torch.no_grad():
         scores = evaluate(tagger, splits.test, spec.labels) if splits.test else None
     return tagger, scores, epochs, summary
+
+
+def choose_decoding(tagger, train_tags: list[list[str]], validation: list[NerDocument], labels: list[str],
+                    reporter: Reporter) -> None:
+    """The weight of the training data's transition prior in Viterbi decoding, chosen on
+    validation (without validation: constraints only)."""
+    tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
+    if not validation:
+        reporter.line("decoding: Viterbi with BIO constraints (no validation part to weigh the transition prior)")
+        return
+    log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in validation])
+    results = {}
+    for weight in ner_minilm.PRIOR_WEIGHTS:
+        tags = tagger.decode(log_probs, weight)
+        results[weight] = ner_scores([d.spans for d in validation],
+                                     [spans_from_bio(d.words, t) for d, t in zip(validation, tags)],
+                                     [d.tags for d in validation], tags, labels)["entity"]["micro"]["f1"]
+    tagger.prior_weight = max(results, key=lambda w: (results[w], -w))
+    reporter.line("decoding: Viterbi with BIO constraints + transition prior; validation F1 by prior weight: "
+                  + ", ".join(f"{w:g}: {f:.4f}" for w, f in results.items())
+                  + f"; chosen {tagger.prior_weight:g}")
 
 
 def predict_spans(tagger, texts: list[str]) -> list[list[Span]]:

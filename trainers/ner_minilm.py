@@ -5,11 +5,17 @@ The packaged MiniLM is uncased, and casing carries much of the signal of names. 
 casing (lower, Title, UPPER, with digits) reaches the model through BERT's token-type
 embeddings, widened from 2 to 4 rows that all start as the pretrained row 0: the saved model
 stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a plain
-`transformers.pipeline` passes type 0 (lower case) and so predicts without it."""
+`transformers.pipeline` passes type 0 (lower case) and so predicts without it.
+
+`TokenTagger` decodes each document with Viterbi: tag sequences BIO forbids (O then I-X, B-X
+then I-Y) are ruled out, and a prior of tag-to-tag transitions counted on the training data is
+added with a weight chosen on validation (`transitions.json` beside the model; a plain pipeline
+takes the argmax instead)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,6 +83,45 @@ def overlapping_windows(tokenizer, words: list[str], max_length: int) -> list[tu
         start = max(start + 1, (start + end) // 2)
 
 
+TRANSITIONS_FILE = "transitions.json"
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+FORBIDDEN = -1e4
+
+
+def bio_constraints(tags: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[from, to] and start scores: 0 where BIO allows the tag, FORBIDDEN where it does not."""
+    n = len(tags)
+    between, start = torch.zeros(n, n), torch.zeros(n)
+    for b, to in enumerate(tags):
+        if to.startswith("I-"):
+            start[b] = FORBIDDEN
+            for a, frm in enumerate(tags):
+                if frm == "O" or frm[2:] != to[2:]:
+                    between[a, b] = FORBIDDEN
+    return between, start
+
+
+def transition_prior(tags: list[str], tag_lists: list[list[str]]) -> torch.Tensor:
+    """log P(next tag | tag) counted on training data (add-one smoothed)."""
+    index = {t: i for i, t in enumerate(tags)}
+    counts = torch.ones(len(tags), len(tags))
+    for seq in tag_lists:
+        for a, b in zip(seq, seq[1:]):
+            counts[index[a], index[b]] += 1
+    return torch.log(counts / counts.sum(1, keepdim=True))
+
+
+def viterbi(log_probs: torch.Tensor, between: torch.Tensor, start: torch.Tensor) -> list[int]:
+    score, back = start + log_probs[0], []
+    for t in range(1, len(log_probs)):
+        score, best = (score[:, None] + between + log_probs[t][None, :]).max(0)
+        back.append(best)
+    path = [int(score.argmax())]
+    for best in reversed(back):
+        path.append(int(best[path[-1]]))
+    return path[::-1]
+
+
 @dataclass
 class TokenTagger:
     model: AutoModelForTokenClassification
@@ -84,6 +129,12 @@ class TokenTagger:
     tags: list[str]
     device: torch.device
     max_length: int
+    prior: torch.Tensor | None = None  # log transition probabilities from training data
+    prior_weight: float = 0.0
+    constraints: tuple = field(default=(), repr=False)
+
+    def __post_init__(self):
+        self.constraints = bio_constraints(self.tags)
 
     def encode(self, word_lists: list[list[str]], tag_lists: list[list[str]] | None = None):
         enc = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length,
@@ -111,35 +162,56 @@ class TokenTagger:
             labels = labels.to(self.device)
         return enc.to(self.device), first_piece, labels
 
-    def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32) -> list[list[str]]:
-        """Tags for whole documents (in overlapping windows inside)."""
+    def word_log_probs(self, word_lists: list[list[str]], batch_size: int = 32) -> list[torch.Tensor]:
+        """Per document, [words, tags] log-probabilities from overlapping windows (each word
+        from the window in which it is farthest from an edge)."""
         self.model.eval()
         pieces = [(d, s, e) for d, words in enumerate(word_lists)
                   for s, e in overlapping_windows(self.tokenizer, words, self.max_length)]
-        out = [["O"] * len(words) for words in word_lists]
-        margin = [[-1] * len(words) for words in word_lists]  # the best window's distance to an edge
+        out = [torch.zeros(len(words), len(self.tags)) for words in word_lists]
+        margin = [[-1] * len(words) for words in word_lists]
         with torch.no_grad():
             for i in range(0, len(pieces), batch_size):
                 chunk = pieces[i:i + batch_size]
                 enc, first_piece, _ = self.encode([word_lists[d][s:e] for d, s, e in chunk])
-                best = self.model(**enc).logits.argmax(-1).cpu()
+                log_probs = torch.log_softmax(self.model(**enc).logits.float(), -1).cpu()
                 for row, (d, s, e) in enumerate(chunk):
                     for pos, wid in first_piece[row]:
                         edge = min(wid, e - s - 1 - wid)
                         if edge > margin[d][s + wid]:
                             margin[d][s + wid] = edge
-                            out[d][s + wid] = self.tags[int(best[row, pos])]
+                            out[d][s + wid] = log_probs[row, pos]
         return out
+
+    def decode(self, log_probs: list[torch.Tensor], prior_weight: float | None = None) -> list[list[str]]:
+        weight = self.prior_weight if prior_weight is None else prior_weight
+        between, start = self.constraints
+        if self.prior is not None and weight:
+            between = between + weight * self.prior
+        return [[self.tags[i] for i in viterbi(lp, between, start)] if len(lp) else [] for lp in log_probs]
+
+    def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32) -> list[list[str]]:
+        """Tags for whole documents."""
+        return self.decode(self.word_log_probs(word_lists, batch_size))
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+        (Path(directory) / TRANSITIONS_FILE).write_text(json.dumps({
+            "tags": self.tags, "prior_weight": self.prior_weight,
+            "log_prior": None if self.prior is None else self.prior.tolist()}))
 
     @classmethod
     def load(cls, directory: Path, max_length: int, device: str = "cpu") -> "TokenTagger":
         model = AutoModelForTokenClassification.from_pretrained(directory).to(device)
         tags = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, AutoTokenizer.from_pretrained(directory), tags, torch.device(device), max_length)
+        tagger = cls(model, AutoTokenizer.from_pretrained(directory), tags, torch.device(device), max_length)
+        saved = Path(directory) / TRANSITIONS_FILE
+        if saved.exists():
+            info = json.loads(saved.read_text())
+            tagger.prior_weight = info["prior_weight"]
+            tagger.prior = None if info["log_prior"] is None else torch.tensor(info["log_prior"])
+        return tagger
 
 
 def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> TokenTagger:
