@@ -99,13 +99,17 @@ class LicensePool:
         self.cpu_bundles = n
         self.reload()
 
-    def acquire(self, scope: str, job_id: int) -> str | None:
+    def available(self, scope: str) -> License | None:
+        """A license with a free slot for this scope (the file re-read if it changed)."""
         self.reload()
-        for lic in self.licenses:
-            if scope in lic.scopes and lic.free > 0:
-                lic.holders.append(job_id)
-                return lic.id
-        return None
+        return next((lic for lic in self.licenses if scope in lic.scopes and lic.free > 0), None)
+
+    def acquire(self, scope: str, job_id: int) -> str | None:
+        lic = self.available(scope)
+        if lic is None:
+            return None
+        lic.holders.append(job_id)
+        return lic.id
 
     def release(self, job_id: int) -> None:
         for lic in self.licenses:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
 
 log = logging.getLogger(__name__)
-PROGRESS_EVERY_S = 1.0
 INTERRUPTED = "interrupted: the labtrain service stopped while this job was queued or running"
 
 
@@ -59,7 +57,6 @@ class JobManager:
         self.running: dict[int, RunningJob] = {}
         self.results: dict[int, dict] = {}
         self.errors: dict[int, str] = {}
-        self.last_progress: dict[int, float] = {}
         self.submissions: dict[int, str] = {}  # job id -> Ray job submission id (--submit)
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
@@ -166,7 +163,6 @@ class JobManager:
                     await self._finish(running, None)
                 elif running.ref is not None:  # else it is being launched: _launch cancels it
                     ray.cancel(running.ref, force=True)  # kills the run's process; Ray frees its bundle
-        await asyncio.sleep(0)
         return await self.storage("training", training_id)
 
     async def event(self, job_id: int, event: dict) -> None:
@@ -178,14 +174,11 @@ class JobManager:
         if kind == "log":
             with self._log_path(running.output_dir).open("a") as out:
                 out.write(event["line"] + "\n")
-        elif kind == "progress":
-            fresh = time.monotonic() - self.last_progress.get(job_id, 0.0) >= PROGRESS_EVERY_S
-            if fresh or event.get("epoch") or event["progress"] >= 100:
-                self.last_progress[job_id] = time.monotonic()
-                changes = {"progress": min(99.0, event["progress"])}
-                if event.get("epoch"):
-                    changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
-                await self.storage("update_job", job_id, **changes)
+        elif kind == "progress":  # the worker sends about one a second (train_run.PROGRESS_EVERY_S)
+            changes = {"progress": min(99.0, event["progress"])}
+            if event.get("epoch"):
+                changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
+            await self.storage("update_job", job_id, **changes)
         elif kind == "worker":
             running.worker_pid, running.worker_node = event["pid"], event["node"]
         elif kind == "result":
@@ -278,11 +271,10 @@ class JobManager:
         if missing:
             return f"waiting for {missing}"
         try:
-            self.licenses.reload()
+            if self.licenses.available(job["scope"]) is None:
+                return f"waiting for a license with scope {job['scope']}"
         except LabtrainError as exc:
             return f"waiting for a valid license file: {exc}"
-        if not any(job["scope"] in lic.scopes and lic.free > 0 for lic in self.licenses.licenses):
-            return f"waiting for a license with scope {job['scope']}"
         return None
 
     async def _launch(self, job: dict, bundle: dict, license_id: str) -> None:
@@ -346,7 +338,7 @@ class JobManager:
             self.running.pop(job_id, None)
             self.ledger.give_back(job_id)
             self.licenses.release(job_id)
-            for store in (self.results, self.errors, self.last_progress, self.submissions):
+            for store in (self.results, self.errors, self.submissions):
                 store.pop(job_id, None)
         if reschedule:
             await self._schedule()

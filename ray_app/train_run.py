@@ -11,6 +11,8 @@ import ray
 
 from ray_app.settings import JOB_MANAGER, NAMESPACE
 
+PROGRESS_EVERY_S = 1.0
+
 
 def train_loop_per_worker(config: dict) -> None:
     """Runs in the Ray Train worker: the trainer, its events forwarded to the job manager."""
@@ -23,8 +25,9 @@ def train_loop_per_worker(config: dict) -> None:
     manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
 
     def forward(event: dict) -> None:
-        if event["kind"] == "progress" and event["progress"] < 100 and time.monotonic() - last[0] < 0.5:
-            return  # progress comes every batch; the page needs about one a second
+        if (event["kind"] == "progress" and event["progress"] < 100 and not event["epoch"]
+                and time.monotonic() - last[0] < PROGRESS_EVERY_S):
+            return  # progress comes every batch; the page needs about one a second, and every epoch
         last[0] = time.monotonic()
         manager.event.remote(job_id, event)
 

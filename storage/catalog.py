@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 import re
 import secrets
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,17 @@ class Catalog(TrainingHistory):
     def close(self) -> None:
         self.con.close()
 
+    @contextmanager
+    def transaction(self):
+        """All of the block's writes on `con`, or none of them."""
+        self.con.begin()
+        try:
+            yield
+            self.con.commit()
+        except Exception:
+            self.con.rollback()
+            raise
+
     # --- users and tokens -----------------------------------------------------------------
 
     def create_user(self, name: str, is_admin: bool = False) -> str:
@@ -116,16 +128,11 @@ class Catalog(TrainingHistory):
         parse_labeling_config(config_xml)
         if self.con.execute("SELECT 1 FROM projects WHERE name = ?", [name]).fetchone():
             raise Conflict(f"project {name!r} already exists")
-        self.con.begin()
-        try:
+        with self.transaction():
             (pid,) = self.con.execute(
                 "INSERT INTO projects (name, language, config_xml, created_by) VALUES (?, ?, ?, ?) "
                 "RETURNING project_id", [name, language, config_xml, owner]).fetchone()
             self.con.execute("INSERT INTO members VALUES (?, ?, 'owner', 0)", [pid, owner])
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
         return self.project(name)
 
     def project_id(self, name: str) -> int:
@@ -190,8 +197,7 @@ class Catalog(TrainingHistory):
             if member.role not in ROLES:
                 raise ValidationError(f"member {member.username!r}: role {member.role!r} is not one of "
                                       f"{', '.join(ROLES)}")
-        self.con.begin()
-        try:
+        with self.transaction():
             for member in members:
                 self.con.execute(
                     "INSERT INTO members VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET role = excluded.role, "
@@ -202,10 +208,6 @@ class Catalog(TrainingHistory):
                                          [pid]).fetchone()
             if owners == 0:
                 raise Conflict(f"project {name!r} would be left without an owner")
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
         return self.members(name)
 
     # --- import ----------------------------------------------------------------------------

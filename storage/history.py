@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from storage.errors import Conflict, NotFound, SelectionError, ValidationError
-from storage.labeling_config import deploy_model
+from storage.labeling_config import deploy_model, parse_labeling_config
 from storage.selection import SelectionParams
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -108,20 +108,15 @@ class TrainingHistory:
             if empty:
                 raise SelectionError(f"no task qualifies for {', '.join(empty)}: check the tags, the review filter "
                                      "and that completions are submitted")
-            self.con.begin()
-            try:
-                self.con.execute("INSERT INTO trainings (training_id, project_id, source, requested_by, request, data)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)", [tid, pid, source, requested_by, json.dumps(request),
-                                                                json.dumps(manifest)])
+            with self.transaction():
+                self.con.execute("INSERT INTO trainings (training_id, project_id, source, requested_by, request, "
+                                 "data) VALUES (?, ?, ?, ?, ?, ?)", [tid, pid, source, requested_by,
+                                                                     json.dumps(request), json.dumps(manifest)])
                 for t in types:
                     self.con.execute(
                         "INSERT INTO jobs (training_id, type, embeddings, scope, gpu, status, reason, output_dir) "
                         "VALUES (?, ?, ?, ?, ?, 'queued', 'waiting to be scheduled', ?)",
                         [tid, t, request["embeddings"][t], SCOPES[t], bool(request.get("gpu")), str(folder / t)])
-                self.con.commit()
-            except Exception:
-                self.con.rollback()
-                raise
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -242,8 +237,7 @@ class TrainingHistory:
         group = config.classification_group
         family = model_family(job["type"], project, group.name if group else None)
         versioning = self.training_settings(project)["versioning"]
-        self.con.begin()
-        try:
+        with self.transaction():
             if versioning:
                 (latest,) = self.con.execute("SELECT max(version) FROM models WHERE family = ?", [family]).fetchone()
                 version = (latest or 0) + 1
@@ -260,10 +254,6 @@ class TrainingHistory:
             if request.get("deploy"):
                 xml = deploy_model(config.xml, job["type"], name)
                 self.con.execute("UPDATE projects SET config_xml = ? WHERE project_id = ?", [xml, pid])
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
         return self.job(job_id)
 
     def models(self, user=None) -> list[dict]:
@@ -286,7 +276,7 @@ class TrainingHistory:
         model = dict(zip(keys, row[:-1]))
         model["metrics"] = json.loads(model["metrics"])
         model["trained_at"] = str(model["trained_at"])
-        model["deployed"] = f'model="{model["name"]}"' in row[-1] or f"model='{model['name']}'" in row[-1]
+        model["deployed"] = model["name"] in parse_labeling_config(row[-1]).summary()["models"]
         if with_versions:
             names = self.con.execute("SELECT name FROM models WHERE family = ? ORDER BY version NULLS FIRST",
                                      [model["family"]]).fetchall()

@@ -69,13 +69,18 @@ class ImportPublic(BaseModel):
     images: int
 
 
-class SelectionRequest(BaseModel):
+class SelectionFields(BaseModel):
+    """Which completions a training uses (`storage.selection.SelectionParams`)."""
+
     tags: list[str] | None = None
     reviewed_only: bool = False
     validation_split: float | None = None
     seed: int = 0
     test_tag: str | None = None
     train_tag: str | None = None
+
+
+class SelectionRequest(SelectionFields):
     limit: int | None = Field(None, ge=1, description="list at most this many tasks (counts cover all)")
 
 
@@ -97,21 +102,12 @@ class TrainingParamsIn(BaseModel):
     max_length: int | None = None
 
 
-class TrainingSelection(BaseModel):
-    tags: list[str] | None = None
-    reviewed_only: bool = False
-    validation_split: float | None = None
-    seed: int = 0
-    test_tag: str | None = None
-    train_tag: str | None = None
-
-
 class TrainingRequest(BaseModel):
     types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation")
     embeddings: str | dict[str, str] | None = Field(
         None, description="one name for every type, or one per type; default: each type's first option")
     params: TrainingParamsIn = TrainingParamsIn()
-    selection: TrainingSelection = TrainingSelection()
+    selection: SelectionFields = SelectionFields()
     deploy: bool = Field(False, description="after success, the labeling config names the new model")
     gpu: bool = Field(False, description="ask for a GPU bundle (1 GPU + 1 CPU) instead of a CPU bundle")
     backend: str = "pytorch"
