@@ -18,7 +18,7 @@ def train_loop_per_worker(config: dict) -> None:
     """Runs in the Ray Train worker: the trainer, its events forwarded to the job manager."""
     import ray.train
 
-    from trainers.run import run
+    from trainers.run import failure_reason, run
 
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     job_id, last = config["job_id"], [0.0]
@@ -40,18 +40,6 @@ def train_loop_per_worker(config: dict) -> None:
     manager.event.remote(job_id, {"kind": "result", "metrics": {
         "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
     ray.train.report({"done": 1})
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The failure as the training page tells them apart."""
-    name = type(exc).__name__
-    if name == "TrainingDataError":
-        return f"too few completions or labels without examples: {exc}"
-    if name == "SpecError":
-        return f"wrong parameters: {exc}"
-    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
-        return f"out of memory: {exc}"
-    return f"{name}: {exc}"
 
 
 @ray.remote(num_cpus=0, max_retries=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from storage.errors import LabtrainError
 
 LANGUAGES = ["en", "de", "es", "pt", "it", "da", "ro"]
+BACKENDS = ("pytorch", "sparknlp")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Embeddings:
     dimensions: int
     size_mb: float
     default_learning_rate: float
+    backend: str = "pytorch"
 
 
 REGISTRY = {
@@ -29,6 +31,10 @@ REGISTRY = {
     "bilstm": Embeddings(
         "bilstm", "char-CNN + word BiLSTM-CRF trained from scratch (any language, fast on CPU; the family of "
                   "Spark NLP's NerDL)", ("ner",), tuple(LANGUAGES), 100, 0.0, 1e-3),
+    "minilm_words": Embeddings(
+        "minilm_words", "Spark NLP WordEmbeddings: all-MiniLM-L6-v2's word-piece vectors averaged per word, 300 "
+                        "dimensions (PCA), for NerDL and ClassifierDL / MultiClassifierDL", ("ner", "classification"),
+        ("en",), 300, 60.0, 1e-3, "sparknlp"),
 }
 
 
@@ -45,5 +51,5 @@ def available() -> list[dict]:
     return [asdict(e) for e in REGISTRY.values()]
 
 
-def embeddings_for(training_type: str) -> list[str]:
-    return [e.name for e in REGISTRY.values() if training_type in e.types]
+def embeddings_for(training_type: str, backend: str = "pytorch") -> list[str]:
+    return [e.name for e in REGISTRY.values() if training_type in e.types and e.backend == backend]

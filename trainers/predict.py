@@ -82,6 +82,8 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
     except FileNotFoundError:
         raise LabtrainError(f"{output_dir} holds no trained model (labtrain.json is missing)") from None
     model_dir = output_dir / "model"
+    if info.get("backend") == "sparknlp":
+        return Predictor(info, _load_spark(model_dir, info))
     if info["type"] == "ner" and info["embeddings"] == "bilstm":
         from trainers.ner_bilstm import BiLstmTagger
 
@@ -97,3 +99,16 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
         model = SequenceModel.load(model_dir, info["multiple"], list(thresholds.values()) or None,
                                    info["max_length"], device)
     return Predictor(info, model)
+
+
+def _load_spark(model_dir: Path, info: dict):
+    """A Spark NLP pipeline folder, in this process's SparkSession (made on first use)."""
+    import tempfile
+
+    from trainers.spark import session
+    from trainers.spark.train import SparkClassifier, SparkNerModel
+
+    spark = session(cores=1, driver_memory="2g")
+    if info["type"] == "ner":
+        return SparkNerModel.load(model_dir, spark, Path(tempfile.mkdtemp(prefix="labtrain_spark_predict_")))
+    return SparkClassifier.load(model_dir, spark, info["labels"], info["multiple"])

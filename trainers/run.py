@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -34,18 +35,38 @@ class TrainResult:
     log_path: str
 
 
-def _versions() -> dict:
+def failure_reason(exc: BaseException) -> str:
+    """The failure as the training page tells them apart."""
+    name = type(exc).__name__
+    if name == "TrainingDataError":
+        return f"too few completions or labels without examples: {exc}"
+    if name == "SpecError":
+        return f"wrong parameters: {exc}"
+    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
+        return f"out of memory: {exc}"
+    return f"{name}: {exc}"
+
+
+def _versions(backend: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    import torch
-    import transformers
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "source" if package == "labtrain" else "not installed"
 
-    try:
-        labtrain = version("labtrain")
-    except PackageNotFoundError:
-        labtrain = "source"
-    return {"labtrain": labtrain, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    names = ["labtrain", "torch", "transformers"] + (["pyspark", "spark-nlp"] if backend == "sparknlp" else [])
+    return {**{n: of(n) for n in names}, "python": platform.python_version()}
+
+
+def _loader(spec: TrainSpec) -> str:
+    if spec.backend == "sparknlp":
+        return ("pyspark.ml.PipelineModel.load(model folder / 'model') in a SparkSession with the Spark NLP "
+                "3.4.4 JARs (trainers.spark.session()), or trainers.predict.load(model folder)")
+    if spec.embeddings == "bilstm":
+        return "trainers.predict.load(model folder)"
+    return "transformers from_pretrained(model folder / 'model')"
 
 
 def _examples(spec: TrainSpec, documents: list[dataset.Document]) -> tuple[list, list[str], list[str]]:
@@ -63,6 +84,23 @@ def _examples(spec: TrainSpec, documents: list[dataset.Document]) -> tuple[list,
         raise TrainingDataError(f"no training examples for {spec.type}: no task in the train split of "
                                 f"{spec.snapshot} carries one of the labels {spec.labels}")
     return examples, splits, labels
+
+
+def _train_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
+    model, scores, epochs, summary = train_ner(spec, documents, lr, reporter)
+    metrics = {"entity": scores["entity"], "token": scores["token"]} if scores else {}
+    return model, metrics, scores["entity"] if scores else None, epochs, summary, {}
+
+
+def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
+    examples, splits, labels = _examples(spec, documents)
+    parts = dataset.split_examples(examples, splits, spec.params.validation_fraction, spec.params.seed)
+    summary = f"examples: {parts.sizes()}"
+    reporter.line(summary)
+    model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
+    primary = score(model, parts.test) if parts.test else None
+    extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
+    return model, dict(primary or {}), primary, epochs, summary, extra
 
 
 def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> TrainResult:
@@ -84,22 +122,17 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         reporter.line(f"snapshot: {spec.snapshot}")
         documents = dataset.read_documents(spec.snapshot)
         reporter.progress(1)
-        extra: dict = {}
-        if spec.type == "ner":
-            model, scores, epochs, summary = train_ner(spec, documents, lr, reporter)
-            metrics = {"entity": scores["entity"], "token": scores["token"]} if scores else {}
-            primary = scores["entity"] if scores else None
+        if spec.backend == "sparknlp":
+            from trainers.spark.train import train_spark
+
+            model, metrics, primary, epochs, summary, extra = train_spark(spec, documents, lr, reporter)
+        elif spec.type == "ner":
+            model, metrics, primary, epochs, summary, extra = _train_ner(spec, documents, lr, reporter)
         else:
-            examples, splits, labels = _examples(spec, documents)
-            parts = dataset.split_examples(examples, splits, spec.params.validation_fraction, spec.params.seed)
-            summary = f"examples: {parts.sizes()}"
-            reporter.line(summary)
-            model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device,
-                                                      reporter)
-            primary = score(model, parts.test) if parts.test else None
-            metrics = dict(primary or {})
-            extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
+            model, metrics, primary, epochs, summary, extra = _train_sequence(spec, documents, lr, reporter)
         model.save(model_dir)
+        if hasattr(model, "close"):  # a Spark NLP model's scratch folder
+            model.close()
         if primary is None:
             reporter.line("note: the snapshot has no test split; no test metrics")
         metrics = {"type": spec.type, **metrics, "epochs": [asdict(e) for e in epochs], "data": summary}
@@ -118,13 +151,13 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
                 (out / "confusion_matrix.json").write_text(json.dumps(confusion, indent=2))
         seconds = time.monotonic() - started
         (out / "labtrain.json").write_text(json.dumps({
-            "type": spec.type, "labels": spec.labels, "embeddings": spec.embeddings, "multiple": spec.multiple,
+            "type": spec.type, "labels": spec.labels, "embeddings": spec.embeddings, "backend": spec.backend,
+            "multiple": spec.multiple,
             "from_name": spec.from_name, "to_name": spec.to_name, "language": spec.language,
             "parameters": asdict(spec.params), "max_length": spec.params.max_length, **extra,
-            "data": {"snapshot": spec.snapshot, "summary": summary}, "versions": _versions(),
+            "data": {"snapshot": spec.snapshot, "summary": summary}, "versions": _versions(spec.backend),
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-            "loader": "trainers.predict.load(model folder)" if spec.embeddings == "bilstm" else
-                      "transformers from_pretrained(model folder / 'model')",
+            "loader": _loader(spec),
         }, indent=2))
         reporter.line(f"done in {seconds:.1f} s; model in {model_dir}")
         reporter.progress(100, epochs[-1].epoch if epochs else None, primary["micro"] if primary else {})
@@ -137,15 +170,38 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m trainers.run [--events] spec.json`: the log on stdout, or (--events) every event
+    as one JSON line, the last one {"kind": "result"} or {"kind": "error"} (what a job process reads)."""
     argv = sys.argv[1:] if argv is None else argv
+    events = argv[:1] == ["--events"]
+    argv = argv[1:] if events else argv
     if len(argv) != 1:
-        print("usage: python -m trainers.run spec.json", file=sys.stderr)
+        print("usage: python -m trainers.run [--events] spec.json", file=sys.stderr)
         return 2
+    if events:
+        # Events get their own copy of stdout; fd 1 becomes stderr, so that what a JVM or a
+        # library prints (TensorFlow's device log) cannot interleave with them.
+        channel = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        listener = lambda e: print(json.dumps(e), file=channel, flush=True)  # noqa: E731
+    else:
+        listener = lambda e: print(e["line"], flush=True) if e["kind"] == "log" else None  # noqa: E731
     try:
-        result = run(TrainSpec.load(argv[0]), [lambda e: print(e["line"], flush=True) if e["kind"] == "log" else None])
-    except LabtrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        result = run(TrainSpec.load(argv[0]), [listener])
+    except Exception as exc:
+        if events:
+            listener({"kind": "error", "error": failure_reason(exc)})
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        if not isinstance(exc, LabtrainError):
+            raise
         return 1
+    if events:
+        metrics = result.metrics.get("entity", result.metrics)
+        listener({"kind": "result", "metrics": {"micro": metrics.get("micro"), "macro": metrics.get("macro"),
+                                                "seconds": round(result.seconds, 1)}})
+        return 0
     print(json.dumps({"model_dir": result.model_dir, "micro": result.metrics.get("micro")
                       or result.metrics.get("entity", {}).get("micro"), "seconds": round(result.seconds, 1)}))
     return 0

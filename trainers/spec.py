@@ -54,6 +54,7 @@ class TrainSpec:
     output_dir: str
     labels: list[str]
     embeddings: str = "minilm"
+    backend: str = "pytorch"  # or "sparknlp" (ner, classification)
     params: TrainParams = field(default_factory=TrainParams)
     device: str = "cpu"
     multiple: bool = False  # classification: multiple choice
@@ -74,6 +75,8 @@ class TrainSpec:
         for name in ("type", "snapshot", "output_dir", "labels"):
             if name not in data:
                 raise SpecError(f"spec field {name!r} is missing")
+        if data.get("backend") == "sparknlp" and "embeddings" not in data:
+            data = {**data, "embeddings": "minilm_words"}
         spec = cls(**{**data, "params": TrainParams(**params)})
         spec.check()
         return spec
@@ -86,17 +89,22 @@ class TrainSpec:
             raise SpecError(f"{path} is not valid JSON: {exc}") from None
 
     def check(self) -> None:
-        from trainers.embeddings import embeddings_for
+        from trainers.embeddings import BACKENDS, embeddings_for
 
         if self.type not in TYPES:
             raise SpecError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
+        if self.backend not in BACKENDS:
+            raise SpecError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not embeddings_for(self.type, self.backend):
+            raise SpecError(f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
+                            "Spark NLP, so labtrain trains it with pytorch only")
         if not Path(self.snapshot).is_file():
             raise SpecError(f"snapshot {self.snapshot!r} does not exist")
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise SpecError("labels must be a non-empty list without repeats")
-        if self.embeddings not in embeddings_for(self.type):
-            raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r}; "
-                            f"choose one of {', '.join(embeddings_for(self.type))}")
+        if self.embeddings not in embeddings_for(self.type, self.backend):
+            raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
+                            f"choose one of {', '.join(embeddings_for(self.type, self.backend))}")
         if self.device not in ("cpu", "cuda"):
             raise SpecError(f"device {self.device!r} must be 'cpu' or 'cuda'")
         self.params.check()
