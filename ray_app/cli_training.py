@@ -22,7 +22,7 @@ def training_body(args: argparse.Namespace) -> dict:
                  "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
     return {"types": args.type, "embeddings": args.embeddings,
             "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
-            "deploy": args.deploy, "gpu": args.gpu}
+            "deploy": args.deploy, "gpu": args.gpu, "backend": args.backend}
 
 
 def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
@@ -141,7 +141,7 @@ def cmd_models(args: argparse.Namespace, client: ApiClient) -> Any:
             return model
         for m in model["versions"]:
             micro = m["metrics"].get("micro") or {}
-            print(f"{m['name']:<40} {m['type']:<15} {m['embeddings']:<8} F1 {micro.get('f1', 0):.3f}  "
+            print(f"{m['name']:<40} {m['type']:<15} {m['embeddings']:<12} F1 {micro.get('f1', 0):.3f}  "
                   f"{m['trained_at'][:19]}{'  deployed' if m['deployed'] else ''}")
         return None
     models = client.get("/api/models")
@@ -198,7 +198,11 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("train", cmd_train, "train models of a project (one job per --type); answers with the training id")
     p.add_argument("name")
     p.add_argument("--type", action="append", required=True, help="ner, assertion, classification, relation")
-    p.add_argument("--embeddings", help="minilm or bilstm (NER); default: each type's first")
+    p.add_argument("--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); "
+                                        "default: each type's first")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "sparknlp"],
+                   help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / "
+                        "MultiClassifierDL)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--decay", type=float)

@@ -47,12 +47,11 @@ def main(argv: list[str]) -> int:
         print(f"job {job_id}: {grant['reason']}", flush=True)
         return 1
     print(f"job {job_id}: running on {grant['bundle']} with license {grant['license']}", flush=True)
-    from ray_app.train_run import run_job
+    from ray_app.train_run import start_job
 
     error = None
     try:
-        ray.get(run_job.options(num_cpus=0).remote(job_id, grant["spec"], grant["bundle_resources"],
-                                                   grant["storage_path"]))
+        ray.get(start_job(job_id, grant["spec"], grant["bundle_resources"], grant["storage_path"]))
     except Exception as exc:  # the trainer's own reason reaches the manager as an event
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     job = call(manager, "submission_finished", job_id, error)

@@ -18,7 +18,7 @@ from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
-from ray_app.train_run import ray_failure, run_job
+from ray_app.train_run import ray_failure, start_job
 from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
 
@@ -295,7 +295,7 @@ class JobManager:
                     await asyncio.to_thread(self._stop_ray_job, running.submission_id)
                     await self._finish(running, None, reschedule=False)
                 return
-            running.ref = run_job.remote(job_id, spec, bundle, str(self.home / "ray_results"))
+            running.ref = start_job(job_id, spec, bundle, str(self.home / "ray_results"))
         except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
             await self._finish(running, f"could not start: {exc}", reschedule=False)
             return

@@ -1,11 +1,19 @@
-"""One training job as a Ray Train run: `TorchTrainer` on one bundle, whose worker runs the
-plain-PyTorch trainer and forwards its events to the job manager; and how a failure is told."""
+"""One training job on one bundle: a Ray Train run (`TorchTrainer`, whose worker runs the
+plain-PyTorch trainer) or, for the sparknlp backend, a Ray task holding the bundle that runs the
+trainer in a process of its own (`python -m trainers.run --events`: Spark's JVM lives and dies
+with it). Either way the trainer's events reach the job manager; and how a failure is told."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import ray
 
@@ -20,26 +28,33 @@ def train_loop_per_worker(config: dict) -> None:
 
     from trainers.run import failure_reason, run
 
+    job_id = config["job_id"]
+    forward = forwarder(job_id)
+    try:
+        result = run(config["spec"], [forward])
+    except BaseException as exc:
+        forward({"kind": "error", "error": failure_reason(exc)})
+        raise
+    metrics = result.metrics.get("entity", result.metrics)
+    forward({"kind": "result", "metrics": {
+        "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
+    ray.train.report({"done": 1})
+
+
+def forwarder(job_id: int):
+    """Sends a training's events to the job manager: progress about once a second and at every
+    epoch (it comes every batch), everything else as it comes. Announces this worker first."""
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
-    job_id, last = config["job_id"], [0.0]
     manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
+    last = [0.0]
 
     def forward(event: dict) -> None:
         if (event["kind"] == "progress" and event["progress"] < 100 and not event["epoch"]
                 and time.monotonic() - last[0] < PROGRESS_EVERY_S):
-            return  # progress comes every batch; the page needs about one a second, and every epoch
+            return
         last[0] = time.monotonic()
         manager.event.remote(job_id, event)
-
-    try:
-        result = run(config["spec"], [forward])
-    except BaseException as exc:
-        manager.event.remote(job_id, {"kind": "error", "error": failure_reason(exc)})
-        raise
-    metrics = result.metrics.get("entity", result.metrics)
-    manager.event.remote(job_id, {"kind": "result", "metrics": {
-        "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
-    ray.train.report({"done": 1})
+    return forward
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -54,6 +69,52 @@ def run_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> None:
         run_config=RunConfig(name=f"labtrain-job-{job_id}", storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=0, controller_failure_limit=0)))
     trainer.fit()
+
+
+@ray.remote(max_retries=0)
+def run_process(job_id: int, spec: dict) -> None:
+    """Holds the job's bundle while the trainer runs in a child process; its events come back as
+    JSON lines, its other output goes to `process.log` in the job's folder. The child dies with
+    this worker (a cancelled job's JVM does not linger)."""
+    forward = forwarder(job_id)
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=out, delete=False) as f:
+        json.dump(spec, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRAIN_TOKEN")}
+    with open(out / "process.log", "ab") as log_file:
+        child = subprocess.Popen([sys.executable, "-m", "trainers.run", "--events", f.name], stdout=subprocess.PIPE,
+                                 stderr=log_file, env=env, cwd=str(Path(__file__).resolve().parents[1]),
+                                 preexec_fn=_die_with_parent, text=True)
+        ended = None
+        for line in child.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            ended = event if event.get("kind") in ("result", "error") else ended
+            forward(event)
+        code = child.wait()
+    Path(f.name).unlink(missing_ok=True)
+    if code != 0:
+        reason = ended["error"] if ended and ended.get("kind") == "error" else \
+            f"the training process exited with code {code} (see process.log)"
+        raise RuntimeError(reason)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str, driver_cpus: float = 0) -> "ray.ObjectRef":
+    """The job's Ray task: a Ray Train run, or (sparknlp) a process task that takes the bundle itself."""
+    if spec.get("backend") == "sparknlp":
+        extra = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
+        return run_process.options(num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0),
+                                   resources=extra or None).remote(job_id, spec)
+    return run_job.options(num_cpus=driver_cpus).remote(job_id, spec, bundle, storage_path)
 
 
 def ray_failure(exc: Exception) -> str:

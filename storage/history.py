@@ -217,7 +217,8 @@ class TrainingHistory:
         elif config.text_groups:
             from_name, to_name = config.text_groups[0].name, config.text_groups[0].to_name
         return {"type": job["type"], "snapshot": file["path"], "output_dir": job["output_dir"],
-                "labels": file["labels"], "embeddings": job["embeddings"], "params": request.get("params", {}),
+                "labels": file["labels"], "embeddings": job["embeddings"], "backend": request.get("backend", "pytorch"),
+                "params": request.get("params", {}),
                 "device": "cuda" if job["gpu"] else "cpu", "multiple": multiple, "language": language,
                 "from_name": from_name, "to_name": to_name}
 

@@ -17,7 +17,8 @@ from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.errors import ValidationError
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
-from trainers.embeddings import REGISTRY, embeddings_for
+from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
+from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, TrainParams
 
 router = APIRouter(tags=["trainings"])
@@ -29,20 +30,32 @@ ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusi
 
 def training_request(body: TrainingRequest) -> dict:
     """The request as the job manager and the history keep it, checked: types the trainers
-    know, embeddings each type can use, parameters in range (the catalog checks the rest)."""
-    if body.backend != "pytorch":
-        raise ValidationError(f"backend {body.backend!r} is not available; use 'pytorch'")
+    know, a backend that can train each of them here, embeddings each type can use, parameters
+    in range (the catalog checks the rest)."""
+    if body.backend not in BACKENDS:
+        raise ValidationError(f"backend {body.backend!r} is not one of {', '.join(BACKENDS)}")
+    if body.backend == "sparknlp":
+        reason = spark_unavailable_reason()
+        if reason:
+            raise ValidationError(f"backend 'sparknlp' is not available on this service: {reason}")
+        if body.gpu:
+            raise ValidationError("gpu: the sparknlp backend trains on CPU (labtrain ships the CPU build of Spark "
+                                  "NLP); use backend 'pytorch' for GPU training")
     embeddings = {}
     for t in dict.fromkeys(body.types):
         if t in NOT_YET:
             raise ValidationError(f"training type {t!r}: {NOT_YET[t]}")
         if t not in TYPES:
             raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
+        options = embeddings_for(t, body.backend)
+        if not options:
+            raise ValidationError(f"training type {t!r} cannot use backend {body.backend!r}: {t} is licensed in "
+                                  "Spark NLP, so labtrain trains it with 'pytorch' only")
         chosen = body.embeddings.get(t) if isinstance(body.embeddings, dict) else body.embeddings
-        options = embeddings_for(t)
         chosen = chosen or options[0]
         if chosen not in options:
-            raise ValidationError(f"embeddings {chosen!r} cannot train {t!r}; choose one of {', '.join(options)}")
+            raise ValidationError(f"embeddings {chosen!r} cannot train {t!r} with {body.backend}; "
+                                  f"choose one of {', '.join(options)}")
         embeddings[t] = chosen
     if isinstance(body.embeddings, dict) and set(body.embeddings) - set(body.types):
         raise ValidationError(f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}")
@@ -53,22 +66,31 @@ def training_request(body: TrainingRequest) -> dict:
             "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
 
 
+def embeddings_options(training_type: str, backend: str) -> list[dict]:
+    return [{"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
+             "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].default_learning_rate}
+            for e in embeddings_for(training_type, backend)] if training_type in TYPES else []
+
+
 @router.get("/api/projects/{name}/training/options")
 async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
     """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
     summary = (await storage("project", name))["training_types"]
     cluster = await jobs("cluster")
+    spark_reason = spark_unavailable_reason()
     types = []
     for t in summary:
-        entry = {"type": t, "available": t in TYPES, "backends": ["pytorch"],
-                 "embeddings": [{"name": e, "description": REGISTRY[e].description,
-                                 "languages": list(REGISTRY[e].languages), "size_mb": REGISTRY[e].size_mb,
-                                 "default_learning_rate": REGISTRY[e].default_learning_rate}
-                                for e in embeddings_for(t)] if t in TYPES else []}
+        entry = {"type": t, "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch"),
+                 "backends": [{"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch")}]}
         if t in NOT_YET:
             entry["note"] = NOT_YET[t]
+        spark = {"name": "sparknlp", "available": bool(embeddings_for(t, "sparknlp")) and not spark_reason,
+                 "embeddings": embeddings_options(t, "sparknlp")}
         if t in LICENSED_IN_SPARKNLP:
-            entry["note_sparknlp"] = "licensed in Spark NLP: PyTorch only"
+            spark["note"] = entry["note_sparknlp"] = "licensed in Spark NLP: PyTorch only"
+        elif spark_reason:
+            spark["note"] = spark_reason
+        entry["backends"].append(spark)
         types.append(entry)
     defaults = {k: v for k, v in TrainParams().__dict__.items() if k != "learning_rate"}
     return {"project": name, "types": types, "defaults": {**defaults, "validation_split": DEFAULT_VALIDATION_SPLIT},

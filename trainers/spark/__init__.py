@@ -4,6 +4,7 @@ lane whose JARs Maven Central serves here (see the README's "Spark NLP backend")
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -45,11 +46,9 @@ def unavailable_reason() -> str | None:
     if not jars or not all(Path(j).exists() for j in jars):
         return (f"the sparknlp backend needs the Spark NLP {SPARK_NLP_VERSION} JARs: run .ci/setup "
                 f"(it resolves them from Maven Central into {cache_dir()})")
-    try:
-        import pyspark  # noqa: F401
-        import sparknlp  # noqa: F401
-    except ImportError as exc:
-        return f"the sparknlp backend needs pyspark and spark-nlp installed: {exc}"
+    missing = [name for name in ("pyspark", "sparknlp") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"the sparknlp backend needs pyspark and spark-nlp installed (missing: {', '.join(missing)})"
     return None
 
 
