@@ -28,17 +28,50 @@ def timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, fl
     return wall, (int(peak[-1]) / 1e6 if peak else float("nan")), proc.returncode
 
 
+def tree_rss(root: int) -> int:
+    """Summed resident memory (bytes) of a process and all its descendants, from /proc."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+            rss[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(frontier)
+    return sum(rss.get(pid, 0) for pid in tree)
+
+
+def timed_tree(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float, int]:
+    """Like `timed`, but the peak is of the whole process tree's summed RSS, sampled twice a
+    second: a Spark NLP training is a Python process and its JVM."""
+    started, peak = time.monotonic(), 0
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.5)
+    return time.monotonic() - started, peak / 1e9, proc.returncode
+
+
 def write_snapshot(path: Path, rows: list[dict]) -> None:
     """rows: task_id, split, text, result (JSON list in the export's result format)."""
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def run_trainer(work: Path, name: str, spec: dict) -> tuple[dict, float, float]:
-    """`python -m trainers.run` on a spec; returns (metrics.json, wall seconds, peak RSS GB)."""
+def run_trainer(work: Path, name: str, spec: dict, tree: bool = False) -> tuple[dict, float, float]:
+    """`python -m trainers.run` on a spec; returns (metrics.json, wall seconds, peak RSS GB);
+    `tree`: the peak of the process and its children together (see `timed_tree`)."""
     spec = {**spec, "output_dir": str(work / f"out_{name}")}
     (work / f"{name}.json").write_text(json.dumps(spec))
-    wall, peak, code = timed([sys.executable, "-m", "trainers.run", str(work / f"{name}.json")], work / f"{name}.log",
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall, peak, code = (timed_tree if tree else timed)(
+        [sys.executable, "-m", "trainers.run", str(work / f"{name}.json")], work / f"{name}.log",
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
     if code:
         raise SystemExit(f"{name} failed; see {work / f'{name}.log'}")
     return json.loads((work / f"out_{name}" / "metrics.json").read_text()), wall, peak

@@ -19,7 +19,7 @@ from trainers.spec import SpecError, TrainSpec
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Spark NLP cannot run here: {REASON}")
 NERDL = {"epochs": 25, "learning_rate": 3e-3, "batch_size": 8}
-CLASSIFIER = {"epochs": 20, "batch_size": 8}
+CLASSIFIER = {"epochs": 20, "batch_size": 8, "learning_rate": 5e-3}  # fast on a separable toy set
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +116,13 @@ def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
             {("Greta", "PER"), ("Oslo", "LOC")}
 
 
-def test_cli_trains_a_classifierdl_model(service):
+def test_cli_submits_a_classifierdl_training_as_a_ray_job(service):
     project = toy_project(service, 60)
     trained = service.cli("train", project, "--type", "classification", "--backend", "sparknlp", "--epochs", "20",
-                          "--batch-size", "8", "--follow", token=service.token)
+                          "--batch-size", "8", "--submit", "--follow", token=service.token)
     assert trained.returncode == 0, trained.stderr
-    assert "classification [####################] 100.0%" in trained.stderr and "succeeded" in trained.stdout
+    assert "as Ray job labtrain-job-" in trained.stderr
+    training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]
+    assert training["source"] == "ray job" and training["status"] == "succeeded", training
+    job = training["jobs"][0]
+    assert job["embeddings"] == "minilm_words" and job["metrics"]["micro"]["f1"] > 0.9

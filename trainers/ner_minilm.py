@@ -3,8 +3,8 @@ each word carries its BIO tag); long documents are cut into windows that fit `ma
 
 The packaged MiniLM is uncased, and casing carries much of the signal of names. Each word's
 casing (lower, Title, UPPER, with digits) reaches the model through BERT's token-type
-embeddings, widened from 2 to 8 rows (the 4 cases, in a shouting text or not) that all start
-as the pretrained row 0: the saved model stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a plain
+embeddings, widened from 2 to 4 rows that all start as the pretrained row 0: the saved model
+stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a plain
 `transformers.pipeline` passes type 0 (lower case) and so predicts without it.
 
 `TokenTagger` decodes each document with Viterbi: tag sequences BIO forbids (O then I-X, B-X
@@ -27,7 +27,7 @@ from trainers.reporting import Reporter
 from trainers.spec import TrainParams
 
 
-CASES = 8
+CASES = 4
 # The classifier and the casing rows start from scratch: they learn at this multiple of the
 # learning rate, so that casing shapes the model within a few epochs.
 NEW_LAYERS_LR_SCALE = 20.0
@@ -41,19 +41,6 @@ def word_case(word: str) -> int:
     if word[:1].isupper():
         return 1
     return 0
-
-
-def shouting(words: list[str]) -> bool:
-    """Most words in capitals (a headline, a form field): there casing says little about names."""
-    alpha = [w for w in words if any(c.isalpha() for c in w)]
-    return len(alpha) > 1 and sum(w.isupper() for w in alpha) > 0.6 * len(alpha)
-
-
-def word_cases(words: list[str]) -> list[int]:
-    """Each word's casing (0 lower, 1 Title, 2 UPPER, 3 with digits), shifted by 4 when the
-    text around it is shouting: an UPPER word means an acronym only in a text that is not."""
-    shift = 4 if shouting(words) else 0
-    return [word_case(w) + shift for w in words]
 
 
 def piece_counts(tokenizer, words: list[str], max_length: int) -> list[int]:
@@ -155,11 +142,11 @@ class TokenTagger:
         first_piece = []
         cases = torch.zeros(enc["input_ids"].shape, dtype=torch.long)
         for row, words in enumerate(word_lists):
-            seen, firsts, word_case_ids = set(), [], word_cases(words)
+            seen, firsts = set(), []
             for pos, wid in enumerate(enc.word_ids(row)):
                 if wid is None:
                     continue
-                cases[row, pos] = word_case_ids[wid]
+                cases[row, pos] = word_case(words[wid])
                 if wid not in seen:
                     seen.add(wid)
                     firsts.append((pos, wid))
@@ -238,7 +225,7 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     model.base_model.embeddings.token_type_embeddings = cased
     model.config.type_vocab_size = CASES
     model = model.to(device)
-    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (8 token types: 4 cases, in a shouting text or not) + token "
+    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
                   f"classification head over {len(tags)} BIO tags "
                   f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "

@@ -33,7 +33,10 @@ ANNOTATION = pa.list_(pa.struct([
     ("annotatorType", pa.string()), ("begin", pa.int32()), ("end", pa.int32()), ("result", pa.string()),
     ("metadata", pa.map_(pa.string(), pa.string())), ("embeddings", pa.list_(pa.float32()))]))
 NER_COLUMNS = {"document": "document", "sentence": "document", "token": "token", "label": "named_entity"}
-CLASSIFIER_DL_LR = 5e-3  # ClassifierDL's own default; NerDL's is the embeddings' 1e-3
+# ClassifierDL's own default, 5e-3, collapses to the majority class over these averaged vectors
+# (SMS Spam: macro F1 0.464 at 5e-3, 2e-3 and 1e-3); 3e-4 learns (0.927 in 60 epochs of 0.5 s).
+# NerDL's default is the embeddings' 1e-3.
+CLASSIFIER_DL_LR = 3e-4
 SENTENCE_END = {".", "!", "?"}
 
 
