@@ -81,9 +81,11 @@ def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):
 
 def test_bilstm_crf_ner_learns_and_reloads(tmp_path, toy):
     result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm",
-                   {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.2})
+                   {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.2, "average_last": 0.5})
     assert result.metrics["entity"]["micro"]["f1"] > 0.9
-    assert "BiLSTM" in (tmp_path / "out" / "training.log").read_text()
+    log = (tmp_path / "out" / "training.log").read_text()
+    assert "BiLSTM" in log and "averaged weights of the last steps: F1" in log
+    assert result.metrics["epochs"][-1]["averaged"]["f1"] > 0.9
     (first,) = load(tmp_path / "out").predict(["Ines lives in Dublin and travels often ."])
     assert [r["value"]["text"] for r in first] == ["Ines", "Dublin"]
 
@@ -180,6 +182,7 @@ def test_cuda_request_falls_back_to_cpu_with_a_log_line(tmp_path, toy):
     ({"params": {"dropout": 1.5}}, "parameter dropout=1.5 must be a number in [0, 1)"),
     ({"params": {"epochs": 0}}, "parameter epochs=0 must be an integer >= 1"),
     ({"params": {"lr": 0.1}}, "unknown parameter(s): lr"),
+    ({"params": {"average_last": 1.0}}, "parameter average_last=1.0 must be a number in [0, 1)"),
     ({"device": "tpu"}, "device 'tpu' must be 'cpu' or 'cuda'"),
     ({"colour": "red"}, "unknown spec field(s): colour"),
 ])
@@ -198,7 +201,10 @@ def test_no_training_examples_names_the_type_and_labels(tmp_path, toy):
 
 def test_available_embeddings_list_types_languages_and_sizes():
     options = {e["name"]: e for e in embeddings.available()}
-    assert set(options) == {"minilm", "bilstm"}
+    assert set(options) == {"minilm", "bilstm", "minilm_words"}
+    assert options["minilm_words"]["backend"] == "sparknlp" and options["minilm_words"]["dimensions"] == 300
+    assert embeddings.embeddings_for("ner", "sparknlp") == ["minilm_words"]
+    assert embeddings.embeddings_for("assertion", "sparknlp") == []
     assert options["bilstm"]["languages"] == ("en", "de", "es", "pt", "it", "da", "ro")
     assert options["minilm"]["dimensions"] == 384 and options["minilm"]["size_mb"] > 0
     assert embeddings.embeddings_for("classification") == ["minilm"]

@@ -58,6 +58,8 @@ class EpochResult:
     seconds: float
     improved: bool
     stops_early: bool = False
+    averaged: dict | None = None  # the last epoch: validation scores of the averaged weights
+    average_kept: bool = False  # ... and whether they are the weights the model ends with
 
 
 def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
@@ -68,13 +70,16 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
     """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
     model when it ends; stops early after `early_stopping_patience` epochs without improvement.
     `lr_scales` maps parameter name prefixes to a multiple of the learning rate (new layers
-    learn faster than pretrained ones)."""
+    learn faster than pretrained ones). With `params.average_last`, the weights of that final
+    share of steps are averaged (every `AVERAGE_EVERY` steps); after the last epoch the average is
+    validated too and counts as one more candidate for the best weights."""
     optimizer = torch.optim.AdamW(parameter_groups(model, lr_scales or {}), lr=lr)
     device_type = next(model.parameters()).device.type
     rng = random.Random(params.seed)
     n_batches = max(1, -(-len(train) // params.batch_size))
     warmup_steps = params.warmup * n_batches * params.epochs
     best_f1, best_state, waited = float("-inf"), None, 0
+    average = WeightAverage(model, params.average_last * n_batches * params.epochs) if params.average_last else None
     for epoch in range(1, params.epochs + 1):
         model.train()
         started, total = time.monotonic(), 0.0
@@ -88,6 +93,8 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            if average:
+                average.step(done + 1, n_batches * params.epochs)
             total += loss.item()
             if progress:
                 progress(((epoch - 1) + (i + 1) / n_batches) / params.epochs)
@@ -101,11 +108,53 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
         waited = 0 if improved else waited + 1
         best_f1 = max(best_f1, f1)
         stop = bool(params.early_stopping_patience) and waited >= params.early_stopping_patience
-        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved, stop)
+        averaged, average_kept = None, False
+        if average and average.count and (stop or epoch == params.epochs):
+            averaged, weights = average.validate(validate)
+            average_kept = bool(averaged) and averaged["f1"] >= best_f1
+            if average_kept:
+                best_f1, best_state = averaged["f1"], weights
+        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved, stop, averaged,
+                          average_kept)
         if stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+
+
+AVERAGE_EVERY = 20
+
+
+class WeightAverage:
+    """The running mean of the model's weights over the final `steps` optimizer steps, sampled
+    every AVERAGE_EVERY steps (stochastic weight averaging without its learning-rate cycle)."""
+
+    def __init__(self, model: torch.nn.Module, steps: float):
+        self.model, self.steps, self.count = model, steps, 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    def step(self, done: int, total: int) -> None:
+        if done < total - self.steps or done % AVERAGE_EVERY:
+            return
+        self.count += 1
+        for name, value in self.model.state_dict().items():
+            if not value.is_floating_point():
+                self.mean[name] = value.clone()
+            elif name in self.mean:
+                self.mean[name] += (value - self.mean[name]) / self.count
+            else:
+                self.mean[name] = value.detach().clone()
+
+    def validate(self, validate: Callable[[], dict | None]) -> tuple[dict | None, dict]:
+        """Validation scores of the averaged weights, and those weights; the model's own weights
+        are put back."""
+        own = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(self.mean)
+        self.model.eval()
+        with torch.no_grad():
+            scores = validate()
+        self.model.load_state_dict(own)
+        return scores, copy.deepcopy(self.mean)
 
 
 def parameter_groups(model: torch.nn.Module, lr_scales: dict[str, float]) -> list[dict]:
@@ -125,8 +174,12 @@ def step_lr(lr: float, params: TrainParams, done: int, n_batches: int, warmup_st
 
 
 def epoch_note(result: EpochResult, patience: int) -> str:
-    """The log's marks: '*' for a new best validation score, and why training stops early."""
+    """The log's marks: '*' for a new best validation score, why training stops early, and the
+    averaged weights' validation F1."""
     note = "*" if result.improved else ""
+    if result.averaged:
+        note += (f" averaged weights of the last steps: F1 {result.averaged['f1']:.3f}, "
+                 + ("kept" if result.average_kept else "not kept (an epoch's weights validate better)"))
     if result.stops_early:
         note += f" early stopping: no improvement on validation for {patience} epochs; keeping the best epoch"
     return note.strip()

@@ -31,6 +31,7 @@ class TrainParams:
     validation_fraction: float = 0.1  # share of the train split held out for validation
     max_length: int = 128  # word pieces per window (MiniLM)
     bf16: bool = False  # mixed precision: bfloat16 autocast (CPUs with AVX-512 BF16, recent GPUs)
+    average_last: float = 0.0  # share of the final steps whose weights are averaged (kept if it validates as well)
 
     def check(self) -> None:
         rules = [("epochs", self.epochs >= 1, "an integer >= 1"),
@@ -41,6 +42,7 @@ class TrainParams:
                  ("batch_size", self.batch_size >= 1, "an integer >= 1"),
                  ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
                  ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
+                 ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
                  ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]")]
         for name, ok, what in rules:
             if not ok:
