@@ -45,7 +45,8 @@ def forwarder(job_id: int):
     """Sends a training's events to the job manager: progress about once a second and at every
     epoch (it comes every batch), everything else as it comes. Announces this worker first."""
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
-    manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
+    node = ray.get_runtime_context().get_node_id()
+    manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": node})
     last = [0.0]
 
     def forward(event: dict) -> None:

@@ -79,7 +79,8 @@ def test_classifierdl_and_multiclassifierdl_learn_their_choices(snapshots, tmp_p
 @pytest.mark.parametrize("fields, words", [
     ({"type": "assertion", "labels": ["Present"]}, "backend 'sparknlp' cannot train 'assertion'"),
     ({"type": "relation", "labels": ["lives_in"]}, "licensed in Spark NLP"),
-    ({"type": "ner", "labels": ["PER"], "embeddings": "bilstm"}, "embeddings 'bilstm' cannot train 'ner' with sparknlp"),
+    ({"type": "ner", "labels": ["PER"], "embeddings": "bilstm"},
+     "embeddings 'bilstm' cannot train 'ner' with sparknlp"),
     ({"type": "ner", "labels": ["PER"], "backend": "mxnet"}, "backend 'mxnet' is not one of pytorch, sparknlp"),
 ])
 def test_spark_specs_that_cannot_train_are_refused_naming_the_field(snapshots, tmp_path, fields, words):

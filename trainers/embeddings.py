@@ -22,6 +22,10 @@ class Embeddings:
     size_mb: float
     default_learning_rate: float
     backend: str = "pytorch"
+    learning_rate_by_type: tuple[tuple[str, float], ...] = ()  # where a type's model wants another default
+
+    def learning_rate_for(self, training_type: str) -> float:
+        return dict(self.learning_rate_by_type).get(training_type, self.default_learning_rate)
 
 
 REGISTRY = {
@@ -34,7 +38,9 @@ REGISTRY = {
     "minilm_words": Embeddings(
         "minilm_words", "Spark NLP WordEmbeddings: all-MiniLM-L6-v2's word-piece vectors averaged per word, 300 "
                         "dimensions (PCA), for NerDL and ClassifierDL / MultiClassifierDL", ("ner", "classification"),
-        ("en",), 300, 60.0, 1e-3, "sparknlp"),
+        # ClassifierDL's own default, 5e-3, collapses to the majority class over these averaged
+        # vectors (SMS Spam: macro F1 0.464 at 5e-3, 2e-3 and 1e-3); 3e-4 learns (0.927).
+        ("en",), 300, 60.0, 1e-3, "sparknlp", (("classification", 3e-4),)),
 }
 
 

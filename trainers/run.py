@@ -114,7 +114,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
     reporter = Reporter(out / "training.log", listeners)
     started = time.monotonic()
     try:
-        lr = spec.params.learning_rate or REGISTRY[spec.embeddings].default_learning_rate
+        lr = spec.params.learning_rate or REGISTRY[spec.embeddings].learning_rate_for(spec.type)
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
         reporter.line("parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
                       + f", effective learning_rate={lr}")

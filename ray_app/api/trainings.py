@@ -68,7 +68,7 @@ def training_request(body: TrainingRequest) -> dict:
 
 def embeddings_options(training_type: str, backend: str) -> list[dict]:
     return [{"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
-             "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].default_learning_rate}
+             "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].learning_rate_for(training_type)}
             for e in embeddings_for(training_type, backend)] if training_type in TYPES else []
 
 
@@ -81,7 +81,8 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
     types = []
     for t in summary:
         entry = {"type": t, "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch"),
-                 "backends": [{"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch")}]}
+                 "backends": [{"name": "pytorch", "available": t in TYPES,
+                               "embeddings": embeddings_options(t, "pytorch")}]}
         if t in NOT_YET:
             entry["note"] = NOT_YET[t]
         spark = {"name": "sparknlp", "available": bool(embeddings_for(t, "sparknlp")) and not spark_reason,
