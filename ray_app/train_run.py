@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def train_loop_per_worker(config: dict) -> None:
     """Runs in the Ray Train worker: the trainer, its events forwarded to the job manager."""
     import ray.train
 
-    from trainers.run import failure_reason, run
+    from trainers.run import failure_reason, result_event, run
 
     job_id = config["job_id"]
     forward = forwarder(job_id)
@@ -35,9 +34,7 @@ def train_loop_per_worker(config: dict) -> None:
     except BaseException as exc:
         forward({"kind": "error", "error": failure_reason(exc)})
         raise
-    metrics = result.metrics.get("entity", result.metrics)
-    forward({"kind": "result", "metrics": {
-        "micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)}})
+    forward(result_event(result))
     ray.train.report({"done": 1})
 
 
@@ -80,11 +77,11 @@ def run_process(job_id: int, spec: dict) -> None:
     forward = forwarder(job_id)
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=out, delete=False) as f:
-        json.dump(spec, f)
+    (out / "spec.json").write_text(json.dumps(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRAIN_TOKEN")}
     with open(out / "process.log", "ab") as log_file:
-        child = subprocess.Popen([sys.executable, "-m", "trainers.run", "--events", f.name], stdout=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-m", "trainers.run", "--events", str(out / "spec.json")],
+                                 stdout=subprocess.PIPE,
                                  stderr=log_file, env=env, cwd=str(Path(__file__).resolve().parents[1]),
                                  preexec_fn=_die_with_parent, text=True)
         ended = None
@@ -96,7 +93,6 @@ def run_process(job_id: int, spec: dict) -> None:
             ended = event if event.get("kind") in ("result", "error") else ended
             forward(event)
         code = child.wait()
-    Path(f.name).unlink(missing_ok=True)
     if code != 0:
         reason = ended["error"] if ended and ended.get("kind") == "error" else \
             f"the training process exited with code {code} (see process.log)"
@@ -109,13 +105,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str, driver_cpus: float = 0) -> "ray.ObjectRef":
+def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> "ray.ObjectRef":
     """The job's Ray task: a Ray Train run, or (sparknlp) a process task that takes the bundle itself."""
     if spec.get("backend") == "sparknlp":
         extra = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
         return run_process.options(num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0),
                                    resources=extra or None).remote(job_id, spec)
-    return run_job.options(num_cpus=driver_cpus).remote(job_id, spec, bundle, storage_path)
+    return run_job.remote(job_id, spec, bundle, storage_path)
 
 
 def ray_failure(exc: Exception) -> str:

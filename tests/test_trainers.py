@@ -11,7 +11,8 @@ import torch
 from trainers import embeddings
 from trainers.metrics import ner_scores
 from trainers.predict import load
-from trainers.run import TrainingDataError, run
+from trainers.dataset import TrainingDataError
+from trainers.run import run
 from trainers.spec import SpecError, TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio, tokenize
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from storage.errors import LabtrainError
 from trainers.text import Span
 
 NO_RELATION = "no_relation"
+
+
+class TrainingDataError(LabtrainError):
+    status_code = 422
 
 
 @dataclass
@@ -145,3 +150,26 @@ def classification_examples(documents: list[Document], labels: list[str]) -> tup
             examples.append(Example(doc.task_id, doc.text, chosen))
             splits.append(doc.split)
     return examples, splits
+
+
+def training_examples(training_type: str, documents: list[Document], labels: list[str], snapshot: str
+                      ) -> tuple[list[Example], list[str], list[str]]:
+    """Examples of a sequence-classification type, their snapshot splits, and its label set;
+    TrainingDataError when the train split has none."""
+    if training_type == "classification":
+        examples, splits = classification_examples(documents, labels)
+        labels = list(labels)
+    elif training_type == "assertion":
+        examples, splits = assertion_examples(documents, labels)
+        labels = list(labels)
+    else:
+        examples, splits = relation_examples(documents, labels)
+        labels = list(labels) + [NO_RELATION]
+    if not any(s == "train" for s in splits):
+        raise no_training_examples(training_type, snapshot, labels)
+    return examples, splits, labels
+
+
+def no_training_examples(training_type: str, snapshot: str, labels: list[str]) -> TrainingDataError:
+    return TrainingDataError(f"no training examples for {training_type}: no task in the train split of "
+                             f"{snapshot} carries one of the labels {labels}")

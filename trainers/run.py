@@ -21,10 +21,6 @@ from trainers.sequence import score, train_sequence_classifier
 from trainers.spec import TrainSpec
 
 
-class TrainingDataError(LabtrainError):
-    status_code = 422
-
-
 @dataclass
 class TrainResult:
     type: str
@@ -69,21 +65,11 @@ def _loader(spec: TrainSpec) -> str:
     return "transformers from_pretrained(model folder / 'model')"
 
 
-def _examples(spec: TrainSpec, documents: list[dataset.Document]) -> tuple[list, list[str], list[str]]:
-    """Examples, their snapshot splits, and the label set of a sequence-classification type."""
-    if spec.type == "classification":
-        examples, splits = dataset.classification_examples(documents, spec.labels)
-        labels = list(spec.labels)
-    elif spec.type == "assertion":
-        examples, splits = dataset.assertion_examples(documents, spec.labels)
-        labels = list(spec.labels)
-    else:
-        examples, splits = dataset.relation_examples(documents, spec.labels)
-        labels = list(spec.labels) + [dataset.NO_RELATION]
-    if not any(s == "train" for s in splits):
-        raise TrainingDataError(f"no training examples for {spec.type}: no task in the train split of "
-                                f"{spec.snapshot} carries one of the labels {spec.labels}")
-    return examples, splits, labels
+def result_event(result: "TrainResult") -> dict:
+    """The event a finished training sends: its test micro / macro scores and its duration."""
+    metrics = result.metrics.get("entity", result.metrics)
+    return {"kind": "result", "metrics": {"micro": metrics.get("micro"), "macro": metrics.get("macro"),
+                                          "seconds": round(result.seconds, 1)}}
 
 
 def _train_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
@@ -93,7 +79,7 @@ def _train_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, re
 
 
 def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
-    examples, splits, labels = _examples(spec, documents)
+    examples, splits, labels = dataset.training_examples(spec.type, documents, spec.labels, spec.snapshot)
     parts = dataset.split_examples(examples, splits, spec.params.validation_fraction, spec.params.seed)
     summary = f"examples: {parts.sizes()}"
     reporter.line(summary)
@@ -198,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 1
     if events:
-        metrics = result.metrics.get("entity", result.metrics)
-        listener({"kind": "result", "metrics": {"micro": metrics.get("micro"), "macro": metrics.get("macro"),
-                                                "seconds": round(result.seconds, 1)}})
+        listener(result_event(result))
         return 0
     print(json.dumps({"model_dir": result.model_dir, "micro": result.metrics.get("micro")
                       or result.metrics.get("entity", {}).get("micro"), "seconds": round(result.seconds, 1)}))

@@ -55,7 +55,7 @@ class TrainSpec:
     snapshot: str  # the training type's Parquet file of a selection snapshot
     output_dir: str
     labels: list[str]
-    embeddings: str = "minilm"
+    embeddings: str | None = None  # None: the backend's first option for the type
     backend: str = "pytorch"  # or "sparknlp" (ner, classification)
     params: TrainParams = field(default_factory=TrainParams)
     device: str = "cpu"
@@ -77,8 +77,6 @@ class TrainSpec:
         for name in ("type", "snapshot", "output_dir", "labels"):
             if name not in data:
                 raise SpecError(f"spec field {name!r} is missing")
-        if data.get("backend") == "sparknlp" and "embeddings" not in data:
-            data = {**data, "embeddings": "minilm_words"}
         spec = cls(**{**data, "params": TrainParams(**params)})
         spec.check()
         return spec
@@ -100,6 +98,7 @@ class TrainSpec:
         if not embeddings_for(self.type, self.backend):
             raise SpecError(f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
                             "Spark NLP, so labtrain trains it with pytorch only")
+        self.embeddings = self.embeddings or embeddings_for(self.type, self.backend)[0]
         if not Path(self.snapshot).is_file():
             raise SpecError(f"snapshot {self.snapshot!r} does not exist")
         if not self.labels or len(set(self.labels)) != len(self.labels):

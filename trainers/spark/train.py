@@ -18,11 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainers import dataset
-from trainers.dataset import Document, Example
+from trainers.dataset import Document
 from trainers.loop import EpochResult
-from trainers.metrics import classification_scores, multilabel_scores, ner_scores
+from trainers.metrics import ner_scores
 from trainers.ner import NerDocument, prepare, tag_set
 from trainers.reporting import EpochTable, Reporter
+from trainers.sequence import score
 from trainers.spark import session
 from trainers.spark.vectors import DIMENSIONS, STORAGE_REF, write_vectors
 from trainers.spec import TrainSpec
@@ -99,26 +100,24 @@ class LogTail(threading.Thread):
         self.folder, self.reporter, self.epochs = folder, reporter, epochs
         self.rows: list[dict] = []
         self.stopping = threading.Event()
-        self.lines: list[str] = []
 
     def run(self) -> None:
         offsets: dict[Path, int] = {}
         while True:
             stop = self.stopping.is_set()
             for path in sorted(self.folder.glob("*.log")):
-                with open(path, encoding="utf-8", errors="replace") as f:
+                with open(path, "rb") as f:
                     f.seek(offsets.get(path, 0))
-                    text = f.read()
-                    complete = text[:text.rfind("\n") + 1] if not stop else text
-                    offsets[path] = offsets.get(path, 0) + len(complete.encode("utf-8", errors="replace"))
-                for line in complete.splitlines():
+                    data = f.read()
+                complete = data if stop else data[:data.rfind(b"\n") + 1]  # a line being written waits
+                offsets[path] = offsets.get(path, 0) + len(complete)
+                for line in complete.decode("utf-8", errors="replace").splitlines():
                     self.take(line)
             if stop:
                 return
             self.stopping.wait(0.5)
 
     def take(self, line: str) -> None:
-        self.lines.append(line)
         self.reporter.line(f"sparknlp | {line}")
         epoch, micro = self.EPOCH.search(line), self.MICRO.search(line)
         if epoch:
@@ -154,9 +153,9 @@ class SparkNerModel:
         return self.tags_of([NerDocument(" ".join(words), joined_offsets(words), [], []) for words in word_lists])
 
     def tags_of(self, docs: list[NerDocument]) -> list[list[str]]:
-        path = Path(tempfile.mkdtemp(dir=self.work)) / "predict.parquet"
-        frame = annotated_frame(self.spark, ner_rows(docs), path)
-        out = self.ner.transform(self.embeddings.transform(frame)).select("row", "ner.result").collect()
+        with tempfile.TemporaryDirectory(dir=self.work) as scratch:
+            frame = annotated_frame(self.spark, ner_rows(docs), Path(scratch) / "predict.parquet")
+            out = self.ner.transform(self.embeddings.transform(frame)).select("row", "ner.result").collect()
         by_row = {r["row"]: list(r["result"]) for r in out}
         return [by_row.get(n, ["O"] * len(d.words)) for n, d in enumerate(docs)]
 
@@ -212,7 +211,10 @@ class SparkClassifier:
         frame = self.spark.createDataFrame([(i, t) for i, t in enumerate(texts)], ["row", "text"])
         out = self.pipeline.transform(frame).select("row", "class.result").collect()
         by_row = {r["row"]: [x for x in r["result"] if x] for r in out}
-        return [by_row.get(i, []) for i in range(len(texts))]
+        if self.multiple:
+            return [by_row.get(i, []) for i in range(len(texts))]
+        # ClassifierDL always answers; an empty answer (an empty text) counts as the first label.
+        return [by_row.get(i) or self.labels[:1] for i in range(len(texts))]
 
     def save(self, directory: Path) -> None:
         self.pipeline.write().overwrite().save(str(directory))
@@ -277,8 +279,7 @@ def _train_ner(spark, spec: TrainSpec, documents: list[Document], lr: float, rep
     docs = prepare(documents, spec.labels, reporter)
     splits = dataset.split_examples(docs, [d.split for d in documents], params.validation_fraction, params.seed)
     if not splits.train or not any(t != "O" for d in splits.train for t in d.tags):
-        raise _data_error(f"no training examples for ner: no task in the train split of {spec.snapshot} "
-                          f"carries one of the labels {spec.labels}")
+        raise dataset.no_training_examples("ner", spec.snapshot, spec.labels)
     vectors = _vectors((w for d in docs for w, _, _ in d.words), work, reporter)
     embeddings = word_embeddings(vectors, ["sentence", "token"])
     train = annotated_frame(spark, ner_rows(splits.train, [d.tags for d in splits.train]), work / "train.parquet")
@@ -326,10 +327,7 @@ def _train_classifier(spark, spec: TrainSpec, documents: list[Document], lr: flo
     from sparknlp.base import DocumentAssembler
 
     params = spec.params
-    examples, splits_of = dataset.classification_examples(documents, spec.labels)
-    if not any(s == "train" for s in splits_of):
-        raise _data_error(f"no training examples for classification: no task in the train split of "
-                          f"{spec.snapshot} carries one of the labels {spec.labels}")
+    examples, splits_of, _ = dataset.training_examples("classification", documents, spec.labels, spec.snapshot)
     splits = dataset.split_examples(examples, splits_of, params.validation_fraction, params.seed)
     summary = f"examples: {splits.sizes()}"
     reporter.line(summary)
@@ -366,18 +364,9 @@ def _train_classifier(spark, spec: TrainSpec, documents: list[Document], lr: flo
     model = SparkClassifier(spark, pipeline, list(spec.labels), spec.multiple, work)
     epochs = _epoch_table(epochs, reporter)  # ClassifierDL scores nothing per epoch: loss and time
     if splits.validation:
-        reporter.line(f"validation: {_score(model, splits.validation)['micro']}")
-    primary = _score(model, splits.test) if splits.test else None
+        reporter.line(f"validation: {score(model, splits.validation)['micro']}")
+    primary = score(model, splits.test) if splits.test else None
     return model, dict(primary or {}), primary, epochs, summary, {}
-
-
-def _score(model: SparkClassifier, examples: list[Example]) -> dict:
-    predicted = model.predict([e.text for e in examples])
-    if model.multiple:
-        return multilabel_scores([set(e.labels) for e in examples], [set(p) for p in predicted], model.labels)
-    # ClassifierDL always answers; an empty answer (no text) counts as the first label.
-    return classification_scores([e.labels[0] for e in examples], [(p or model.labels)[0] for p in predicted],
-                                 model.labels)
 
 
 def _epoch_table(epochs: list[EpochResult], reporter: Reporter) -> list[EpochResult]:
@@ -385,12 +374,6 @@ def _epoch_table(epochs: list[EpochResult], reporter: Reporter) -> list[EpochRes
     for result in epochs:
         table.row(result.epoch, result.loss, result.scores, result.seconds, "*" if result.improved else "")
     return epochs
-
-
-def _data_error(message: str):
-    from trainers.run import TrainingDataError
-
-    return TrainingDataError(message)
 
 
 def _spark_error(exc: Exception) -> Exception:
