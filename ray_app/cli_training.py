@@ -1,4 +1,4 @@
-"""`labtrain train | status | logs | cancel | history | models | cluster | settings`: the
+"""`labtrain train | status | logs | cancel | history | models | predict | cluster | settings`: the
 training commands of the CLI, each a thin call of the HTTP API."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ENDED = ("succeeded", "failed", "cancelled")
 
 def training_body(args: argparse.Namespace) -> dict:
     params = {"epochs": args.epochs, "learning_rate": args.learning_rate, "decay": args.decay,
-              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed}
+              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed, "eval_size": args.eval_size}
     selection = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
                  "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
     return {"types": args.type, "embeddings": args.embeddings,
@@ -154,6 +154,26 @@ def cmd_models(args: argparse.Namespace, client: ApiClient) -> Any:
     return None
 
 
+def cmd_predict(args: argparse.Namespace, client: ApiClient) -> Any:
+    """Pre-annotate texts, or image files (sent as data URIs: the service reads no local paths)."""
+    import base64
+    import mimetypes
+    from pathlib import Path
+
+    if bool(args.text) == bool(args.image):
+        raise LabtrainError("give --text (NER, classification) or --image (Visual NER), one or more times")
+    if args.text:
+        body: dict = {"texts": args.text}
+    else:
+        images = []
+        for name in args.image:
+            path = Path(name)
+            mime = mimetypes.guess_type(path.name)[0] or "image/png"
+            images.append(f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode())
+        body = {"images": images}
+    return client.post(f"/api/models/{args.model}/predict", json=body)
+
+
 def cmd_cluster(args: argparse.Namespace, client: ApiClient) -> Any:
     view = client.get("/api/cluster")
     if args.json:
@@ -197,7 +217,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     """Register the commands with the main parser's `command(name, func, help)`."""
     p = command("train", cmd_train, "train models of a project (one job per --type); answers with the training id")
     p.add_argument("name")
-    p.add_argument("--type", action="append", required=True, help="ner, assertion, classification, relation")
+    p.add_argument("--type", action="append", required=True,
+                   help="ner, assertion, classification, relation, visual_ner")
     p.add_argument("--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); "
                                         "default: each type's first")
     p.add_argument("--backend", default="pytorch", choices=["pytorch", "sparknlp"],
@@ -209,13 +230,16 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dropout", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--eval-size", type=float, help="Visual NER: share of the training tasks evaluated after each "
+                                                  "epoch (default: 0.1)")
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
     p.add_argument("--test-tag", help="tasks with this tag are the test set")
     p.add_argument("--train-tag", help="tasks with this tag are the train set")
     p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
     p.add_argument("--reviewed-only", action="store_true")
     p.add_argument("--deploy", action="store_true", help="after success, the labeling config names the new model")
-    p.add_argument("--gpu", action="store_true", help="ask for a GPU bundle")
+    p.add_argument("--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): "
+                                                                  "'Use available GPU'")
     p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")
     p.add_argument("--submit", action="store_true", help="run each job as a Ray job (Ray's job submission)")
     p.add_argument("--address", help="with --submit: the Ray dashboard, e.g. http://HEAD:8265 (default: the service's)")
@@ -231,6 +255,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("name")
     p = command("models", cmd_models, "list models, or one model's versions")
     p.add_argument("name", nargs="?")
+    p = command("predict", cmd_predict, "pre-annotate with a model: results in the export's format")
+    p.add_argument("model")
+    p.add_argument("--text", action="append", help="a text (NER, classification)")
+    p.add_argument("--image", action="append", help="an image file (Visual NER)")
     command("cluster", cmd_cluster, "nodes, resources, running training servers, licenses")
     p = command("settings", cmd_settings, "show or change a project's training settings")
     p.add_argument("name")

@@ -207,6 +207,11 @@ class JobManager:
                 "queue": waiting, "licenses": self.licenses.usage(),
                 "license_file": describe(license_file(self.home))}
 
+    async def licensed(self, scope: str) -> bool:
+        """Whether a license of the license file grants `scope` (pre-annotation checks ocr:inference)."""
+        self.licenses.reload()
+        return any(scope in lic.scopes for lic in self.licenses.licenses)
+
     # --- scheduling ------------------------------------------------------------------------------
 
     def _refresh_totals(self) -> None:

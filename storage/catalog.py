@@ -278,7 +278,8 @@ class Catalog(TrainingHistory):
         if out_dir is None:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             out_dir = self.home / "snapshots" / name / stamp
-        return write_snapshots(self.con, self.project_id(name), self.config(name), params, out_dir, types)
+        return write_snapshots(self.con, self.project_id(name), self.config(name), params, out_dir, types,
+                               self.blobs.root)
 
 
 _COMPLETION_SCHEMA = pa.schema([

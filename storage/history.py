@@ -210,17 +210,21 @@ class TrainingHistory:
             "WHERE t.training_id = ?", [job["training_id"]]).fetchone()
         request, file = json.loads(request), json.loads(data)["files"][job["type"]]
         config = self.config(project)
-        from_name, to_name, multiple = "label", "text", False
+        from_name, to_name, multiple, result_type = "label", "text", False, "labels"
         if job["type"] == "classification":
             group = config.classification_group
             from_name, to_name, multiple = group.name, group.to_name, group.multiple
+        elif job["type"] == "visual_ner":
+            group = next(g for g in config.label_groups if g.on_image)
+            from_name, to_name = group.name, group.to_name
+            result_type = "rectanglelabels" if group.tag == "RectangleLabels" else "labels"
         elif config.text_groups:
             from_name, to_name = config.text_groups[0].name, config.text_groups[0].to_name
         return {"type": job["type"], "snapshot": file["path"], "output_dir": job["output_dir"],
                 "labels": file["labels"], "embeddings": job["embeddings"], "backend": request.get("backend", "pytorch"),
                 "params": request.get("params", {}),
                 "device": "cuda" if job["gpu"] else "cpu", "multiple": multiple, "language": language,
-                "from_name": from_name, "to_name": to_name}
+                "from_name": from_name, "to_name": to_name, "result_type": result_type}
 
     # --- models --------------------------------------------------------------------------------
 

@@ -217,6 +217,8 @@ def _check_result(result: Any, text: str | None, ids: set[str]) -> list[tuple[st
             raise ValueError(f"{where}: span start/end {start!r}/{end!r} are not offsets with start < end")
         if text is not None and end > len(text):
             raise ValueError(f"{where}: span end {end} is past the end of the text ({len(text)} characters)")
+    if kind in REGION_TYPES | {"rectangle"} or (kind in SPAN_TYPES and "x" in value):
+        _check_box(value, f"{where}: value")
     label_key = {"choices": "choices", "taxonomy": "taxonomy"}.get(kind, kind if kind in value else "labels")
     labels = value.get(label_key)
     if kind in SPAN_TYPES | REGION_TYPES | {"choices"}:
@@ -224,6 +226,34 @@ def _check_result(result: Any, text: str | None, ids: set[str]) -> list[tuple[st
             raise ValueError(f"{where}: value.{label_key} must be a non-empty list")
         return [(kind, str(lab)) for lab in labels]
     return []
+
+
+def _check_box(value: dict, where: str) -> None:
+    """An image region: x, y, width, height in percent of the page (polygons: `points`)."""
+    if "points" in value and "x" not in value:
+        return
+    numbers = [value.get(k) for k in ("x", "y", "width", "height")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        raise ValueError(f"{where} needs numbers x, y, width, height (percent of the image)")
+    x, y, w, h = numbers
+    if not (-0.5 <= x <= 100 and -0.5 <= y <= 100 and 0 <= w and 0 <= h and x + w <= 100.5 and y + h <= 100.5):
+        raise ValueError(f"{where}: region x={x}, y={y}, width={w}, height={h} lies outside the image (percent)")
+
+
+def check_ocr(ocr: Any) -> None:
+    """`data.ocr`: words as {"text", "bbox": [x0, y0, x1, y1]} (pixels) or {"text", x, y, width, height}."""
+    if not isinstance(ocr, list):
+        raise ValueError("data.ocr must be a list of words")
+    for i, word in enumerate(ocr):
+        if not isinstance(word, dict) or not isinstance(word.get("text"), str):
+            raise ValueError(f"data.ocr[{i}] must be an object with a string 'text'")
+        box = word.get("bbox")
+        if box is not None:
+            if not (isinstance(box, list) and len(box) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in box)):
+                raise ValueError(f"data.ocr[{i}].bbox must be [x0, y0, x1, y1], pixels >= 0")
+        else:
+            _check_box(word, f"data.ocr[{i}]")
 
 
 def parse_export(raw: bytes | str, image_dirs: list[Path] | None = None) -> ParsedExport:
@@ -253,6 +283,8 @@ def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dir
     parsed.formats.add(adapter.name)
     data = task["data"]
     text = data.get("text") if isinstance(data.get("text"), str) else None
+    if "ocr" in data:
+        check_ocr(data["ocr"])
     image = data.get("image") or data.get("ocr_image")
     if isinstance(image, str) and image:
         parsed.images[task_id] = read_image(image, image_dirs)

@@ -130,7 +130,7 @@ class LabelingConfig:
             return ResultRule(text_names, frozenset({"labels", "relation"}), None)
         if training_type == "visual_ner":
             names = frozenset(g.name for g in self.label_groups if g.on_image)
-            return ResultRule(names, frozenset({"labels", "rectanglelabels"}), None)
+            return ResultRule(names, frozenset({"labels", "rectanglelabels", "textarea", "rectangle"}), None)
         raise ConfigError(f"unknown training type {training_type!r}; known: {', '.join(TRAINING_TYPES)}")
 
     def summary(self) -> dict:

@@ -175,10 +175,13 @@ def preview(con: duckdb.DuckDBPyConnection, project_id: int, config: LabelingCon
 
 
 def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: LabelingConfig,
-                    params: SelectionParams, out_dir: Path, types: list[str] | None = None) -> dict:
+                    params: SelectionParams, out_dir: Path, types: list[str] | None = None,
+                    blob_root: Path | None = None) -> dict:
     """Snapshot the selection to Parquet, one file per training type, plus `manifest.json`.
     Each file holds the chosen completion of every selected task with only the results that
-    type reads (see `LabelingConfig.result_rule`)."""
+    type reads (see `LabelingConfig.result_rule`; Visual NER also keeps the OCR transcriptions,
+    `textarea` and `rectangle` results), and `image_path`, the task image's file in the blob store
+    under `blob_root`."""
     p = params.checked()
     offered = config.training_types()
     types = types or offered
@@ -198,9 +201,12 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: Lab
             "CREATE OR REPLACE TEMP TABLE snapshot AS "
             "SELECT s.task_id, s.completion_id, s.author, s.split, t.data, "
             "json_extract_string(t.data, '$.' || $text_key) AS text, t.image, "
+            "CASE WHEN t.image IS NOT NULL AND $blob_root::VARCHAR IS NOT NULL "
+            "     THEN $blob_root::VARCHAR || '/' || substr(t.image, 1, 2) || '/' || t.image END AS image_path, "
             "to_json(list_filter(from_json(c.result, '[\"JSON\"]'), lambda r: "
             "  list_contains($types, lower(r->>'type')) "
-            "  AND (r->>'type' = 'relation' OR list_contains($names, r->>'from_name')) "
+            "  AND (lower(r->>'type') IN ('relation', 'textarea', 'rectangle') "
+            "       OR list_contains($names, r->>'from_name')) "
             "  AND ($labels::VARCHAR[] IS NULL OR r->>'type' NOT IN ('labels', 'hypertextlabels') "
             "       OR list_contains($labels::VARCHAR[], json_extract_string(r, '$.value.labels[0]')))"
             "))::VARCHAR AS result "
@@ -208,6 +214,7 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: Lab
             "JOIN completions c ON c.project_id = $project AND c.task_id = s.task_id "
             "AND c.completion_id = s.completion_id WHERE s.split IS NOT NULL ORDER BY s.task_id",
             {"project": project_id, "text_key": text_key, "types": sorted(rule.result_types),
+             "blob_root": None if blob_root is None else str(blob_root),
              "names": sorted(rule.from_names), "labels": None if rule.labels is None else sorted(rule.labels)})
         con.execute(f"COPY snapshot TO '{_sql_path(path)}' (FORMAT parquet, COMPRESSION zstd)")
         (rows,) = con.execute("SELECT count(*) FROM snapshot").fetchone()

@@ -16,7 +16,14 @@ NO_RELATION = "no_relation"
 
 
 class TrainingDataError(LabtrainError):
+    """The data cannot train the model; `reason` is the failure as the training page names it: "too
+    few completions" or "labels without examples"."""
+
     status_code = 422
+
+    def __init__(self, message: str, reason: str = "too few completions"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass

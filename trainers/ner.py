@@ -42,8 +42,9 @@ def tag_set(labels: list[str]) -> list[str]:
     return ["O"] + [f"{p}-{label}" for label in labels for p in ("B", "I")]
 
 
-def evaluate(tagger, docs: list[NerDocument], labels: list[str]) -> dict:
-    predicted = tagger.predict_tags([[w for w, _, _ in d.words] for d in docs])
+def evaluate(tagger, docs: list[NerDocument], labels: list[str], box_lists: list | None = None) -> dict:
+    """Entity and token scores of documents (or Visual NER pages, with `box_lists`)."""
+    predicted = tagger.predict_tags([[w for w, _, _ in d.words] for d in docs], box_lists=box_lists)
     return ner_scores([d.spans for d in docs], [spans_from_bio(d.words, tags) for d, tags in zip(docs, predicted)],
                       [d.tags for d in docs], predicted, labels)
 
@@ -55,7 +56,7 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
     seed_everything(params.seed)
     device = resolve_device(spec.device, reporter)
     docs = prepare(documents, spec.labels, reporter)
-    splits = split_examples(docs, [d.split for d in documents], params.validation_fraction, params.seed)
+    splits = split_examples(docs, [d.split for d in documents], params.validation_share, params.seed)
     tags = tag_set(spec.labels)
     train_words = [[w for w, _, _ in d.words] for d in splits.train]
     train_tags = [d.tags for d in splits.train]
@@ -88,14 +89,14 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
 
 
 def choose_decoding(tagger, train_tags: list[list[str]], validation: list[NerDocument], labels: list[str],
-                    reporter: Reporter) -> None:
+                    reporter: Reporter, box_lists: list | None = None) -> None:
     """The weight of the training data's transition prior in Viterbi decoding, chosen on
     validation (without validation: constraints only)."""
     tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
     if not validation:
         reporter.line("decoding: Viterbi with BIO constraints (no validation part to weigh the transition prior)")
         return
-    log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in validation])
+    log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in validation], box_lists=box_lists)
     results = {}
     for weight in ner_minilm.PRIOR_WEIGHTS:
         tags = tagger.decode(log_probs, weight)

@@ -136,22 +136,32 @@ class TokenTagger:
     def __post_init__(self):
         self.constraints = bio_constraints(self.tags)
 
-    def encode(self, word_lists: list[list[str]], tag_lists: list[list[str]] | None = None):
+    def encode(self, word_lists: list[list[str]], tag_lists: list[list[str]] | None = None,
+               box_lists: list[list[tuple]] | None = None):
+        """Model inputs; with `box_lists` (Visual NER: each word's box in 0..1000) also LayoutLM's
+        `bbox`, [CLS] at the page's top left corner and [SEP] at its bottom right."""
         enc = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length,
                              padding=True, return_tensors="pt")
         first_piece = []
         cases = torch.zeros(enc["input_ids"].shape, dtype=torch.long)
+        bbox = torch.zeros((*enc["input_ids"].shape, 4), dtype=torch.long) if box_lists is not None else None
         for row, words in enumerate(word_lists):
             seen, firsts = set(), []
             for pos, wid in enumerate(enc.word_ids(row)):
                 if wid is None:
+                    if bbox is not None and enc["input_ids"][row, pos] == self.tokenizer.sep_token_id:
+                        bbox[row, pos] = 1000
                     continue
                 cases[row, pos] = word_case(words[wid])
+                if bbox is not None:
+                    bbox[row, pos] = torch.tensor(box_lists[row][wid])
                 if wid not in seen:
                     seen.add(wid)
                     firsts.append((pos, wid))
             first_piece.append(firsts)
         enc["token_type_ids"] = cases
+        if bbox is not None:
+            enc["bbox"] = bbox
         labels = None
         if tag_lists is not None:
             index = {t: i for i, t in enumerate(self.tags)}
@@ -162,7 +172,8 @@ class TokenTagger:
             labels = labels.to(self.device)
         return enc.to(self.device), first_piece, labels
 
-    def word_log_probs(self, word_lists: list[list[str]], batch_size: int = 32) -> list[torch.Tensor]:
+    def word_log_probs(self, word_lists: list[list[str]], batch_size: int = 32,
+                       box_lists: list[list[tuple]] | None = None) -> list[torch.Tensor]:
         """Per document, [words, tags] log-probabilities from overlapping windows (each word
         from the window in which it is farthest from an edge)."""
         self.model.eval()
@@ -173,7 +184,8 @@ class TokenTagger:
         with torch.no_grad():
             for i in range(0, len(pieces), batch_size):
                 chunk = pieces[i:i + batch_size]
-                enc, first_piece, _ = self.encode([word_lists[d][s:e] for d, s, e in chunk])
+                enc, first_piece, _ = self.encode([word_lists[d][s:e] for d, s, e in chunk], None, None
+                                                  if box_lists is None else [box_lists[d][s:e] for d, s, e in chunk])
                 log_probs = torch.log_softmax(self.model(**enc).logits.float(), -1).cpu()
                 for row, (d, s, e) in enumerate(chunk):
                     for pos, wid in first_piece[row]:
@@ -190,9 +202,10 @@ class TokenTagger:
             between = between + weight * self.prior
         return [[self.tags[i] for i in viterbi(lp, between, start)] if len(lp) else [] for lp in log_probs]
 
-    def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32) -> list[list[str]]:
-        """Tags for whole documents."""
-        return self.decode(self.word_log_probs(word_lists, batch_size))
+    def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32,
+                     box_lists: list[list[tuple]] | None = None) -> list[list[str]]:
+        """Tags for whole documents (pages, with their words' boxes)."""
+        return self.decode(self.word_log_probs(word_lists, batch_size, box_lists))
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(directory)

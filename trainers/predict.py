@@ -25,6 +25,8 @@ class Predictor:
     def predict(self, inputs: list[str | dict]) -> list[list[dict]]:
         """Texts for ner and classification; for assertion and relation each input is
         {"text", "entities": [{"id"?, "start", "end", "label"}]} (a plain text has no entities)."""
+        if self.type == "visual_ner":
+            return self.predict_images(inputs)
         items = [{"text": x, "entities": []} if isinstance(x, str) else x for x in inputs]
         for i, item in enumerate(items):
             if not isinstance(item.get("text"), str):
@@ -37,6 +39,35 @@ class Predictor:
         if self.type == "assertion":
             return self._assertion(items)
         return self._relation(items)
+
+    def predict_images(self, inputs: list[str | dict]) -> list[list[dict]]:
+        """Visual NER: each input an image (a data URI or a file path) or {"image", "ocr"?: words
+        as in a task's data.ocr}. One region per entity: the box around its words, in percent."""
+        from trainers.ocr import image_from, page_words
+        from trainers.visual_ner import predict_regions
+
+        pages, sizes = [], []
+        for i, item in enumerate(inputs):
+            item = {"image": item} if isinstance(item, str) else item
+            if not isinstance(item, dict) or not (isinstance(item.get("image"), str) or item.get("ocr")):
+                raise LabtrainError(f"input #{i} has no 'image' (a data URI or a path) and no 'ocr' words")
+            image = image_from(item["image"], f"input #{i}") if isinstance(item.get("image"), str) else None
+            words, size, _ = page_words(item, [], image, self.info.get("language", "en"), f"input #{i}")
+            pages.append(words)
+            sizes.append(size)
+        kind = self.info.get("result_type") or "rectanglelabels"
+        out = []
+        for size, found in zip(sizes, predict_regions(self.model, pages)):
+            results = []
+            for region, text in found:
+                x0, y0, x1, y1 = region.box
+                result = self._result({"x": x0 / 10, "y": y0 / 10, "width": (x1 - x0) / 10, "height": (y1 - y0) / 10,
+                                       "rotation": 0, kind: [region.label], "text": text}, kind)
+                if size:
+                    result.update(original_width=size[0], original_height=size[1])
+                results.append(result)
+            out.append(results)
+        return out
 
     def _result(self, value: dict, kind: str) -> dict:
         return {"from_name": self.info["from_name"], "to_name": self.info["to_name"], "type": kind,
@@ -88,7 +119,7 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
         from trainers.ner_bilstm import BiLstmTagger
 
         model = BiLstmTagger.load(model_dir, device)
-    elif info["type"] == "ner":
+    elif info["type"] in ("ner", "visual_ner"):
         from trainers.ner_minilm import TokenTagger
 
         model = TokenTagger.load(model_dir, info["max_length"], device)

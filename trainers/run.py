@@ -35,7 +35,10 @@ def failure_reason(exc: BaseException) -> str:
     """The failure as the training page tells them apart."""
     name = type(exc).__name__
     if name == "TrainingDataError":
-        return f"too few completions or labels without examples: {exc}"
+        reason = getattr(exc, "reason", "too few completions")
+        return str(exc) if str(exc).startswith(reason) else f"{reason}: {exc}"
+    if name == "OcrError":
+        return f"OCR: {exc}"
     if name == "SpecError":
         return f"wrong parameters: {exc}"
     if isinstance(exc, MemoryError) or "OutOfMemory" in name:
@@ -62,6 +65,10 @@ def _loader(spec: TrainSpec) -> str:
                 "3.4.4 JARs (trainers.spark.session()), or trainers.predict.load(model folder)")
     if spec.embeddings == "bilstm":
         return "trainers.predict.load(model folder)"
+    if spec.type == "visual_ner":
+        return ("transformers AutoModelForTokenClassification.from_pretrained(model folder / 'model'), a "
+                "LayoutLMForTokenClassification (inputs: input_ids, bbox in 0..1000, token_type_ids = word casing); "
+                "or trainers.predict.load(model folder).predict_images([...])")
     return "transformers from_pretrained(model folder / 'model')"
 
 
@@ -78,9 +85,17 @@ def _train_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, re
     return model, metrics, scores["entity"] if scores else None, epochs, summary, {}
 
 
+def _train_visual_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
+    from trainers.visual_ner import train_visual_ner
+
+    model, scores, epochs, summary = train_visual_ner(spec, lr, reporter)
+    metrics = {"entity": scores["entity"], "token": scores["token"]} if scores else {}
+    return model, metrics, scores["entity"] if scores else None, epochs, summary, {"result_type": spec.result_type}
+
+
 def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
     examples, splits, labels = dataset.training_examples(spec.type, documents, spec.labels, spec.snapshot)
-    parts = dataset.split_examples(examples, splits, spec.params.validation_fraction, spec.params.seed)
+    parts = dataset.split_examples(examples, splits, spec.params.validation_share, spec.params.seed)
     summary = f"examples: {parts.sizes()}"
     reporter.line(summary)
     model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
@@ -112,6 +127,8 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
             from trainers.spark.train import train_spark
 
             model, metrics, primary, epochs, summary, extra = train_spark(spec, documents, lr, reporter)
+        elif spec.type == "visual_ner":
+            model, metrics, primary, epochs, summary, extra = _train_visual_ner(spec, documents, lr, reporter)
         elif spec.type == "ner":
             model, metrics, primary, epochs, summary, extra = _train_ner(spec, documents, lr, reporter)
         else:
@@ -125,7 +142,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if primary:
             reporter.line("")
-            reporter.line(label_table(primary["per_label"], "TEST " + ("ENTITY" if spec.type == "ner" else "LABEL")))
+            reporter.line(label_table(primary["per_label"], "TEST " + ("ENTITY" if spec.type in ("ner", "visual_ner") else "LABEL")))
             reporter.line(f"micro F1 {primary['micro']['f1']:.4f}   macro F1 {primary['macro']['f1']:.4f}")
             confusion = primary.get("confusion_matrix")
             if confusion and "matrix" in confusion:

@@ -9,7 +9,7 @@ from typing import Any
 
 from storage.errors import LabtrainError
 
-TYPES = ("ner", "assertion", "classification", "relation")
+TYPES = ("ner", "assertion", "classification", "relation", "visual_ner")
 
 
 class SpecError(LabtrainError):
@@ -29,6 +29,7 @@ class TrainParams:
     seed: int = 0
     early_stopping_patience: int = 0  # epochs without improvement on validation; 0 = off
     validation_fraction: float = 0.1  # share of the train split held out for validation
+    eval_size: float | None = None  # the Visual NER page's name for that share; wins when given
     max_length: int = 128  # word pieces per window (MiniLM)
     bf16: bool = False  # mixed precision: bfloat16 autocast (CPUs with AVX-512 BF16, recent GPUs)
     average_last: float = 0.0  # share of the final steps whose weights are averaged (kept if it validates as well)
@@ -42,11 +43,17 @@ class TrainParams:
                  ("batch_size", self.batch_size >= 1, "an integer >= 1"),
                  ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
                  ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
+                 ("eval_size", self.eval_size is None or 0 <= self.eval_size < 1, "a number in [0, 1)"),
                  ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
                  ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]")]
         for name, ok, what in rules:
             if not ok:
                 raise SpecError(f"parameter {name}={getattr(self, name)!r} must be {what}")
+
+    @property
+    def validation_share(self) -> float:
+        """The share of the train split held out for validation (eval_size, else validation_fraction)."""
+        return self.validation_fraction if self.eval_size is None else self.eval_size
 
 
 @dataclass
@@ -63,6 +70,7 @@ class TrainSpec:
     language: str = "en"
     from_name: str = "label"  # the config's control (Labels / Choices name) predictions are written for
     to_name: str = "text"
+    result_type: str = "labels"  # visual_ner: the result type of its regions ("rectanglelabels" or "labels")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":

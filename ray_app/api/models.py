@@ -100,16 +100,19 @@ class TrainingParamsIn(BaseModel):
     early_stopping_patience: int | None = None
     warmup: float | None = None
     max_length: int | None = None
+    eval_size: float | None = Field(None, description="Visual NER: share of the training tasks held out for "
+                                                      "evaluation after each epoch")
 
 
 class TrainingRequest(BaseModel):
-    types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation")
+    types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation, visual_ner")
     embeddings: str | dict[str, str] | None = Field(
         None, description="one name for every type, or one per type; default: each type's first option")
     params: TrainingParamsIn = TrainingParamsIn()
     selection: SelectionFields = SelectionFields()
     deploy: bool = Field(False, description="after success, the labeling config names the new model")
     gpu: bool = Field(False, description="ask for a GPU bundle (1 GPU + 1 CPU) instead of a CPU bundle")
+    use_gpu: bool = Field(False, description="the page's 'Use available GPU' (the same as gpu)")
     backend: str = "pytorch"
     submit: bool = Field(False, description="run as a Ray job: the answer gives each job's entry point and "
                                             "submission id; `labtrain train --submit` submits them")
@@ -123,3 +126,5 @@ class TrainingSettings(BaseModel):
 class PredictRequest(BaseModel):
     texts: list[str] | None = None
     inputs: list[dict] | None = Field(None, description='assertion / relation: {"text", "entities": [...]}')
+    images: list[str | dict] | None = Field(None, description='Visual NER: image data URIs, or {"image": data URI, '
+                                                              '"ocr": [words as in data.ocr]}')

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from ray_app.api.deps import CurrentUser, StorageDep
+from ray_app.api.deps import CurrentUser, JobsDep, StorageDep
 from ray_app.api.models import PredictRequest
-from storage.errors import NotFound, ValidationError
+from storage.errors import Forbidden, NotFound, ValidationError
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 LOADED_MODELS = 4  # per replica; the least recently used is dropped
@@ -55,10 +55,21 @@ async def confusion_png(name: str, user: CurrentUser, storage: StorageDep):
 
 
 @router.post("/{name}/predict")
-async def predict(name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep):
+async def predict(name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep,
+                  jobs: JobsDep):
     """Pre-annotate: one result list per input, in the export's result format. The model is
-    loaded once per replica."""
+    loaded once per replica. A Visual NER model takes `images` (data URIs) and needs a license
+    with scope ocr:inference."""
     model = await _visible_model(name, user, storage)
+    if model["type"] == "visual_ner":
+        inputs = visual_inputs(body)
+        if not await jobs("licensed", "ocr:inference"):
+            raise Forbidden(f"model {model['name']!r} is a Visual NER model: pre-annotation needs a license with "
+                            "scope ocr:inference")
+        predictor = await run_in_threadpool(_loaded, request.app.state, model)
+        return {"model": model["name"], "results": await run_in_threadpool(predictor.predict, inputs)}
+    if body.images is not None:
+        raise ValidationError(f"'images' are for Visual NER models; {model['name']!r} is a {model['type']} model")
     inputs = body.texts if body.texts is not None else body.inputs
     if not inputs:
         raise ValidationError("give 'texts' (NER, classification) or 'inputs' (assertion, relation)")
@@ -66,6 +77,20 @@ async def predict(name: str, body: PredictRequest, request: Request, user: Curre
         raise ValidationError(f"a {model['type']} model takes 'inputs': [{{\"text\", \"entities\": [...]}}]")
     predictor = await run_in_threadpool(_loaded, request.app.state, model)
     return {"model": model["name"], "results": await run_in_threadpool(predictor.predict, inputs)}
+
+
+def visual_inputs(body: PredictRequest) -> list:
+    """`images`: data URIs, or {"image": data URI, "ocr": [...]}; never a path on this machine."""
+    if not body.images:
+        raise ValidationError("a visual_ner model takes 'images': [data URI or {\"image\", \"ocr\"}, ...]")
+    for i, item in enumerate(body.images):
+        image = item if isinstance(item, str) else item.get("image")
+        if image is None and isinstance(item, dict) and item.get("ocr"):
+            continue
+        if not isinstance(image, str) or not image.startswith("data:image/"):
+            raise ValidationError(f"images[{i}]: give the image as a data URI (data:image/png;base64,...); "
+                                  "paths on the service's machine are not read")
+    return body.images
 
 
 def _loaded(state, model: dict):

@@ -22,7 +22,6 @@ from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, TrainParams
 
 router = APIRouter(tags=["trainings"])
-NOT_YET = {"visual_ner": "Visual NER training is not available yet"}
 LICENSED_IN_SPARKNLP = ("assertion", "relation", "visual_ner")
 ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusion_matrix.json",
             "confusion_matrix.png")
@@ -38,13 +37,11 @@ def training_request(body: TrainingRequest) -> dict:
         reason = spark_unavailable_reason()
         if reason:
             raise ValidationError(f"backend 'sparknlp' is not available on this service: {reason}")
-        if body.gpu:
+        if body.gpu or body.use_gpu:
             raise ValidationError("gpu: the sparknlp backend trains on CPU (labtrain ships the CPU build of Spark "
                                   "NLP); use backend 'pytorch' for GPU training")
     embeddings = {}
     for t in dict.fromkeys(body.types):
-        if t in NOT_YET:
-            raise ValidationError(f"training type {t!r}: {NOT_YET[t]}")
         if t not in TYPES:
             raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
         options = embeddings_for(t, body.backend)
@@ -62,7 +59,7 @@ def training_request(body: TrainingRequest) -> dict:
     params = body.params.model_dump(exclude_none=True)
     TrainParams(**params).check()
     return {"types": list(embeddings), "embeddings": embeddings, "params": params,
-            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu,
+            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
             "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
 
 
@@ -83,8 +80,9 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
         entry = {"type": t, "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch"),
                  "backends": [{"name": "pytorch", "available": t in TYPES,
                                "embeddings": embeddings_options(t, "pytorch")}]}
-        if t in NOT_YET:
-            entry["note"] = NOT_YET[t]
+        if t == "visual_ner":
+            entry["note"] = ("needs a license with scope ocr:training (pre-annotation: ocr:inference); "
+                             "'Use available GPU' (use_gpu) trains on a GPU bundle")
         spark = {"name": "sparknlp", "available": bool(embeddings_for(t, "sparknlp")) and not spark_reason,
                  "embeddings": embeddings_options(t, "sparknlp")}
         if t in LICENSED_IN_SPARKNLP:

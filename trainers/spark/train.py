@@ -277,7 +277,7 @@ def _train_ner(spark, spec: TrainSpec, documents: list[Document], lr: float, rep
 
     params = spec.params
     docs = prepare(documents, spec.labels, reporter)
-    splits = dataset.split_examples(docs, [d.split for d in documents], params.validation_fraction, params.seed)
+    splits = dataset.split_examples(docs, [d.split for d in documents], params.validation_share, params.seed)
     if not splits.train or not any(t != "O" for d in splits.train for t in d.tags):
         raise dataset.no_training_examples("ner", spec.snapshot, spec.labels)
     vectors = _vectors((w for d in docs for w, _, _ in d.words), work, reporter)
@@ -328,7 +328,7 @@ def _train_classifier(spark, spec: TrainSpec, documents: list[Document], lr: flo
 
     params = spec.params
     examples, splits_of, _ = dataset.training_examples("classification", documents, spec.labels, spec.snapshot)
-    splits = dataset.split_examples(examples, splits_of, params.validation_fraction, params.seed)
+    splits = dataset.split_examples(examples, splits_of, params.validation_share, params.seed)
     summary = f"examples: {splits.sizes()}"
     reporter.line(summary)
     vectors = _vectors((w for e in examples for w in e.text.split()), work, reporter)

@@ -1,0 +1,187 @@
+"""Words on a page image and their boxes, the input of Visual NER: from the task (`data.ocr`, or
+Label Studio's OCR transcriptions: `rectangle` + `textarea` results sharing an id) or else from
+Tesseract (`pytesseract`), cached per image beside it in the blob store.
+
+Boxes are (x0, y0, x1, y1) normalised to 0..1000 of the page, as LayoutLM reads them; words
+are put in reading order (lines top to bottom, words left to right) whatever their source."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import LabtrainError
+
+TESSERACT_LANGUAGES = {"en": "eng", "de": "deu", "es": "spa", "pt": "por", "it": "ita", "da": "dan", "ro": "ron"}
+SCALE = 1000
+
+
+class OcrError(LabtrainError):
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in 0..1000 of the page
+
+
+def clamp_box(x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
+    c = [max(0, min(SCALE, round(v))) for v in (x0, y0, x1, y1)]
+    return c[0], c[1], max(c[0], c[2]), max(c[1], c[3])
+
+
+def percent_box(value: dict) -> tuple[int, int, int, int]:
+    """A Label Studio region value (x, y, width, height in percent of the page)."""
+    x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+    return clamp_box(x * 10, y * 10, (x + w) * 10, (y + h) * 10)
+
+
+def reading_order(words: list[Word]) -> list[Word]:
+    """Lines top to bottom (a word joins a line when its vertical centre lies within the line's
+    first word), words left to right within a line."""
+    lines: list[tuple[int, int, list[Word]]] = []
+    for word in sorted(words, key=lambda w: (w.box[1] + w.box[3], w.box[0])):
+        centre = (word.box[1] + word.box[3]) / 2
+        if lines and lines[-1][0] <= centre <= lines[-1][1]:
+            lines[-1][2].append(word)
+        else:
+            lines.append((word.box[1], word.box[3], [word]))
+    return [w for _, _, line in lines for w in sorted(line, key=lambda w: w.box[0])]
+
+
+def words_from_data(ocr, size: tuple[int, int] | None, where: str) -> list[Word]:
+    """`data.ocr`: a list of {"text", "bbox": [x0, y0, x1, y1]} in pixels of the image, or of
+    {"text", "x", "y", "width", "height"} in percent (Label Studio's unit)."""
+    if not isinstance(ocr, list):
+        raise OcrError(f"{where}: data.ocr must be a list of words")
+    words = []
+    for i, entry in enumerate(ocr):
+        at = f"{where}: data.ocr[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise OcrError(f"{at} must be an object with a string 'text'")
+        try:
+            if "bbox" in entry:
+                if size is None:
+                    raise OcrError(f"{at}: a pixel 'bbox' needs the page size (the image, or data.width and "
+                                   "data.height)")
+                x0, y0, x1, y1 = (float(v) for v in entry["bbox"])
+                box = clamp_box(x0 / size[0] * SCALE, y0 / size[1] * SCALE, x1 / size[0] * SCALE, y1 / size[1] * SCALE)
+            else:
+                box = percent_box(entry)
+        except (KeyError, TypeError, ValueError):
+            raise OcrError(f"{at} needs 'bbox' [x0, y0, x1, y1] (pixels) or x, y, width, height (percent)") from None
+        if entry["text"].strip():
+            words.append(Word(entry["text"].strip(), box))
+    return words
+
+
+def words_from_transcriptions(results: list[dict]) -> list[Word]:
+    """Label Studio's OCR template: a `textarea` result holds the text of the region with the same
+    id (a `rectangle`, `rectanglelabels` or `labels` result). A region's text is split into words
+    that share its box in proportion to their length."""
+    boxes = {r.get("id"): r.get("value") or {} for r in results
+             if (r.get("type") or "").lower() in ("rectangle", "rectanglelabels", "labels")}
+    words = []
+    for r in results:
+        value = r.get("value") or {}
+        if (r.get("type") or "").lower() != "textarea" or not value.get("text"):
+            continue
+        region = value if "width" in value else boxes.get(r.get("id"))
+        if not region or "width" not in region:
+            continue
+        x0, y0, x1, y1 = percent_box(region)
+        tokens = " ".join(value["text"]).split()
+        total, at = max(1, len(" ".join(tokens))), 0
+        for token in tokens:
+            words.append(Word(token, clamp_box(x0 + (x1 - x0) * at / total, y0,
+                                               x0 + (x1 - x0) * (at + len(token)) / total, y1)))
+            at += len(token) + 1
+    return words
+
+
+def tesseract_words(image, language: str, cache: Path | None = None) -> list[Word]:
+    """Tesseract's words (confidence >= 0) on a PIL image; `cache` keeps them as JSON."""
+    if cache is not None and cache.exists():
+        return [Word(t, tuple(b)) for t, b in json.loads(cache.read_text())]
+    try:
+        import pytesseract
+    except ImportError:
+        raise OcrError("pytesseract is not installed: pip install pytesseract") from None
+    lang = TESSERACT_LANGUAGES.get(language, language)
+    try:
+        data = pytesseract.image_to_data(image.convert("RGB"), lang=lang, output_type=pytesseract.Output.DICT)
+    except pytesseract.TesseractNotFoundError:
+        raise OcrError("Tesseract is not installed (Debian: apt-get install tesseract-ocr tesseract-ocr-"
+                       f"{lang})") from None
+    except pytesseract.TesseractError as exc:
+        raise OcrError(f"Tesseract failed with language {lang!r}: {exc.message}") from None
+    width, height = image.size
+    words = [Word(text.strip(), clamp_box(left / width * SCALE, top / height * SCALE, (left + w) / width * SCALE,
+                                          (top + h) / height * SCALE))
+             for text, left, top, w, h, conf in zip(data["text"], data["left"], data["top"], data["width"],
+                                                    data["height"], data["conf"])
+             if text.strip() and float(conf) >= 0]
+    if cache is not None:
+        try:
+            tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps([[w.text, list(w.box)] for w in words]))
+            tmp.replace(cache)
+        except OSError:
+            pass  # a read-only store: OCR again next time
+    return words
+
+
+def open_image(source):
+    """A PIL image from a path or a file object; OcrError when it is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(source)
+        image.load()
+        return image
+    except (OSError, UnidentifiedImageError) as exc:
+        name = source if isinstance(source, (str, Path)) else "given"
+        raise OcrError(f"cannot read the image {name}: {exc}") from None
+
+
+def image_from(value: str, where: str):
+    """A PIL image from a data URI (base64) or a readable file path."""
+    import base64
+    import binascii
+    import io
+
+    if value.startswith("data:"):
+        head, _, payload = value.partition(",")
+        if ";base64" not in head:
+            raise OcrError(f"{where}: an image data URI must be base64-encoded")
+        try:
+            return open_image(io.BytesIO(base64.b64decode(payload, validate=True)))
+        except binascii.Error:
+            raise OcrError(f"{where}: the image data URI is not valid base64") from None
+    return open_image(value)
+
+
+def page_words(data: dict, results: list[dict], image, language: str, where: str, cache: Path | None = None
+               ) -> tuple[list[Word], tuple[int, int] | None, str]:
+    """The page's words in reading order, its size in pixels (when known) and where the words
+    came from: "data.ocr", "transcriptions" or "tesseract" (on `image`, a PIL image; `cache`
+    keeps Tesseract's words)."""
+    size = image.size if image is not None else None
+    if size is None and isinstance(data.get("width"), (int, float)) and isinstance(data.get("height"), (int, float)):
+        size = (int(data["width"]), int(data["height"]))
+    if data.get("ocr"):
+        return reading_order(words_from_data(data["ocr"], size, where)), size, "data.ocr"
+    transcribed = words_from_transcriptions(results)
+    if transcribed:
+        return reading_order(transcribed), size, "transcriptions"
+    if image is None:
+        raise OcrError(f"{where} has no OCR words (data.ocr) and no image to read them from")
+    return reading_order(tesseract_words(image, language, cache)), size, "tesseract"
+
+
+def cache_path(image_path: str | Path, language: str) -> Path:
+    """Where Tesseract's words of a stored image are kept (beside it: blob keys are content hashes)."""
+    return Path(f"{image_path}.ocr-{TESSERACT_LANGUAGES.get(language, language)}.json")
