@@ -117,7 +117,7 @@ def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> "ray.
 def ray_failure(exc: Exception) -> str:
     """A short reason from Ray's wrapped exceptions (a dead worker, a failed run)."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, ray.exceptions.OutOfMemoryError) or re.search(r"out of memory|OutOfMemory", text, re.I):
+    if isinstance(exc, ray.exceptions.OutOfMemoryError) or re.search(r"out of memory|OutOfMemory|low on memory", text, re.I):
         return "out of memory: Ray's memory monitor or the kernel stopped the training (give it more memory, a " \
                "smaller batch_size or max_length)"
     died = re.search(r"worker process has died|actor is dead|node .* died", text, re.IGNORECASE)

@@ -179,6 +179,19 @@ def test_data_failures_are_told_apart(tmp_path):
     assert failure_reason(wrong.value) == "wrong parameters: parameter eval_size=1.5 must be a number in [0, 1)"
 
 
+def test_out_of_memory_is_named_whether_torch_or_ray_reports_it():
+    import ray
+    import torch
+
+    from ray_app.train_run import ray_failure
+
+    assert failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) \
+        .startswith("out of memory: CUDA out of memory")
+    assert ray_failure(ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on memory.")) \
+        .startswith("out of memory: ")
+    assert ray_failure(RuntimeError("boom")) == "RuntimeError: boom"
+
+
 # --- through the service -----------------------------------------------------------------------
 
 def image_project(service, tmp_path: Path, n: int = 16) -> str:

@@ -40,15 +40,20 @@ def percent_box(value: dict) -> tuple[int, int, int, int]:
 
 
 def reading_order(words: list[Word]) -> list[Word]:
-    """Lines top to bottom (a word joins a line when its vertical centre lies within the line's
-    first word), words left to right within a line."""
-    lines: list[tuple[int, int, list[Word]]] = []
+    """Lines top to bottom, words left to right within a line. Taken by vertical centre, a word
+    joins the line above when its centre lies within half a word height of the line's mean centre
+    (scans are skewed: a line's words share neither one top nor one bottom)."""
+    lines: list[list] = []  # [sum of centres, sum of heights, words]
     for word in sorted(words, key=lambda w: (w.box[1] + w.box[3], w.box[0])):
-        centre = (word.box[1] + word.box[3]) / 2
-        if lines and lines[-1][0] <= centre <= lines[-1][1]:
-            lines[-1][2].append(word)
-        else:
-            lines.append((word.box[1], word.box[3], [word]))
+        centre, height = (word.box[1] + word.box[3]) / 2, max(1, word.box[3] - word.box[1])
+        if lines:
+            line = lines[-1]
+            n = len(line[2])
+            if abs(centre - line[0] / n) <= 0.5 * max(height, line[1] / n):
+                line[0], line[1] = line[0] + centre, line[1] + height
+                line[2].append(word)
+                continue
+        lines.append([centre, height, [word]])
     return [w for _, _, line in lines for w in sorted(line, key=lambda w: w.box[0])]
 
 

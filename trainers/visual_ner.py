@@ -149,29 +149,41 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
              if not k.endswith("position_ids")}
     types = state["layoutlm.embeddings.token_type_embeddings.weight"]
     state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(ner_minilm.CASES, 1)
-    embeddings = model.layoutlm.embeddings
-    for table in (embeddings.x_position_embeddings, embeddings.y_position_embeddings,
-                  embeddings.h_position_embeddings, embeddings.w_position_embeddings):
-        torch.nn.init.zeros_(table.weight)
+    # Smooth 2-D tables: sinusoids of the coordinate, each row half as long as MiniLM's position
+    # rows. Tables learned from random or zero rows memorise the exact coordinates of a few
+    # training pages and do not generalise to the next page.
+    norm = 0.5 * float(state["layoutlm.embeddings.position_embeddings.weight"].norm(dim=1).mean())
+    table = sinusoids(config.max_2d_position_embeddings, config.hidden_size, norm)
+    for name in ("x", "y", "h", "w"):
+        state[f"layoutlm.embeddings.{name}_position_embeddings.weight"] = table.clone()
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = [k for k in missing if not (k.startswith("classifier.") or "_position_embeddings" in k
-                                       and not k.endswith("embeddings.position_embeddings.weight"))]
+    fresh = [k for k in missing if not k.startswith("classifier.")]
     if fresh or unexpected:
         raise RuntimeError(f"MiniLM's weights do not fit LayoutLM: missing {fresh}, unexpected {unexpected}")
     model = model.to(device)
     reporter.line(f"model: LayoutLM recipe from MiniLM-L6 (6 layers, hidden 384): word pieces + 2-D box embeddings "
-                  f"(x0, y0, x1, y1, width, height; from zero) + word casing, token classification over {len(tags)} "
-                  f"BIO tags (head, box and casing embeddings at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
+                  f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing, token classification over "
+                  f"{len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
                   f"rate); {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; windows of "
                   f"{params.max_length} word pieces; initialised from {source}")
     return ner_minilm.TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 
 
+def sinusoids(n: int, dim: int, norm: float) -> torch.Tensor:
+    """[n, dim] rows sin / cos of the position at geometric frequencies (the Transformer's
+    encoding), each row scaled to length `norm`."""
+    position = torch.arange(n, dtype=torch.float32)[:, None]
+    frequency = 10000 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    table = torch.zeros(n, dim)
+    table[:, 0::2], table[:, 1::2] = torch.sin(position * frequency), torch.cos(position * frequency)
+    return table * norm / table.norm(dim=1, keepdim=True)
+
+
 def lr_scales() -> dict[str, float]:
+    """The head and the casing rows start from scratch and learn faster; the 2-D tables learn at
+    the base rate from their smooth start."""
     scale = ner_minilm.NEW_LAYERS_LR_SCALE
-    return {"classifier.": scale, **{f"layoutlm.embeddings.{name}": scale for name in (
-        "token_type_embeddings.", "x_position_embeddings.", "y_position_embeddings.", "h_position_embeddings.",
-        "w_position_embeddings.")}}
+    return {"classifier.": scale, "layoutlm.embeddings.token_type_embeddings.": scale}
 
 
 def training_items(tagger: ner_minilm.TokenTagger, pages: list[Page]) -> list:
