@@ -5,8 +5,8 @@ most of it (at least half), and the words in reading order get BIO tags.
 The model is LayoutLM's recipe initialised from the packaged MiniLM: a
 `LayoutLMForTokenClassification` whose word, position and encoder weights are MiniLM's, with
 learned 2-D embeddings of each word's box (x0, y0, x1, y1, width, height in 0..1000; they start
-at zero, so training starts from MiniLM itself) and the word casing of the text NER model
-(token types). It is fine-tuned end to end, and the saved folder loads with
+as smooth sinusoids of the coordinate, since tables learned from scratch on a few pages memorise
+them) and the word casing of the text NER model (token types). It is fine-tuned end to end, and the saved folder loads with
 `transformers.AutoModelForTokenClassification.from_pretrained` (inputs: `input_ids`, `bbox`,
 `token_type_ids`). Entities are scored the CoNLL way over the words in reading order: an entity
 counts when its words and label are exact."""
