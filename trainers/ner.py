@@ -44,7 +44,8 @@ def tag_set(labels: list[str]) -> list[str]:
 
 def evaluate(tagger, docs: list[NerDocument], labels: list[str], box_lists: list | None = None) -> dict:
     """Entity and token scores of documents (or Visual NER pages, with `box_lists`)."""
-    predicted = tagger.predict_tags([[w for w, _, _ in d.words] for d in docs], box_lists=box_lists)
+    words = [[w for w, _, _ in d.words] for d in docs]
+    predicted = tagger.predict_tags(words) if box_lists is None else tagger.predict_tags(words, box_lists=box_lists)
     return ner_scores([d.spans for d in docs], [spans_from_bio(d.words, tags) for d, tags in zip(docs, predicted)],
                       [d.tags for d in docs], predicted, labels)
 
