@@ -153,10 +153,10 @@ def test_a_failing_trainer_fails_its_job_with_the_reason_and_the_service_goes_on
         training = start(http, project, types=["assertion"])
         done = wait(http, training["id"])
         assert done["status"] == "failed"
-        assert done["jobs"][0]["reason"].startswith("too few completions or labels without examples: no training "
-                                                    "examples for assertion"), done["jobs"][0]
+        assert done["jobs"][0]["reason"].startswith("labels without examples: no training examples for assertion"), \
+            done["jobs"][0]
         log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-        assert "failed: too few completions" in log
+        assert "failed: labels without examples" in log
         assert http.get(f"/api/models/assertion_{project}").status_code == 404
         wait_for_free_cpus(http, 2)
 

@@ -179,4 +179,4 @@ def training_examples(training_type: str, documents: list[Document], labels: lis
 
 def no_training_examples(training_type: str, snapshot: str, labels: list[str]) -> TrainingDataError:
     return TrainingDataError(f"no training examples for {training_type}: no task in the train split of "
-                             f"{snapshot} carries one of the labels {labels}")
+                             f"{snapshot} carries one of the labels {labels}", reason="labels without examples")
