@@ -115,6 +115,9 @@ def cmd_import(args: argparse.Namespace) -> Any:
     print(f"imported {answer['tasks']} tasks, {answer['completions']} completions "
           f"({', '.join(answer['formats'])}): {answer['inserted']} new, {answer['updated']} updated, "
           f"{answer['unchanged']} unchanged; {answer['images']} images")
+    if answer.get("active_learning_training"):
+        print(f"active learning started training {answer['active_learning_training']} "
+              f"(labtrain status {answer['active_learning_training']})")
     return None
 
 

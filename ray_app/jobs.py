@@ -114,6 +114,22 @@ class JobManager:
                 job["entrypoint"] = f"{sys.executable} -m ray_app.job_entry {job['job_id']} {job['submission_id']}"
         return training
 
+    async def active_learning(self, project: str) -> dict | None:
+        """After an import: start the project's active-learning training if it is due (see
+        `TrainingHistory.active_learning_due`); its failure to start is logged, never raised."""
+        request = await self.storage("active_learning_due", project)
+        if request is None:
+            return None
+        from trainers.embeddings import embeddings_for
+
+        request["embeddings"] = {t: (request.get("embeddings") or {}).get(t)
+                                 or embeddings_for(t, request.get("backend", "pytorch"))[0] for t in request["types"]}
+        try:
+            return await self.submit(project, request, None, source="active learning")
+        except LabtrainError as exc:
+            print(f"labtrain: active learning of {project} could not start: {exc}", file=sys.stderr, flush=True)
+            return None
+
     # --- trainings submitted as Ray jobs (the entry point is ray_app.job_entry) ---------------
 
     async def attach_submission(self, job_id: int, submission_id: str) -> dict:

@@ -74,12 +74,52 @@ class TrainingHistory:
                 raise ValidationError(f"active_learning.every={every!r} must be an integer >= 1 "
                                       f"(the page offers {', '.join(map(str, ACTIVE_LEARNING_EVERY))})")
             active_learning = {**current["active_learning"], **active_learning, "every": every}
+            if active_learning.get("enabled") and not current["active_learning"].get("enabled"):
+                # counting starts now: completions submitted before active learning was on do not count
+                active_learning["baseline"] = self._submitted_completions(pid)
         settings = {"versioning": current["versioning"] if versioning is None else bool(versioning),
                     "active_learning": active_learning or current["active_learning"]}
         self.con.execute("INSERT INTO training_settings VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
                          "versioning = excluded.versioning, active_learning = excluded.active_learning",
                          [pid, settings["versioning"], json.dumps(settings["active_learning"])])
         return settings
+
+    def _submitted_completions(self, pid: int) -> int:
+        (n,) = self.con.execute("SELECT count(*) FROM completions WHERE project_id = ? AND submitted",
+                                [pid]).fetchone()
+        return n
+
+    def active_learning_due(self, name: str) -> dict | None:
+        """If active learning is on and `every` submitted completions have arrived since it last
+        fired (or was switched on), and no active-learning training of the project is queued or
+        running: move the count on and return the request to start, else None. The request is
+        the project's last manual training's (types, embeddings, parameters, backend), else every
+        type the config offers with its defaults; it deploys as the settings say, and tests on the
+        tasks tagged `Test` when there are any, so that versions compare on the same test set."""
+        pid = self.project_id(name)
+        settings = self.training_settings(name)
+        al = settings["active_learning"]
+        submitted = self._submitted_completions(pid)
+        if not al.get("enabled") or submitted - al.get("baseline", 0) < al["every"]:
+            return None
+        (running,) = self.con.execute(
+            "SELECT count(*) FROM trainings t JOIN jobs j USING (training_id) WHERE t.project_id = ? "
+            "AND t.source = 'active learning' AND j.status IN ('queued', 'running')", [pid]).fetchone()
+        if running:
+            return None
+        last = self.con.execute("SELECT request FROM trainings WHERE project_id = ? AND source IN ('manual', 'ray job') "
+                                "ORDER BY training_id DESC LIMIT 1", [pid]).fetchone()
+        request = json.loads(last[0]) if last else {"types": self.config(name).training_types(), "embeddings": {}, "params": {}, "gpu": False,
+                                                    "backend": "pytorch"}
+        (tagged,) = self.con.execute("SELECT count(*) FROM tasks WHERE project_id = ? AND list_contains(tags, 'Test')",
+                                     [pid]).fetchone()
+        selection = dict(request.get("selection") or {})
+        if tagged:
+            selection.update(test_tag="Test", validation_split=None)
+        request.update(selection=selection, deploy=bool(al.get("deploy")), runner="ray_train")
+        self.con.execute("UPDATE training_settings SET active_learning = ? WHERE project_id = ?",
+                         [json.dumps({**al, "baseline": submitted}), pid])
+        return request
 
     def _active_jobs(self, pid: int) -> int:
         (n,) = self.con.execute("SELECT count(*) FROM jobs j JOIN trainings t USING (training_id) "

@@ -245,3 +245,38 @@ def test_submit_runs_the_training_as_a_ray_job_recorded_in_the_history(service):
     assert training["source"] == "ray job" and training["status"] == "succeeded"
     assert training["jobs"][0]["ray_job_id"].startswith("labtrain-job-")
     assert training["jobs"][0]["model_name"] == f"ner_{project}"
+
+
+def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test_tag(service):
+    project = toy_project(service, 40)
+    tasks = toy_tasks(100)
+    for t in tasks[40:50]:
+        t["tags"] = ["Test"]
+    with service.client() as http:
+        manual = start(http, project, types=["classification"])  # the settings active learning reuses
+        assert wait(http, manual["id"])["status"] == "succeeded"
+        bad = http.put(f"/api/projects/{project}/training/settings", json={"active_learning": {"every": 0}})
+        assert bad.status_code == 422 and "every=0" in bad.json()["detail"]
+        settings = http.put(f"/api/projects/{project}/training/settings",
+                            json={"active_learning": {"enabled": True, "every": 10, "deploy": True}}).json()
+        assert settings["active_learning"]["baseline"] == 40  # completions before it was on do not count
+
+        first = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[40:49])).json()
+        assert first["active_learning_training"] is None  # 9 new: not yet
+        second = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[49:60])).json()
+        started = second["active_learning_training"]
+        assert started is not None
+        third = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[60:75])).json()
+        assert third["active_learning_training"] is None  # one active-learning training at a time
+
+        done = wait(http, started)
+        assert done["status"] == "succeeded" and done["source"] == "active learning"
+        request = done["request"]
+        assert request["types"] == ["classification"] and request["params"] == FAST
+        assert request["selection"]["test_tag"] == "Test" and request["deploy"] is True
+        assert http.get(f"/api/models/{done['jobs'][0]['model_name']}").json()["deployed"]
+        history = http.get(f"/api/projects/{project}/trainings").json()
+        assert [t["source"] for t in history] == ["active learning", "manual"]
+        fourth = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[75:76])).json()
+        assert fourth["active_learning_training"] is not None  # 16 new since it fired: due again
+        assert http.post(f"/api/trainings/{fourth['active_learning_training']}/cancel").status_code == 200

@@ -7,7 +7,7 @@ import hashlib
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from ray_app.api.deps import ProjectManager, StorageDep
+from ray_app.api.deps import JobsDep, ProjectManager, StorageDep
 from ray_app.api.models import ImportPublic
 from storage.importers import parse_export
 
@@ -15,10 +15,13 @@ router = APIRouter(prefix="/api/projects/{name}/import", tags=["import"])
 
 
 @router.post("", response_model=ImportPublic)
-async def import_export(name: str, request: Request, user: ProjectManager, storage: StorageDep):
+async def import_export(name: str, request: Request, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Import an export file (the request body, JSON): all or nothing, idempotent per
-    (task id, completion id). Images must be data URIs or paths readable by the service."""
+    (task id, completion id). Images must be data URIs or paths readable by the service. When
+    the project's active learning is due, its training starts (`active_learning_training`)."""
     raw = await request.body()
     # Parsing happens here, in the replica, so that the storage actor only writes.
     parsed = await run_in_threadpool(parse_export, raw)
-    return await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), user.name)
+    answer = await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), user.name)
+    training = await jobs("active_learning", name)
+    return {**answer, "active_learning_training": training["id"] if training else None}

@@ -67,6 +67,7 @@ class ImportPublic(BaseModel):
     updated: int
     unchanged: int
     images: int
+    active_learning_training: int | None = None  # the training active learning started, if any
 
 
 class SelectionFields(BaseModel):
