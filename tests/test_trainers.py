@@ -233,3 +233,14 @@ def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():
     assert [tags[i] for i in viterbi(log_probs, between, start)] == ["O", "B-PER", "I-PER"]
     prior = transition_prior(tags, [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"]])
     assert prior[1, 2] > prior[1, 4]  # B-PER is followed by I-PER, never by I-LOC
+
+
+def test_a_snapshot_that_is_not_parquet_fails_as_corrupt(tmp_path):
+    from trainers.dataset import TrainingDataError, read_documents
+    from trainers.run import failure_reason
+
+    broken = tmp_path / "ner.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(TrainingDataError) as error:
+        read_documents(broken)
+    assert failure_reason(error.value).startswith(f"corrupt snapshot: the snapshot {broken} cannot be read")

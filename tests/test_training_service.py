@@ -280,3 +280,24 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         fourth = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[75:76])).json()
         assert fourth["active_learning_training"] is not None  # 16 new since it fired: due again
         assert http.post(f"/api/trainings/{fourth['active_learning_training']}/cancel").status_code == 200
+
+
+def test_a_corrupt_snapshot_fails_its_job_with_the_reason_and_the_next_training_succeeds(service):
+    project = toy_project(service)
+    license_file = service.home / "licenses.yaml"
+    license_file.write_text("licenses:\n- {id: ner-only, scopes: [training:ner], max_jobs: 1}\n")
+    try:
+        with service.client() as http:
+            training = start(http, project, types=["classification"])
+            wait(http, training["id"], timeout_s=20,
+                 until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
+            snapshot = service.home / "trainings" / str(training["id"]) / "snapshot" / "classification.parquet"
+            snapshot.write_bytes(snapshot.read_bytes()[:200])  # cut short while the job waits
+            license_file.unlink()
+            done = wait(http, training["id"])
+            assert done["status"] == "failed"
+            assert done["jobs"][0]["reason"].startswith("corrupt snapshot: the snapshot "), done["jobs"][0]
+            assert http.get(f"/api/projects/{project}").json()["completions"] == 60
+            assert wait(http, start(http, project, types=["classification"])["id"])["status"] == "succeeded"
+    finally:
+        license_file.unlink(missing_ok=True)

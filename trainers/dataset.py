@@ -55,9 +55,18 @@ class Splits:
         return f"{len(self.train)} train, {len(self.validation)} validation, {len(self.test)} test"
 
 
+def read_snapshot(path: str | Path) -> list[dict]:
+    """The snapshot's rows; a file that is not readable Parquet fails as a corrupt snapshot."""
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise TrainingDataError(f"the snapshot {path} cannot be read ({type(exc).__name__}: {exc}); start the "
+                                "training again to take a new snapshot", reason="corrupt snapshot") from None
+
+
 def read_documents(path: str | Path) -> list[Document]:
     documents = []
-    for row in pq.read_table(path).to_pylist():
+    for row in read_snapshot(path):
         text = row.get("text") or ""
         doc = Document(row["task_id"], row["split"], text)
         by_id: dict[str, Span] = {}

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LayoutLMConfig, LayoutLMForTokenClassification
 
 from trainers import ner_minilm
-from trainers.dataset import TrainingDataError, split_examples
+from trainers.dataset import TrainingDataError, read_snapshot, split_examples
 from trainers.embeddings import minilm_path
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.ner import choose_decoding, evaluate, tag_set
@@ -96,7 +95,7 @@ def label_words(words: list[Word], regions: list[Region]) -> tuple[list[str], li
 
 def read_pages(spec: TrainSpec, reporter: Reporter) -> list[Page]:
     pages, sources, empty_regions = [], {}, 0
-    for row in pq.read_table(spec.snapshot).to_pylist():
+    for row in read_snapshot(spec.snapshot):
         where = f"task {row['task_id']}"
         data = json.loads(row.get("data") or "{}")
         results = json.loads(row.get("result") or "[]")
