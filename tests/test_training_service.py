@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -161,15 +162,25 @@ def test_a_failing_trainer_fails_its_job_with_the_reason_and_the_service_goes_on
         wait_for_free_cpus(http, 2)
 
 
-def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
-    project = toy_project(service)
+def only_ner_licensed(service) -> Path:
+    """A license file that grants training:ner only: other text jobs wait. The caller unlinks it."""
     license_file = service.home / "licenses.yaml"
     license_file.write_text("licenses:\n- {id: ner-only, scopes: [training:ner], max_jobs: 1}\n")
+    return license_file
+
+
+def wait_for_license(http, training_id: int) -> dict:
+    return wait(http, training_id, timeout_s=20,
+                until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
+
+
+def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
+    project = toy_project(service)
+    license_file = only_ner_licensed(service)
     try:
         with service.client() as http:
             training = start(http, project, types=["classification"])
-            waiting = wait(http, training["id"], until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a"),
-                           timeout_s=20)
+            waiting = wait_for_license(http, training["id"])
             assert waiting["status"] == "queued"
             assert waiting["jobs"][0]["reason"] == "waiting for a license with scope training:classification"
             queue = http.get("/api/cluster").json()["queue"]
@@ -284,13 +295,11 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
 
 def test_a_corrupt_snapshot_fails_its_job_with_the_reason_and_the_next_training_succeeds(service):
     project = toy_project(service)
-    license_file = service.home / "licenses.yaml"
-    license_file.write_text("licenses:\n- {id: ner-only, scopes: [training:ner], max_jobs: 1}\n")
+    license_file = only_ner_licensed(service)
     try:
         with service.client() as http:
             training = start(http, project, types=["classification"])
-            wait(http, training["id"], timeout_s=20,
-                 until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
+            wait_for_license(http, training["id"])
             snapshot = service.home / "trainings" / str(training["id"]) / "snapshot" / "classification.parquet"
             snapshot.write_bytes(snapshot.read_bytes()[:200])  # cut short while the job waits
             license_file.unlink()

@@ -206,7 +206,7 @@ def image_project(service, tmp_path: Path, n: int = 16) -> str:
 
 
 def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(service, tmp_path):
-    from tests.test_training_service import wait
+    from tests.test_training_service import wait, wait_for_license
 
     project = image_project(service, tmp_path)
     license_file = service.home / "licenses.yaml"
@@ -228,8 +228,7 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             started = http.post(f"/api/projects/{project}/trainings",
                                 json={"types": ["visual_ner"], "params": {**FAST, "eval_size": 0.2}})
             assert started.status_code == 201, started.text
-            training = wait(http, started.json()["id"], timeout_s=20,
-                            until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
+            training = wait_for_license(http, started.json()["id"])
             assert training["jobs"][0]["reason"] == "waiting for a license with scope ocr:training"
 
             license_file.write_text("licenses:\n- {id: text, scopes: [training:ner, training:assertion, "

@@ -28,7 +28,7 @@ from trainers.ner import choose_decoding, evaluate, tag_set
 from trainers.ocr import SCALE, Word, cache_path, open_image, page_words, percent_box
 from trainers.reporting import EpochTable, Reporter
 from trainers.spec import TrainParams, TrainSpec
-from trainers.text import Span, bio_tags
+from trainers.text import Span, bio_tags, spans_from_bio
 
 MIN_OVERLAP = 0.5  # share of a word's box inside a region for the word to take the region's label
 MIN_TRAIN_TASKS = 2
@@ -242,15 +242,11 @@ def predict_regions(tagger: ner_minilm.TokenTagger, pages: list[list[Word]]) -> 
                                     box_lists=[[w.box for w in words] for words in pages])
     out = []
     for words, tags in zip(pages, tag_lists):
-        found, start = [], None
-        for i, tag in enumerate(tags + ["O"]):
-            if start is not None and (tag == "O" or tag.startswith("B-") or tag[2:] != tags[start][2:]):
-                group = words[start:i]
-                box = (min(w.box[0] for w in group), min(w.box[1] for w in group), max(w.box[2] for w in group),
-                       max(w.box[3] for w in group))
-                found.append((Region(box, tags[start][2:]), " ".join(w.text for w in group)))
-                start = None
-            if tag != "O" and start is None:
-                start = i
+        found = []
+        for span in spans_from_bio([(w.text, i, i + 1) for i, w in enumerate(words)], tags):
+            group = words[span.start:span.end]
+            box = (min(w.box[0] for w in group), min(w.box[1] for w in group), max(w.box[2] for w in group),
+                   max(w.box[3] for w in group))
+            found.append((Region(box, span.label), " ".join(w.text for w in group)))
         out.append(found)
     return out
