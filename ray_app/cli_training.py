@@ -1,4 +1,4 @@
-"""`labtrain train | status | logs | cancel | history | models | predict | cluster | settings`: the
+"""`labtrain train | status | logs | cancel | history | models | predict | cluster | settings | script`: the
 training commands of the CLI, each a thin call of the HTTP API."""
 
 from __future__ import annotations
@@ -20,9 +20,14 @@ def training_body(args: argparse.Namespace) -> dict:
               "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed, "eval_size": args.eval_size}
     selection = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
                  "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
-    return {"types": args.type, "embeddings": args.embeddings,
+    body = {"types": args.type, "embeddings": args.embeddings,
             "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
             "deploy": args.deploy, "gpu": args.gpu, "backend": args.backend}
+    if args.script:
+        body.update(script=args.script, script_version=args.script_version)
+        body.update({k: v for k, v in (("script_time_limit_s", args.script_time_limit),
+                                       ("script_memory_mb", args.script_memory)) if v is not None})
+    return body
 
 
 def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
@@ -213,6 +218,33 @@ def cmd_settings(args: argparse.Namespace, client: ApiClient) -> Any:
     return None
 
 
+def cmd_script(args: argparse.Namespace, client: ApiClient) -> Any:
+    """Upload a custom NER training script, list a project's scripts, or show one's source."""
+    from pathlib import Path
+
+    path = f"/api/projects/{args.name}/scripts"
+    if args.action == "upload":
+        if not args.file:
+            raise LabtrainError("usage: labtrain script upload PROJECT FILE [--as NAME]")
+        file = Path(args.file)
+        script = client.post(path, json={"name": args.script_name or file.stem, "source": file.read_text()})
+        return script if args.json else print(f"script {script['name']} version {script['version']} of "
+                                              f"{args.name} (sha256 {script['sha256'][:12]}); train with: labtrain "
+                                              f"train {args.name} --type ner --script {script['name']}")
+    if args.action == "show":
+        if not args.file:
+            raise LabtrainError("usage: labtrain script show PROJECT SCRIPT [--version N]")
+        script = client.get(f"{path}/{args.file}", params={"version": args.version} if args.version else None)
+        return script if args.json else print(script["source"], end="")
+    scripts = client.get(path)
+    if args.json:
+        return scripts
+    for s in scripts:
+        print(f"{s['name']:<24} v{s['version']:<4} {s['sha256'][:12]}  {s['size']:>7} bytes  by {s['uploaded_by']} "
+              f"at {s['uploaded_at'][:19]}")
+    return None
+
+
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     """Register the commands with the main parser's `command(name, func, help)`."""
     p = command("train", cmd_train, "train models of a project (one job per --type); answers with the training id")
@@ -243,6 +275,19 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")
     p.add_argument("--submit", action="store_true", help="run each job as a Ray job (Ray's job submission)")
     p.add_argument("--address", help="with --submit: the Ray dashboard, e.g. http://HEAD:8265 (default: the service's)")
+    p.add_argument("--script", help="NER: train with this custom script of the project (labtrain script upload)")
+    p.add_argument("--script-version", type=int, help="the script's version (default: its latest)")
+    p.add_argument("--script-time-limit", type=int, help="seconds before the script is stopped (default 3600)")
+    p.add_argument("--script-memory", type=int, help="MB of resident memory past which the script is stopped "
+                                                    "(default 4096)")
+
+    p = command("script", cmd_script, "custom NER training scripts: upload PROJECT FILE [--as NAME] | list PROJECT "
+                                      "| show PROJECT SCRIPT")
+    p.add_argument("action", choices=["upload", "list", "show"])
+    p.add_argument("name", help="the project")
+    p.add_argument("file", nargs="?", help="upload: the script file; show: the script's name")
+    p.add_argument("--as", dest="script_name", help="upload: the script's name (default: the file's name)")
+    p.add_argument("--version", type=int, help="show: this version (default: the latest)")
 
     p = command("status", cmd_status, "one training's status, progress and jobs")
     p.add_argument("id", type=int)

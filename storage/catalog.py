@@ -24,6 +24,7 @@ from storage.errors import Conflict, Forbidden, LabtrainError, NotFound, Validat
 from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
+from storage.scripts import ScriptStore
 from storage.selection import SelectionParams, preview, write_snapshots
 
 ROLES = ("owner", "manager", "reviewer", "annotator")
@@ -63,7 +64,7 @@ def parse_member(spec: str) -> Member:
     return Member(parts[0], role, priority)
 
 
-class Catalog(TrainingHistory):
+class Catalog(TrainingHistory, ScriptStore):
     def __init__(self, home: Path | str):
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)

@@ -139,6 +139,8 @@ class TrainingHistory:
             if t not in offered:
                 raise ValidationError(f"training type {t!r} is not offered by project {name!r} "
                                       f"(its config offers: {', '.join(offered) or 'none'})")
+        if request.get("script"):
+            request = {**request, "script": self._script_for(name, types, request["script"])}
         (tid,) = self.con.execute("SELECT nextval('training_ids')").fetchone()
         folder = self.home / "trainings" / str(tid)
         try:
@@ -161,6 +163,15 @@ class TrainingHistory:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return self.training(tid)
+
+    def _script_for(self, project: str, types: list[str], wanted: dict) -> dict:
+        """The script version a training runs, as its request keeps it (name, version, sha256, limits)."""
+        if types != ["ner"]:
+            raise ValidationError(f"a custom training script trains NER only; this training asks for "
+                                  f"{', '.join(types)} (train the other types without a script)")
+        script = self.script(project, wanted["name"], wanted.get("version"))
+        return {"name": script["name"], "version": script["version"], "sha256": script["sha256"],
+                "time_limit_s": wanted["time_limit_s"], "memory_mb": wanted["memory_mb"]}
 
     def training(self, training_id: int) -> dict:
         row = self.con.execute(
@@ -264,7 +275,9 @@ class TrainingHistory:
                 "labels": file["labels"], "embeddings": job["embeddings"], "backend": request.get("backend", "pytorch"),
                 "params": request.get("params", {}),
                 "device": "cuda" if job["gpu"] else "cpu", "multiple": multiple, "language": language,
-                "from_name": from_name, "to_name": to_name, "result_type": result_type}
+                "from_name": from_name, "to_name": to_name, "result_type": result_type,
+                "script": {**request["script"], "path": str(self.script_blobs.path(request["script"]["sha256"] + ".py"))}
+                if request.get("script") else None}
 
     # --- models --------------------------------------------------------------------------------
 

@@ -129,3 +129,16 @@ CREATE TABLE IF NOT EXISTS models (
     metrics     VARCHAR NOT NULL,           -- JSON: test micro and macro P/R/F1
     created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
+
+-- Custom NER training scripts: each upload of a changed source is a new version; the source
+-- itself is a content-addressed file under {home}/scripts.
+CREATE TABLE IF NOT EXISTS scripts (
+    project_id  INTEGER NOT NULL,
+    name        VARCHAR NOT NULL,
+    version     INTEGER NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    size        INTEGER NOT NULL,
+    uploaded_by VARCHAR,
+    uploaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (project_id, name, version)
+);

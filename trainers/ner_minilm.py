@@ -132,6 +132,7 @@ class TokenTagger:
     prior: torch.Tensor | None = None  # log transition probabilities from training data
     prior_weight: float = 0.0
     constraints: tuple = field(default=(), repr=False)
+    casing: bool = True  # False: the tokenizer's own inputs (a model trained elsewhere, e.g. by a custom script)
 
     def __post_init__(self):
         self.constraints = bio_constraints(self.tags)
@@ -159,7 +160,8 @@ class TokenTagger:
                     seen.add(wid)
                     firsts.append((pos, wid))
             first_piece.append(firsts)
-        enc["token_type_ids"] = cases
+        if self.casing:
+            enc["token_type_ids"] = cases
         if bbox is not None:
             enc["bbox"] = bbox
         labels = None

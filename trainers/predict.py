@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.errors import LabtrainError
+from storage.errors import LabtrainError, ValidationError
 from trainers.dataset import NO_RELATION, assertion_text, relation_text
 from trainers.text import Span
 
@@ -115,7 +115,9 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
     model_dir = output_dir / "model"
     if info.get("backend") == "sparknlp":
         return Predictor(info, _load_spark(model_dir, info))
-    if info["type"] == "ner" and info["embeddings"] == "bilstm":
+    if info["embeddings"] == "custom":
+        model = _load_custom(model_dir, info, device)
+    elif info["type"] == "ner" and info["embeddings"] == "bilstm":
         from trainers.ner_bilstm import BiLstmTagger
 
         model = BiLstmTagger.load(model_dir, device)
@@ -130,6 +132,19 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
         model = SequenceModel.load(model_dir, info["multiple"], list(thresholds.values()) or None,
                                    info["max_length"], device)
     return Predictor(info, model)
+
+
+def _load_custom(model_dir: Path, info: dict, device: str):
+    """What a custom training script wrote, when it is a transformers token classifier."""
+    from trainers.custom import load_scorable
+    from trainers.ner import tag_set
+
+    script = info.get("script") or {}
+    tagger, why = load_scorable(model_dir, tag_set(info["labels"]), info["max_length"], device)
+    if tagger is None:
+        raise ValidationError(f"this model was written by the custom script {script.get('name')!r} and labtrain cannot "
+                            f"load it to pre-annotate: {why}")
+    return tagger
 
 
 def _load_spark(model_dir: Path, info: dict):

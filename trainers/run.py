@@ -37,6 +37,8 @@ def failure_reason(exc: BaseException) -> str:
     if name == "TrainingDataError":
         reason = getattr(exc, "reason", "too few completions")
         return str(exc) if str(exc).startswith(reason) else f"{reason}: {exc}"
+    if name == "ScriptError":
+        return str(exc)
     if name == "OcrError":
         return f"OCR: {exc}"
     if name == "SpecError":
@@ -63,6 +65,9 @@ def _loader(spec: TrainSpec) -> str:
     if spec.backend == "sparknlp":
         return ("pyspark.ml.PipelineModel.load(model folder / 'model') in a SparkSession with the Spark NLP "
                 "3.4.4 JARs (trainers.spark.session()), or trainers.predict.load(model folder)")
+    if spec.script:
+        return ("what the custom script wrote; a transformers token-classification folder loads with "
+                "AutoModelForTokenClassification.from_pretrained(model folder / 'model') and trainers.predict.load")
     if spec.embeddings == "bilstm":
         return "trainers.predict.load(model folder)"
     if spec.type == "visual_ner":
@@ -115,7 +120,8 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
     reporter = Reporter(out / "training.log", listeners)
     started = time.monotonic()
     try:
-        lr = spec.params.learning_rate or REGISTRY[spec.embeddings].learning_rate_for(spec.type)
+        lr = spec.params.learning_rate or (REGISTRY[spec.embeddings].learning_rate_for(spec.type)
+                                           if spec.embeddings in REGISTRY else None)  # a custom script chooses
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
         reporter.line("parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
                       + f", effective learning_rate={lr}")
@@ -123,7 +129,11 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         reporter.line(f"snapshot: {spec.snapshot}")
         documents = dataset.read_documents(spec.snapshot)
         reporter.progress(1)
-        if spec.backend == "sparknlp":
+        if spec.script:
+            from trainers.custom import train_custom
+
+            model, metrics, primary, epochs, summary, extra = train_custom(spec, documents, reporter)
+        elif spec.backend == "sparknlp":
             from trainers.spark.train import train_spark
 
             model, metrics, primary, epochs, summary, extra = train_spark(spec, documents, lr, reporter)

@@ -71,6 +71,7 @@ class TrainSpec:
     from_name: str = "label"  # the config's control (Labels / Choices name) predictions are written for
     to_name: str = "text"
     result_type: str = "labels"  # visual_ner: the result type of its regions ("rectanglelabels" or "labels")
+    script: dict | None = None  # ner: a custom training script (trainers.custom): path, name, version, limits
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
@@ -103,20 +104,38 @@ class TrainSpec:
             raise SpecError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
         if self.backend not in BACKENDS:
             raise SpecError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
-        if not embeddings_for(self.type, self.backend):
-            raise SpecError(f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
-                            "Spark NLP, so labtrain trains it with pytorch only")
-        self.embeddings = self.embeddings or embeddings_for(self.type, self.backend)[0]
+        if self.script is not None:
+            self._check_script()
+        else:
+            if not embeddings_for(self.type, self.backend):
+                raise SpecError(f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
+                                "Spark NLP, so labtrain trains it with pytorch only")
+            self.embeddings = self.embeddings or embeddings_for(self.type, self.backend)[0]
+            if self.embeddings not in embeddings_for(self.type, self.backend):
+                raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
+                                f"choose one of {', '.join(embeddings_for(self.type, self.backend))}")
         if not Path(self.snapshot).is_file():
             raise SpecError(f"snapshot {self.snapshot!r} does not exist")
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise SpecError("labels must be a non-empty list without repeats")
-        if self.embeddings not in embeddings_for(self.type, self.backend):
-            raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
-                            f"choose one of {', '.join(embeddings_for(self.type, self.backend))}")
         if self.device not in ("cpu", "cuda"):
             raise SpecError(f"device {self.device!r} must be 'cpu' or 'cuda'")
         self.params.check()
+
+    def _check_script(self) -> None:
+        script = self.script
+        if self.type != "ner" or self.backend != "pytorch":
+            raise SpecError(f"a custom training script trains ner with the pytorch backend, not {self.type} "
+                            f"with {self.backend}")
+        missing = [k for k in ("path", "name", "time_limit_s", "memory_mb") if k not in script]
+        if missing:
+            raise SpecError(f"spec field script lacks {', '.join(missing)}")
+        if not Path(script["path"]).is_file():
+            raise SpecError(f"script {script['path']!r} does not exist")
+        for key in ("time_limit_s", "memory_mb"):
+            if not isinstance(script[key], int) or isinstance(script[key], bool) or script[key] < 1:
+                raise SpecError(f"script {key}={script[key]!r} must be an integer >= 1")
+        self.embeddings = "custom"
 
     def to_dict(self) -> dict:
         return asdict(self)

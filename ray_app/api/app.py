@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from ray_app import __version__
-from ray_app.api import cluster, imports, members, projects, registry, selection, trainings, users
+from ray_app.api import cluster, imports, members, projects, registry, scripts, selection, trainings, users
 from storage.errors import LabtrainError
 
 app = FastAPI(title="labtrain", version=__version__,
               description="Train NLP models from the completions of an annotation project.")
-for module in (users, projects, members, imports, selection, trainings, registry, cluster):
+for module in (users, projects, members, imports, selection, scripts, trainings, registry, cluster):
     app.include_router(module.router)
 
 

@@ -117,6 +117,17 @@ class TrainingRequest(BaseModel):
     backend: str = "pytorch"
     submit: bool = Field(False, description="run as a Ray job: the answer gives each job's entry point and "
                                             "submission id; `labtrain train --submit` submits them")
+    script: str | None = Field(None, description="NER only: train with this custom script of the project "
+                                                 "instead of labtrain's trainer")
+    script_version: int | None = Field(None, ge=1, description="the script's version (default: its latest)")
+    script_time_limit_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="the script is stopped after this")
+    script_memory_mb: int = Field(4096, ge=64, le=1 << 20, description="the script is stopped past this resident "
+                                                                        "memory (its own and its children's)")
+
+
+class ScriptUpload(BaseModel):
+    name: str = Field(description="the script's name in the project (letters, digits, _ . -)")
+    source: str = Field(description="Python source; see the README's 'Custom training scripts' for its contract")
 
 
 class TrainingSettings(BaseModel):

@@ -24,7 +24,7 @@ from trainers.spec import TYPES, TrainParams
 router = APIRouter(tags=["trainings"])
 LICENSED_IN_SPARKNLP = ("assertion", "relation", "visual_ner")
 ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusion_matrix.json",
-            "confusion_matrix.png")
+            "confusion_matrix.png", "script.py")
 
 
 def training_request(body: TrainingRequest) -> dict:
@@ -40,6 +40,8 @@ def training_request(body: TrainingRequest) -> dict:
         if body.gpu or body.use_gpu:
             raise ValidationError("gpu: the sparknlp backend trains on CPU (labtrain ships the CPU build of Spark "
                                   "NLP); use backend 'pytorch' for GPU training")
+    if body.script is not None:
+        return script_request(body)
     embeddings = {}
     for t in dict.fromkeys(body.types):
         if t not in TYPES:
@@ -63,6 +65,25 @@ def training_request(body: TrainingRequest) -> dict:
             "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
 
 
+def script_request(body: TrainingRequest) -> dict:
+    """A training by a custom script: NER alone, pytorch, its embeddings are the script's own."""
+    types = list(dict.fromkeys(body.types))
+    if types != ["ner"]:
+        raise ValidationError(f"script: a custom training script trains NER only; this request asks for "
+                              f"{', '.join(types)} (train the other types in a request without a script)")
+    if body.backend != "pytorch":
+        raise ValidationError("script: a custom training script runs with backend 'pytorch'")
+    if body.embeddings not in (None, "custom", {"ner": "custom"}):
+        raise ValidationError("embeddings: a custom training script chooses its own; leave embeddings out")
+    params = body.params.model_dump(exclude_none=True)
+    TrainParams(**params).check()
+    return {"types": types, "embeddings": {"ner": "custom"}, "params": params,
+            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
+            "backend": "pytorch", "runner": "ray_job" if body.submit else "ray_train",
+            "script": {"name": body.script, "version": body.script_version,
+                       "time_limit_s": body.script_time_limit_s, "memory_mb": body.script_memory_mb}}
+
+
 def embeddings_options(training_type: str, backend: str) -> list[dict]:
     return [{"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
              "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].learning_rate_for(training_type)}
@@ -80,6 +101,8 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
         entry = {"type": t, "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch"),
                  "backends": [{"name": "pytorch", "available": t in TYPES,
                                "embeddings": embeddings_options(t, "pytorch")}]}
+        if t == "ner":
+            entry["custom_scripts"] = sorted({s["name"] for s in await storage("scripts", name)})
         if t == "visual_ner":
             entry["note"] = ("needs a license with scope ocr:training (pre-annotation: ocr:inference); "
                              "'Use available GPU' (use_gpu) trains on a GPU bundle")
