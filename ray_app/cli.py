@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         info = start_detached(home, argv)
         _announce(info, api_token(home), args.json)
         return None
+    # Detached, this process's output is serve.log: the token stays in the admin_token file only.
+    shown = (lambda token: None) if os.environ.get("LABTRAIN_DETACHED") else (lambda token: token)
     run_service(home, args.host, args.port, args.num_cpus, args.address,
-                on_ready=lambda info, token: _announce(info, token, args.json))
+                on_ready=lambda info, token: _announce(info, shown(token), args.json))
     return None
 
 
@@ -53,7 +56,7 @@ def _announce(info: dict, token: str | None, as_json: bool) -> None:
         return
     print(f"labtrain API      {info['url']}/api   (OpenAPI: {info['url']}/docs)\n"
           f"Ray dashboard     {info['dashboard_url']}\n"
-          f"admin token       {token}\n"
+          f"admin token       {token or 'in ' + str(Path(info['home']) / 'admin_token')}\n"
           f"home              {info['home']}\n"
           f"stop with         labtrain stop{'' if info['home'] == str(home_dir(None)) else ' --home ' + info['home']}",
           flush=True)

@@ -123,7 +123,8 @@ def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
     log_path = home / "serve.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ray_app.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "LABTRAIN_DETACHED": "1"})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
