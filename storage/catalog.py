@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from storage.blobs import BlobStore
-from storage.errors import Conflict, Forbidden, LabtrainError, NotFound, ValidationError
+from storage.errors import Conflict, Forbidden, ImportError_, LabtrainError, NotFound, ValidationError
 from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
@@ -215,12 +215,14 @@ class Catalog(TrainingHistory, ScriptStore):
 
     def import_file(self, name: str, raw: bytes, imported_by: str | None = None,
                     image_dirs: list[Path] | None = None) -> dict:
-        parsed = parse_export(raw, image_dirs)
+        """A local import: images may also be files (absolute paths, or inside `image_dirs`)."""
+        parsed = parse_export(raw, list(image_dirs or []))
         return self.import_parsed(name, parsed, hashlib.sha256(raw).hexdigest(), imported_by)
 
     def import_parsed(self, name: str, parsed: ParsedExport, sha256: str, imported_by: str | None) -> dict:
         """Write a parsed export in one transaction; idempotent on (project, task, completion)."""
         pid = self.project_id(name)
+        check_labels(self.config(name), parsed)
         image_keys = {tid: self.blobs.put(data, suffix) for tid, (data, suffix) in parsed.images.items()}
         tasks = pa.Table.from_pylist(
             [{**t, "image": image_keys.get(t["task_id"])} for t in parsed.tasks],
@@ -288,5 +290,18 @@ _COMPLETION_SCHEMA = pa.schema([
     ("submitted", pa.bool_()), ("submitted_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")),
     ("honeypot", pa.bool_()), ("review", pa.string()), ("reviewer", pa.string()),
     ("reviewed_at", pa.timestamp("us")), ("result", pa.string()), ("row_hash", pa.string())])
+def check_labels(config: LabelingConfig, parsed: ParsedExport) -> None:
+    """Every label of a control the config has must be one of that control's labels (a typo or
+    a label of another project would otherwise train a model on it); nothing is imported if not."""
+    allowed: dict[str, set[str]] = {g.name: {lab.value for lab in g.labels} for g in config.label_groups}
+    allowed.update({g.name: set(g.choices) for g in config.choices})
+    for row in parsed.labels:
+        known = allowed.get(row["from_name"])
+        if known is not None and row["label"] is not None and row["label"] not in known:
+            raise ImportError_(f"task {row['task_id']}, completion {row['completion_id']}: label {row['label'][:200]!r} "
+                               f"of {row['from_name']!r} is not in the labeling config (its labels: "
+                               f"{', '.join(sorted(known))}); add it to the config first; nothing was imported")
+
+
 _LABEL_SCHEMA = pa.schema([("task_id", pa.int64()), ("completion_id", pa.int64()), ("from_name", pa.string()),
                            ("result_type", pa.string()), ("label", pa.string())])

@@ -173,14 +173,19 @@ def _tags(task: dict) -> list[str]:
     return sorted({str(t.get("name") if isinstance(t, dict) else t).strip() for t in tags} - {""})
 
 
-def read_image(value: str, search_dirs: list[Path]) -> tuple[bytes, str]:
-    """`data.image` as a data URI or a path (absolute, or relative to one of `search_dirs`)."""
+def read_image(value: str, search_dirs: list[Path] | None) -> tuple[bytes, str]:
+    """`data.image` as a data URI, or (`search_dirs` given: a local import, not an HTTP request)
+    a path, absolute or inside one of `search_dirs`."""
     if value.startswith("data:"):
         header, _, body = value.partition(",")
         if ";base64" not in header:
             raise ValueError("image data URI must be base64-encoded")
         suffix = mimetypes.guess_extension(header[5:].split(";")[0]) or ".bin"
         return base64.b64decode(body, validate=False), suffix
+    if search_dirs is None:
+        raise ValueError(f"image {value[:200]!r} is not a data URI: over HTTP give images as data URIs "
+                         "(`labtrain import` inlines the files next to the export); the service reads no paths "
+                         "named by a request")
     path = find_image_file(value, search_dirs)
     if path is None:
         raise ValueError(f"image {value!r} is neither a data URI nor a readable file")
@@ -192,7 +197,9 @@ def find_image_file(name: str, search_dirs: list[Path]) -> Path | None:
     (Label Studio exports name uploads like `/data/upload/3/page.png`)."""
     candidates = [Path(name)] if Path(name).is_absolute() else []
     for base in search_dirs:
-        candidates += [base / name.lstrip("/"), base / Path(name).name]
+        inside = Path(base).resolve()
+        candidates += [c for c in (base / name.lstrip("/"), base / Path(name).name)
+                       if c.resolve().is_relative_to(inside)]  # no way out with '..' or a link
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -257,20 +264,22 @@ def check_ocr(ocr: Any) -> None:
 
 
 def parse_export(raw: bytes | str, image_dirs: list[Path] | None = None) -> ParsedExport:
-    """Parse and validate a whole export; raises `ImportError_` naming the task index at fault."""
+    """Parse and validate a whole export; raises `ImportError_` naming the task index at fault.
+    Images are data URIs; with `image_dirs` (a local import) also files: absolute paths, or
+    names inside those folders."""
     tasks = load_export(raw)
     parsed = ParsedExport()
     seen_tasks: set[int] = set()
     for index, task in enumerate(tasks):
         try:
-            _parse_task(task, parsed, seen_tasks, image_dirs or [])
+            _parse_task(task, parsed, seen_tasks, image_dirs)
         except ValueError as exc:
             task_id = task.get("id") if isinstance(task, dict) else None
             raise ImportError_(f"task #{index} (id {task_id!r}): {exc}; nothing was imported") from None
     return parsed
 
 
-def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dirs: list[Path]) -> None:
+def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dirs: list[Path] | None) -> None:
     if not isinstance(task, dict):
         raise ValueError("a task must be a JSON object")
     if not isinstance(task.get("data"), dict):

@@ -6,6 +6,7 @@ which results of a completion belong to each type; it rejects configs the produc
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -162,6 +163,9 @@ def _data_key(value: str | None) -> str:
 
 def parse_labeling_config(xml: str) -> LabelingConfig:
     """Parse and validate a labeling config; raises `ConfigError` naming the tag or label at fault."""
+    if re.search(r"<!\s*(DOCTYPE|ENTITY)", xml, re.IGNORECASE):
+        raise ConfigError("labeling config declares a DOCTYPE or entities; labtrain takes plain XML only "
+                          "(no DTD, no entity expansion, no external references)")
     try:
         root = ET.fromstring(xml.strip())
     except ET.ParseError as exc:

@@ -1,6 +1,7 @@
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,9 @@ from storage.importers import parse_export
 from tests.conftest import genai_completion, genai_task, import_tasks, shared_file, span
 
 TEXT = "Rita lives in Paris"
+CLINICAL = Path(__file__).parent / "fixtures" / "clinical_config.xml"
+STREET_NINJA_CONFIG = ('<View><Labels name="label" toName="text"><Label value="RESOURCE"/><Label value="ADDRESS"/>'
+                       '</Labels><Text name="text" value="$text"/></View>')
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
@@ -70,12 +74,30 @@ def test_label_studio_export_reads_completed_by_cancelled_and_reviews():
     (json.dumps([genai_task(1, TEXT, [genai_completion(7, "a", [
         {"id": "c", "from_name": "topic", "type": "choices", "value": {"choices": []}}])])]),
      "value.choices must be a non-empty list"),
-    (json.dumps([{"id": 1, "data": {"image": "missing.png"}, "completions": []}]),
-     "image 'missing.png' is neither a data URI nor a readable file"),
+    (json.dumps([{"id": 1, "data": {"image": "/etc/hostname"}, "completions": []}]),
+     "image '/etc/hostname' is not a data URI: over HTTP give images as data URIs"),
 ])
 def test_malformed_export_is_rejected_naming_task_and_reason(payload, fault):
     with pytest.raises(ImportError_, match=re.escape(fault)):
         parse_export(payload)
+
+
+def test_a_local_import_reads_image_files_only_inside_its_folders(catalog: Catalog, tmp_path):
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "secret.png").write_bytes(PNG)
+    for name in ("missing.png", "../secret.png", "../../../../etc/hostname"):
+        with pytest.raises(ImportError_, match=re.escape(f"image {name!r} is neither a data URI nor a readable file")):
+            catalog.import_file("p", json.dumps([{"id": 1, "data": {"image": name}, "completions": []}]).encode(),
+                                image_dirs=[tmp_path / "exports"])
+
+
+def test_labels_the_config_does_not_list_are_refused_naming_task_completion_and_label(catalog: Catalog):
+    import_tasks(catalog, [genai_task(1, TEXT, [genai_completion(11, "alice", [span(TEXT, "Rita", "PER")])])])
+    bad = [genai_task(2, TEXT, [genai_completion(21, "bob", [span(TEXT, "Rita", "PERSON")])])]
+    with pytest.raises(ImportError_, match="task 2, completion 21: label 'PERSON' of 'label' is not in the labeling "
+                                           "config"):
+        import_tasks(catalog, bad)
+    assert catalog.project("p")["completions"] == 1
 
 
 def test_rejected_import_leaves_the_catalog_unchanged(catalog: Catalog):
@@ -122,7 +144,10 @@ def test_task_image_is_copied_into_the_blob_store(catalog: Catalog, tmp_path):
 @pytest.mark.shared_data
 def test_real_genai_lab_export_imports_every_completion(catalog: Catalog):
     raw = shared_file("genai_lab_export", "alab_demo.json").read_bytes()
-    answer = catalog.import_file("p", raw)
+    with pytest.raises(ImportError_, match="label 'DATE' of 'label' is not in the labeling config"):
+        catalog.import_file("p", raw)  # its config lists other labels
+    catalog.create_project("clinical", CLINICAL.read_text(), "en", "owner1")
+    answer = catalog.import_file("clinical", raw)
     assert (answer["tasks"], answer["completions"], answer["formats"]) == (3, 14, ["genai_lab"])
     (submitted,) = catalog.con.execute("SELECT count(*) FROM completions WHERE submitted").fetchall()[0]
     assert submitted == 13  # completion 1002 carries no submitted_at
@@ -136,5 +161,8 @@ def test_real_genai_lab_export_imports_every_completion(catalog: Catalog):
     ("ls_legacy_completions_348.json", 1, 1, "label_studio_legacy"),
 ])
 def test_real_label_studio_exports_import(catalog: Catalog, name, tasks, completions, fmt):
-    answer = catalog.import_file("p", shared_file("labelstudio_export", name).read_bytes())
+    export = shared_file("labelstudio_export", name)
+    config = export.with_name(name.replace(".json", ".config.xml"))
+    catalog.create_project("ls", config.read_text() if config.exists() else STREET_NINJA_CONFIG, "en", "owner1")
+    answer = catalog.import_file("ls", export.read_bytes())
     assert (answer["tasks"], answer["completions"], answer["formats"]) == (tasks, completions, [fmt])

@@ -8,7 +8,7 @@ import pytest
 from storage.catalog import Catalog, Member
 from storage.errors import SelectionError
 from storage.selection import SelectionParams
-from tests.conftest import choice, genai_completion, genai_task, import_tasks, span
+from tests.conftest import NER_CONFIG, choice, genai_completion, genai_task, import_tasks, span
 
 TEXT = "Rita lives in Paris"
 
@@ -128,8 +128,11 @@ def test_labels_under_forty_examples_are_warned_about(catalog):
     with_loc = [entity("PER") + entity("LOC", "Paris") for _ in range(30)]
     tasks = [genai_task(i, TEXT, [genai_completion(i, "a", (with_loc[i - 1] if i <= 30 else entity("PER")))])
              for i in range(1, 46)]
-    tasks += [genai_task(100, TEXT, [genai_completion(100, "a", [span(TEXT, "Rita", "CITY")])])]
     import_tasks(catalog, tasks)
+    # a label the config listed when it was imported, and no longer does
+    catalog.set_config("p", NER_CONFIG.replace('<Label value="LOC"/>', '<Label value="LOC"/><Label value="CITY"/>'))
+    import_tasks(catalog, [genai_task(100, TEXT, [genai_completion(100, "a", [span(TEXT, "Rita", "CITY")])])])
+    catalog.set_config("p", NER_CONFIG)
     answer = catalog.select("p", SelectionParams())
     assert answer["label_counts"]["ner"]["PER"]["train"] + answer["label_counts"]["ner"]["PER"]["test"] == 45
     warnings = "\n".join(answer["warnings"])
