@@ -125,7 +125,7 @@ class Catalog(TrainingHistory, ScriptStore):
 
     def create_project(self, name: str, config_xml: str, language: str, owner: str) -> dict:
         if not PROJECT_NAME.match(name or ""):
-            raise LabtrainError(f"project name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
+            raise ValidationError(f"project name {name[:100]!r}: use 1-64 letters, digits, '_', '.', '-'")
         parse_labeling_config(config_xml)
         if self.con.execute("SELECT 1 FROM projects WHERE name = ?", [name]).fetchone():
             raise Conflict(f"project {name!r} already exists")

@@ -45,11 +45,16 @@ class ParsedExport:
 
 def parse_timestamp(value: Any) -> datetime | None:
     """ISO 8601 in the variants exports use ('Z', offsets, no zone = UTC) -> naive UTC."""
-    if value in (None, ""):
+    if value is None or value == "":
         return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc).replace(tzinfo=None)
-    parsed = datetime.fromisoformat(str(value).strip().replace(" ", "T", 1))
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, tz=timezone.utc).replace(tzinfo=None)
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"timestamp {repr(value)[:60]} is not an ISO 8601 date and time") from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
     return parsed
@@ -108,7 +113,7 @@ class FormatAdapter:
 ADAPTERS = {
     GENAI_LAB: FormatAdapter(
         GENAI_LAB, "completions",
-        author=lambda c: c.get("created_username"),
+        author=lambda c: _user_name(c.get("created_username")),
         submitted=lambda c: c.get("submitted_at") not in (None, "") and not c.get("cancelled"),
         submitted_at=lambda c: c.get("submitted_at"),
         review=review_genai_lab),
@@ -144,6 +149,8 @@ def load_export(raw: bytes | str) -> list[dict]:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImportError_(f"the file is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ImportError_("the file is not valid JSON for labtrain: it is nested too deeply") from None
     if isinstance(payload, dict):
         payload = payload.get("tasks", [payload]) if "data" not in payload else [payload]
     if not isinstance(payload, list):
@@ -152,12 +159,17 @@ def load_export(raw: bytes | str) -> list[dict]:
 
 
 def _int_id(value: Any, what: str) -> int:
-    if isinstance(value, bool):
+    """An integer id (or its decimal string) that fits the catalog's BIGINT."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"{what} {value!r} is not an integer id")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} {value!r} is missing or not an integer id") from None
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if not isinstance(value, str) else repr(value[:50])
+        raise ValueError(f"{what} {shown[:60]} is missing or not an integer id") from None
+    if not -2**63 <= number < 2**63:
+        raise ValueError(f"{what} {number} is out of range (ids are 64-bit integers)")
+    return number
 
 
 def _tags(task: dict) -> list[str]:
@@ -210,12 +222,17 @@ def _check_result(result: Any, text: str | None, ids: set[str]) -> list[tuple[st
     kind = result["type"].lower()
     value = result.get("value") or {}
     rid = result.get("id")
-    where = f"result {rid!r}" if rid else f"a {kind!r} result"
+    where = f"result {repr(rid)[:60]}" if rid else f"a {kind[:60]!r} result"
+    if not isinstance(result.get("from_name", ""), str):
+        raise ValueError(f"{where}: 'from_name' must be a string")
     if kind == "relation":
         for end in ("from_id", "to_id"):
-            if result.get(end) not in ids:
-                raise ValueError(f"relation {end} {result.get(end)!r} names no result of the same completion")
-        return [(kind, lab) for lab in result.get("labels") or [None]]
+            if not isinstance(result.get(end), str) or result[end] not in ids:
+                raise ValueError(f"relation {end} {repr(result.get(end))[:60]} names no result of the same completion")
+        labels = result.get("labels") or [None]
+        if not isinstance(labels, list) or not all(isinstance(lab, str) or lab is None for lab in labels):
+            raise ValueError("relation 'labels' must be a list of strings")
+        return [(kind, lab) for lab in labels]
     if not isinstance(value, dict):
         raise ValueError(f"{where}: 'value' must be an object")
     if kind in SPAN_TYPES and "start" in value:
@@ -275,7 +292,7 @@ def parse_export(raw: bytes | str, image_dirs: list[Path] | None = None) -> Pars
             _parse_task(task, parsed, seen_tasks, image_dirs)
         except ValueError as exc:
             task_id = task.get("id") if isinstance(task, dict) else None
-            raise ImportError_(f"task #{index} (id {task_id!r}): {exc}; nothing was imported") from None
+            raise ImportError_(f"task #{index} (id {repr(task_id)[:60]}): {str(exc)[:2000]}; nothing was imported") from None
     return parsed
 
 
@@ -310,7 +327,7 @@ def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dir
         result = completion.get("result")
         if not isinstance(result, list):
             raise ValueError(f"completion {cid}: 'result' must be a list")
-        ids = {r.get("id") for r in result if isinstance(r, dict) and r.get("id")}
+        ids = {r.get("id") for r in result if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("id")}
         try:
             submitted = adapter.submitted(completion)
             review = adapter.review(completion)
