@@ -14,7 +14,13 @@ from storage.importers import parse_export
 router = APIRouter(prefix="/api/projects/{name}/import", tags=["import"])
 
 
-@router.post("", response_model=ImportPublic)
+EXPORT_BODY = {"requestBody": {"required": True, "description": "the export file: a list of tasks (Generative AI "
+                               "Lab or Label Studio JSON), or one task object",
+                               "content": {"application/json": {"schema": {
+                                   "type": "array", "items": {"type": "object"}}}}}}
+
+
+@router.post("", response_model=ImportPublic, openapi_extra=EXPORT_BODY)
 async def import_export(name: str, request: Request, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Import an export file (the request body, JSON): all or nothing, idempotent per
     (task id, completion id). Images must be data URIs or paths readable by the service. When

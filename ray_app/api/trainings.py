@@ -8,8 +8,9 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
@@ -138,7 +139,8 @@ async def start_training(name: str, body: TrainingRequest, user: ProjectManager,
 
 
 @router.get("/api/projects/{name}/trainings")
-async def history(name: str, user: ProjectMember, storage: StorageDep, limit: int = 100):
+async def history(name: str, user: ProjectMember, storage: StorageDep,
+                  limit: Annotated[int, Query(ge=1, le=10_000)] = 100):
     """Every training of the project, newest first."""
     return await storage("trainings", name, limit)
 

@@ -1,0 +1,60 @@
+"""schemathesis against the running service's OpenAPI document: every route, the import upload
+included, with generated and mutated inputs (its coverage and fuzzing phases) aimed at a real
+project, training, model and script. No answer may be a 5xx, and the service stays up."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_training_service import BILSTM, start, toy_project, wait
+
+def schemathesis_command() -> list[str]:
+    """Its console script, or its module with this Python (the test environment sees the
+    dependencies through a .pth file, so their scripts are not on its PATH)."""
+    found = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "schemathesis.cli"]
+
+
+def test_schemathesis_finds_no_server_error_on_any_route(service, tmp_path):
+    project = toy_project(service, 20)
+    with service.client() as http:
+        training = wait(http, start(http, project, types=["ner"], embeddings="bilstm",
+                                    params={**BILSTM, "epochs": 1})["id"])
+        assert http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+    model = training["jobs"][0]["model_name"]
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(f'''
+[parameters]
+"path.name" = "{project}"
+"path.training_id" = {training["id"]}
+"path.script" = "s"
+
+[[operations]]
+include-path-regex = "^/api/models/"
+parameters = {{ "path.name" = "{model}" }}
+''')
+    try:
+        run = subprocess.run(
+            [*schemathesis_command(), "--config-file", str(config), "run", f"{service.url}/openapi.json",
+             "-H", f"Authorization: Bearer {service.token}", "--checks", "not_a_server_error",
+             "--phases", "coverage,fuzzing", "--workers", "1", "--max-time", "90", "--request-timeout", "60",
+             "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path / "report")],
+            capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    finally:  # generated requests may have started trainings of the project: stop them
+        with service.client() as http:
+            for t in http.get(f"/api/projects/{project}/trainings").json():
+                if t["status"] in ("queued", "running"):
+                    http.post(f"/api/trainings/{t['id']}/cancel")
+    output = run.stdout + run.stderr
+    generated = re.search(r"(\d+) generated", output)
+    assert run.returncode == 0, output[-6000:]
+    assert generated and int(generated.group(1)) > 300, output[-3000:]
+    with service.client() as http:
+        operations = sum(len(ops) for ops in http.get("/openapi.json").json()["paths"].values())
+        assert f"Tested: {operations}" in output, output[-3000:]
+        assert http.get("/api/health").status_code == 200
+        assert http.get(f"/api/projects/{project}").status_code == 200
