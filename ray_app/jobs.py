@@ -58,6 +58,7 @@ class JobManager:
         self.results: dict[int, dict] = {}
         self.errors: dict[int, str] = {}
         self.submissions: dict[int, str] = {}  # job id -> Ray job submission id (--submit)
+        self.unrecorded: dict[int, tuple] = {}  # job id -> how it ended, when the catalog could not record it
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
         self.started = False
@@ -169,7 +170,11 @@ class JobManager:
             job_id = job["job_id"]
             if job_id in self.queue:
                 self.queue.remove(job_id)
-                await self.storage("end_job", job_id, "cancelled", f"cancelled by {user} while queued")
+                try:
+                    await self.storage("end_job", job_id, "cancelled", f"cancelled by {user} while queued")
+                except LabtrainError:  # not recorded (a full disk): it stays queued, the cancel fails
+                    self.queue.insert(0, job_id)
+                    raise
                 self._log(job, f"cancelled by {user} while queued")
             elif job_id in self.running:
                 running = self.running[job_id]
@@ -188,8 +193,7 @@ class JobManager:
             return
         kind = event.get("kind")
         if kind == "log":
-            with self._log_path(running.output_dir).open("a") as out:
-                out.write(event["line"] + "\n")
+            self._append(running.output_dir, event["line"])
         elif kind == "progress":  # the worker sends about one a second (train_run.PROGRESS_EVERY_S)
             changes = {"progress": min(99.0, event["progress"])}
             if event.get("epoch"):
@@ -242,6 +246,8 @@ class JobManager:
         while True:  # resources can appear (autoscaling), license files change, Ray jobs end
             await asyncio.sleep(5)
             try:
+                if self.unrecorded:
+                    await self._record_unrecorded()
                 if self.queue:
                     self._refresh_totals()
                     await self._schedule()
@@ -338,23 +344,19 @@ class JobManager:
         """End a job however it ended; give back its bundle and license. `reschedule=False`
         from inside `_schedule` (its lock is held; the loop goes on with the freed bundle)."""
         job_id = running.job_id
-        job = await self.storage("job", job_id)
+        if running.cancelled_by:
+            end = ("cancelled", f"cancelled by {running.cancelled_by}")
+        elif error:
+            end = ("failed", error)
+        else:
+            end = ("succeeded", self.results.get(job_id) or {})
         try:
-            if running.cancelled_by:
-                reason = f"cancelled by {running.cancelled_by}"
-                await self.storage("end_job", job_id, "cancelled", reason)
-                self._log(job, reason)
-            elif error:
-                await self.storage("end_job", job_id, "failed", error)
-                self._log(job, f"failed: {error}")
-            else:
-                done = await self.storage("complete_job", job_id, self.results.get(job_id) or {})
-                training = await self.storage("training", job["training_id"])
-                self._log(job, f"succeeded: model {done['model_name']}"
-                               + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
-        except LabtrainError as exc:  # e.g. the deploy no longer fits the config
-            await self.storage("end_job", job_id, "failed", f"could not register the model: {exc}")
-            self._log(job, f"failed: could not register the model: {exc}")
+            await self._record_end(job_id, end)
+        except LabtrainError as exc:
+            if exc.status_code == 507:  # the catalog cannot be written now (a full disk): retried every tick
+                self.unrecorded[job_id] = end
+            print(f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc})"
+                  + ("; retrying" if exc.status_code == 507 else ""), file=sys.stderr, flush=True)
         finally:
             self.running.pop(job_id, None)
             self.ledger.give_back(job_id)
@@ -363,6 +365,34 @@ class JobManager:
                 store.pop(job_id, None)
         if reschedule:
             await self._schedule()
+
+    async def _record_end(self, job_id: int, end: tuple[str, Any]) -> None:
+        """Write how a job ended into the catalog (a success registers its model) and its log."""
+        status, detail = end
+        job = await self.storage("job", job_id)
+        if status != "succeeded":
+            await self.storage("end_job", job_id, status, detail)
+            self._log(job, detail if status == "cancelled" else f"failed: {detail}")
+            return
+        try:
+            done = await self.storage("complete_job", job_id, detail)
+        except LabtrainError as exc:
+            if exc.status_code == 507:
+                raise
+            await self.storage("end_job", job_id, "failed", f"could not register the model: {exc}")
+            self._log(job, f"failed: could not register the model: {exc}")  # e.g. the deploy no longer fits
+            return
+        training = await self.storage("training", job["training_id"])
+        self._log(job, f"succeeded: model {done['model_name']}"
+                       + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
+
+    async def _record_unrecorded(self) -> None:
+        for job_id, end in list(self.unrecorded.items()):
+            try:
+                await self._record_end(job_id, end)
+            except LabtrainError:
+                continue  # still no room: the next tick tries again
+            del self.unrecorded[job_id]
 
     # --- the job log -----------------------------------------------------------------------------
 
@@ -373,8 +403,15 @@ class JobManager:
         return path
 
     def _log(self, job: dict, line: str) -> None:
-        with self._log_path(job["output_dir"]).open("a") as out:
-            out.write(f"[labtrain {now().isoformat(timespec='seconds')}] {line}\n")
+        self._append(job["output_dir"], f"[labtrain {now().isoformat(timespec='seconds')}] {line}")
+
+    def _append(self, output_dir: str, line: str) -> None:
+        """A line of a job's log; when it cannot be written (a full disk), it goes to stderr."""
+        try:
+            with self._log_path(output_dir).open("a") as out:
+                out.write(line + "\n")
+        except OSError as exc:
+            print(f"labtrain: could not write to the log of {output_dir} ({exc}): {line}", file=sys.stderr, flush=True)
 
 
 def get_job_manager() -> "ray.actor.ActorHandle":

@@ -40,6 +40,33 @@ def running_service(home: Path) -> dict | None:
     return None
 
 
+def reap_leftovers(home: Path) -> list[int]:
+    """After a service of this home was killed (SIGKILL, OOM): Ray's processes die with it, but a
+    few of its agents can linger. A detached service leads its own session, so whatever is left
+    in that session is stopped. Returns their pids."""
+    service = read_service(home)
+    if not service or pid_alive(service["pid"]) or not service.get("session_leader"):
+        return []
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == service["pid"]:  # field 6 of stat: the session id
+                left.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        log.warning("stopped %d processes left by the killed service %d", len(left), service["pid"])
+    return left
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,6 +95,7 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
     if other:
         raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']}); "
                        "run `labtrain stop` first")
+    reap_leftovers(home)
     _check_port_free(host, port)
     context = ray.init(address=address, num_cpus=None if address else num_cpus, namespace=NAMESPACE,
                        include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
@@ -98,6 +126,7 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
             "dashboard_url": dashboard if dashboard.startswith("http") else f"http://{dashboard}",
             "home": str(home), "ray_address": context.address_info.get("address"),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "session_leader": os.getsid(0) == os.getpid(),
         }
         service_file(home).write_text(json.dumps(info, indent=2))
         if on_ready:

@@ -7,7 +7,7 @@ from typing import Any
 import ray
 
 from storage.catalog import Catalog
-from storage.errors import LabtrainError
+from storage.errors import LabtrainError, StorageFull, disk_full
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -19,11 +19,18 @@ class StorageActor:
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
         """Run `Catalog.<method>`; domain errors come back as values so that callers can map
-        them to HTTP statuses without unwrapping Ray's exception types."""
+        them to HTTP statuses without unwrapping Ray's exception types. A full disk is one of
+        them (507): nothing of the call was written, and it can be repeated once there is room."""
         try:
             return "ok", getattr(self.catalog, method)(*args, **kwargs)
         except LabtrainError as exc:
             return "error", (type(exc).__name__, exc.status_code, str(exc))
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            full = StorageFull(f"the disk of labtrain's home {self.catalog.home} is full ({' '.join(str(exc).split())[:300]}); "
+                               "nothing of this request was written: free some space and try again")
+            return "error", (type(full).__name__, full.status_code, str(full))
 
 
 class StorageClient:

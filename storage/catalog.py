@@ -83,7 +83,7 @@ class Catalog(TrainingHistory, ScriptStore):
             yield
             self.con.commit()
         except Exception:
-            self.con.rollback()
+            rollback(self.con)
             raise
 
     # --- users and tokens -----------------------------------------------------------------
@@ -262,7 +262,7 @@ class Catalog(TrainingHistory, ScriptStore):
                          inserted, updated, unchanged, imported_by])
             con.commit()
         except Exception:
-            con.rollback()
+            rollback(con)
             raise
         finally:
             con.close()
@@ -290,6 +290,15 @@ _COMPLETION_SCHEMA = pa.schema([
     ("submitted", pa.bool_()), ("submitted_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")),
     ("honeypot", pa.bool_()), ("review", pa.string()), ("reviewer", pa.string()),
     ("reviewed_at", pa.timestamp("us")), ("result", pa.string()), ("row_hash", pa.string())])
+def rollback(con) -> None:
+    """Roll back, unless the failure was the commit itself (DuckDB has then ended the transaction,
+    e.g. when the disk is full): the original error is the one to raise."""
+    try:
+        con.rollback()
+    except duckdb.TransactionException:
+        pass
+
+
 def check_labels(config: LabelingConfig, parsed: ParsedExport) -> None:
     """Every label of a control the config has must be one of that control's labels (a typo or
     a label of another project would otherwise train a model on it); nothing is imported if not."""

@@ -45,3 +45,16 @@ class Forbidden(LabtrainError):
 
 class Unauthorized(LabtrainError):
     status_code = 401
+
+
+class StorageFull(LabtrainError):
+    """The disk of labtrain's home is full: the request wrote nothing and can be repeated."""
+
+    status_code = 507
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error (OSError, DuckDB's IO or commit error, Arrow's) is a full disk."""
+    import errno
+
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)

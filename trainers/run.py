@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage.errors import LabtrainError
+from storage.errors import LabtrainError, disk_full
 from trainers import dataset
 from trainers.embeddings import REGISTRY
 from trainers.ner import train_ner
@@ -43,6 +43,8 @@ def failure_reason(exc: BaseException) -> str:
         return f"OCR: {exc}"
     if name == "SpecError":
         return f"wrong parameters: {exc}"
+    if disk_full(exc):
+        return f"disk full: {exc}"
     if isinstance(exc, MemoryError) or "OutOfMemory" in name:
         return f"out of memory: {exc}"
     return f"{name}: {exc}"
