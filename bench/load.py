@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--trainings", type=int, default=2, choices=[0, 1, 2],
+                        help="trainings running during the load (0: the API alone, for comparison)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain-load-"))
     info = serve(home, args.num_cpus)
@@ -110,9 +112,9 @@ def main() -> None:
         model = wait(http, first["id"], lambda t: t["status"] in ("succeeded", "failed"))["jobs"][0]["model_name"]
         before = http.get(f"/api/projects/{project}").json()
         trainings = [http.post(f"/api/projects/{project}/trainings", json={
-            "types": [kind], "params": LONG}).json() for kind in ("ner", "classification")]
+            "types": [kind], "params": LONG}).json() for kind in ("ner", "classification")[:args.trainings]]
         for training in trainings:
-            wait(http, training["id"], lambda t: t["jobs"][0]["progress"] > 1)
+            wait(http, training["id"], lambda t: (t["jobs"][0]["epoch"] or 0) >= 1)
         print(f"{args.clients} clients for {args.seconds:g} s against {info['url']} while trainings "
               f"{', '.join(str(t['id']) for t in trainings)} run (ner, classification; MiniLM)", flush=True)
         samples: list = []
@@ -120,7 +122,8 @@ def main() -> None:
 
         async def run_all() -> None:
             until = time.monotonic() + args.seconds
-            await asyncio.gather(*(client(n, info["url"], info["admin_token"], project, trainings[0]["id"], model,
+            watched = trainings[0]["id"] if trainings else first["id"]
+            await asyncio.gather(*(client(n, info["url"], info["admin_token"], project, watched, model,
                                           until, samples, imported) for n in range(args.clients)))
 
         started = time.monotonic()

@@ -28,6 +28,7 @@ def train_loop_per_worker(config: dict) -> None:
     from trainers.run import failure_reason, result_event, run
 
     job_id = config["job_id"]
+    lower_priority()
     forward = forwarder(job_id)
     try:
         result = run(config["spec"], [forward])
@@ -36,6 +37,15 @@ def train_loop_per_worker(config: dict) -> None:
         raise
     forward(result_event(result))
     ray.train.report({"done": 1})
+
+
+def lower_priority() -> None:
+    """Trainings run at the lowest CPU priority (nice 19; Ray starts every worker at 15), so that
+    the API, the catalog and the scheduler, which run beside them, answer while they train."""
+    try:
+        os.nice(19 - os.nice(0))
+    except OSError:
+        pass
 
 
 def forwarder(job_id: int):
@@ -74,6 +84,7 @@ def run_process(job_id: int, spec: dict) -> None:
     """Holds the job's bundle while the trainer runs in a child process; its events come back as
     JSON lines, its other output goes to `process.log` in the job's folder. The child dies with
     this worker (a cancelled job's JVM does not linger)."""
+    lower_priority()
     forward = forwarder(job_id)
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)

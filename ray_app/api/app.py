@@ -28,8 +28,9 @@ async def health():
     return {"status": "ok", "version": __version__}
 
 
-@serve.deployment(name="api", ray_actor_options={"num_cpus": 0})
+@serve.deployment(name="api", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress(app)
 class LabtrainApi:
     """The API replica; it takes no CPU (trainings need them) and reaches the catalog through
-    the storage actor (`deps.get_storage`)."""
+    the storage actor (`deps.get_storage`). Its handlers await actors, so it takes many requests
+    at once: with Serve's default of 5, 200 clients got 5 requests/s (bench/load.py), 44 with 256."""
