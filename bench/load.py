@@ -115,8 +115,9 @@ def main() -> None:
             "types": [kind], "params": LONG}).json() for kind in ("ner", "classification")[:args.trainings]]
         for training in trainings:
             wait(http, training["id"], lambda t: (t["jobs"][0]["epoch"] or 0) >= 1)
-        print(f"{args.clients} clients for {args.seconds:g} s against {info['url']} while trainings "
-              f"{', '.join(str(t['id']) for t in trainings)} run (ner, classification; MiniLM)", flush=True)
+        kinds = ", ".join(f"{t['id']} ({t['jobs'][0]['type']}, MiniLM)" for t in trainings)
+        print(f"{args.clients} clients for {args.seconds:g} s against {info['url']} "
+              + (f"while trainings {kinds} run" if trainings else "with no training running"), flush=True)
         samples: list = []
         imported: list = []
 
