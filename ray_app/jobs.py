@@ -59,6 +59,8 @@ class JobManager:
         self.errors: dict[int, str] = {}
         self.submissions: dict[int, str] = {}  # job id -> Ray job submission id (--submit)
         self.unrecorded: dict[int, tuple] = {}  # job id -> how it ended, when the catalog could not record it
+        self.log_lines: dict[int, dict[int, str]] = {}  # job id -> log lines that came before their turn
+        self.log_next: dict[int, int] = {}  # job id -> the sequence number of the next log line
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
         self.started = False
@@ -192,7 +194,14 @@ class JobManager:
         if running is None or running.cancelled_by:
             return
         kind = event.get("kind")
-        if kind == "log":
+        if kind == "log" and "seq" in event:
+            # An async actor may run calls from one caller out of order: lines wait for the ones before.
+            waiting = self.log_lines.setdefault(job_id, {})
+            waiting[event["seq"]] = event["line"]
+            while self.log_next.get(job_id, 0) in waiting:
+                self._append(running.output_dir, waiting.pop(self.log_next.get(job_id, 0)))
+                self.log_next[job_id] = self.log_next.get(job_id, 0) + 1
+        elif kind == "log":
             self._append(running.output_dir, event["line"])
         elif kind == "progress":  # the worker sends about one a second (train_run.PROGRESS_EVERY_S)
             changes = {"progress": min(99.0, event["progress"])}
@@ -344,6 +353,9 @@ class JobManager:
         """End a job however it ended; give back its bundle and license. `reschedule=False`
         from inside `_schedule` (its lock is held; the loop goes on with the freed bundle)."""
         job_id = running.job_id
+        for seq in sorted(self.log_lines.pop(job_id, {}).items()):  # lines whose predecessors never came
+            self._append(running.output_dir, seq[1])
+        self.log_next.pop(job_id, None)
         if running.cancelled_by:
             end = ("cancelled", f"cancelled by {running.cancelled_by}")
         elif error:

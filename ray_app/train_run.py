@@ -54,13 +54,16 @@ def forwarder(job_id: int):
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     node = ray.get_runtime_context().get_node_id()
     manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": node})
-    last = [0.0]
+    last, lines = [0.0], [0]
 
     def forward(event: dict) -> None:
         if (event["kind"] == "progress" and event["progress"] < 100 and not event["epoch"]
                 and time.monotonic() - last[0] < PROGRESS_EVERY_S):
             return
         last[0] = time.monotonic()
+        if event["kind"] == "log":  # numbered: the manager writes them in this order
+            event = {**event, "seq": lines[0]}
+            lines[0] += 1
         manager.event.remote(job_id, event)
     return forward
 

@@ -75,6 +75,8 @@ def test_the_example_script_trains_and_labtrain_scores_it_on_the_test_part_it_ke
      "exceeded its memory limit of 200 MB"),
     ("writes_nothing", "print('done')\n", {}, "exited with code 0 but wrote nothing into its --output folder"),
     ("killed", "import signal\nos.kill(os.getpid(), signal.SIGKILL)\n", {}, "was killed by signal 9 (SIGKILL)"),
+    ("leaves_a_child", "import subprocess\nsubprocess.Popen(['sleep', '120'])\n", {},
+     "exited with code 0 but wrote nothing"),
 ])
 def test_a_failing_hanging_or_greedy_script_fails_with_its_reason_and_leaves_no_process(
         snapshot, tmp_path, name, body, limits, reason):

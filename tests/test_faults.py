@@ -1,7 +1,7 @@
-"""Faults, each on a service of its own: `labtrain serve` killed with SIGKILL mid-training, and
-the disk of its home filling up. Each time the job ends with its reason, the catalog stays
-consistent, no completion is lost, and the next training succeeds. (A worker killed mid-epoch
-and a corrupt snapshot are in test_training_service.py.)"""
+"""Faults, each on a service of its own: `labtrain serve` stopped, then killed with SIGKILL,
+mid-training; the disk of its home filling up. Each time the job ends with its reason, the
+catalog stays consistent, no completion is lost, and the next training succeeds. (A worker
+killed mid-epoch and a corrupt snapshot are in test_training_service.py.)"""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from ray_app.settings import read_service
-from tests.conftest import _free_port
-from tests.test_service_restart import serve, stop
+from tests.conftest import Service, _free_port
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
 LONG = {"epochs": 500, "batch_size": 4}
@@ -34,23 +34,45 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
-def test_a_service_killed_mid_training_restarts_with_the_job_interrupted_and_nothing_lost(tmp_path):
+def serve(home, port) -> Service:
+    started = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
+                              "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=400)
+    assert started.returncode == 0, started.stderr + started.stdout
+    info = json.loads(started.stdout)
+    return Service(home, info["url"], info["admin_token"])
+
+
+def stop(home) -> None:
+    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=120, check=True)
+
+
+def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_and_nothing_lost(tmp_path):
     home, port = tmp_path / "home", _free_port()
     service = serve(home, port)
     try:
         project = toy_project(service)
+        with service.client() as http:  # 1. `labtrain stop` while a training runs
+            stopped = start(http, project, types=["classification"], params=LONG)
+            wait(http, stopped["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
+        stop(home)
+        service = serve(home, port)
         with service.client() as http:
-            training = start(http, project, types=["classification"], params=LONG)
-            wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
-        killed = read_service(home)["pid"]
-        os.kill(killed, signal.SIGKILL)
+            after = http.get(f"/api/trainings/{stopped['id']}").json()
+            assert after["status"] == "failed"
+            assert after["jobs"][0]["reason"].startswith("interrupted: the labtrain service stopped")
+            log = http.get(f"/api/trainings/{stopped['id']}/logs", params={"follow": False}).text
+            assert "interrupted" in log.splitlines()[-1]
+            killed = start(http, project, types=["classification"], params=LONG)  # 2. SIGKILL while it runs
+            wait(http, killed["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
+        pid = read_service(home)["pid"]
+        os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{killed}").exists():
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
             time.sleep(0.2)
         service = serve(home, port)
-        assert session_processes(killed) == []  # what Ray left of the killed service was stopped
+        assert session_processes(pid) == []  # what Ray left of the killed service was stopped
         with service.client() as http:
-            after = http.get(f"/api/trainings/{training['id']}").json()
+            after = http.get(f"/api/trainings/{killed['id']}").json()
             # the job manager outlives the worker by a moment and may see it die first; either way it failed
             assert after["status"] == "failed"
             assert after["jobs"][0]["reason"].startswith(("interrupted: the labtrain service stopped",
@@ -76,14 +98,15 @@ def small_disk(tmp_path):
 
 
 def fill(disk: Path) -> Path:
+    """Take every free byte of the disk (again, if something freed some since)."""
     filler = disk / "filler"
-    with open(filler, "wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * (1 << 20))
-                out.flush()
-        except OSError:
-            pass
+    with open(filler, "ab", buffering=0) as out:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                pass
     return filler
 
 
@@ -99,10 +122,13 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             trainings_before = len(http.get(f"/api/projects/{project}/trainings").json())
             filler = fill(small_disk)
 
-            extra = json.dumps([{"id": 9001, "data": {"text": "Ines lives in Rome ."}, "completions": [
-                {"id": 9001, "created_username": "a", "submitted_at": "2024-01-01T00:00:00", "result": []}]}])
+            extra = json.dumps([{"id": 9000 + i, "data": {"text": f"Ines lives in Rome {i} ."}, "completions": [
+                {"id": 9000 + i, "created_username": "a", "submitted_at": "2024-01-01T00:00:00", "result": []}]}
+                for i in range(300)])  # more than any slack a file's last page may have
+            fill(small_disk)
             answer = http.post(f"/api/projects/{project}/import", content=extra)
             assert answer.status_code == 507 and "is full" in answer.json()["detail"], answer.text
+            fill(small_disk)
             answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["ner"], "embeddings": "bilstm",
                                                                           "params": BILSTM})
             assert answer.status_code == 507 and "nothing of this request was written" in answer.json()["detail"]
@@ -124,6 +150,6 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             assert http.post(f"/api/projects/{project}/import", content=extra).status_code == 200
             again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])
             assert again["status"] == "succeeded", again
-            assert http.get(f"/api/projects/{project}").json()["completions"] == before["completions"] + 1
+            assert http.get(f"/api/projects/{project}").json()["completions"] == before["completions"] + 300
     finally:
         stop(home)

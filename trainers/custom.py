@@ -150,6 +150,13 @@ def _in_child() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, memory_mb: int,
                reporter: Reporter, title: str) -> dict:
     """Run the script; its output lines go to the reporter as they come. Raises ScriptError when
@@ -161,7 +168,7 @@ def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, 
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in child.stdout], daemon=True)
     reader.start()
-    started, peak, logged, last, stopped = time.monotonic(), 0.0, 0, "", None
+    started, peak, logged, last, stopped, exited = time.monotonic(), 0.0, 0, "", None, None
     while True:
         code = child.poll()
         while not lines.empty():
@@ -178,8 +185,14 @@ def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, 
                 reporter.line(f"script| {line}")
             elif logged == MAX_LOG_LINES + 1:
                 reporter.line(f"script| ... (more than {MAX_LOG_LINES} lines: the rest is not logged)")
-        if code is not None and not reader.is_alive() and lines.empty():
-            break
+        if code is not None and lines.empty():
+            exited = exited or time.monotonic()
+            if not reader.is_alive():
+                break
+            if time.monotonic() - exited > 5:  # a process it left behind still holds its output open
+                _kill_group(child.pid)
+                reader.join(timeout=1)
+                break
         if code is None and stopped is None:
             peak = max(peak, tree_rss_mb(child.pid))
             elapsed = time.monotonic() - started
@@ -188,7 +201,7 @@ def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, 
             elif peak > memory_mb:
                 stopped = f"{title} exceeded its memory limit of {memory_mb} MB (it used {peak:.0f} MB) and was stopped"
             if stopped:
-                os.killpg(child.pid, signal.SIGKILL)
+                _kill_group(child.pid)
         time.sleep(POLL_S if code is None else 0.01)
     seconds = time.monotonic() - started
     reporter.line(f"{title} ended with exit code {code} after {seconds:.1f} s; peak memory {peak:.0f} MB")

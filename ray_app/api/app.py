@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 
 from ray_app import __version__
@@ -20,6 +23,16 @@ for module in (users, projects, members, imports, selection, scripts, trainings,
 async def domain_error(request: Request, exc: LabtrainError) -> JSONResponse:
     kind = getattr(exc, "kind", type(exc).__name__)
     return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": kind})
+
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+app.mount("/ui", StaticFiles(directory=WEB, html=True), name="ui")
+
+
+@app.get("/", include_in_schema=False)
+async def root():
+    """The Train page."""
+    return RedirectResponse("/ui/")
 
 
 @app.get("/api/health", tags=["health"])

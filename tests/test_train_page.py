@@ -1,0 +1,154 @@
+"""The Train page, end to end in headless Chromium (Debian's chromium + chromium-driver, driven by
+Selenium): log in with a token, walk the three steps, train for two epochs, watch the progress
+bar reach 100 %, open the logs, the history, a benchmark with its confusion matrix and the
+cluster view. A screenshot of each step is saved under the test's folder and checked."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_training_service import FAST, start, toy_project, wait
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
+                                                                  "(bash .ci/setup installs them)")
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def until(driver, check, timeout_s: float = 30, what: str = ""):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = check(driver)
+            if value:
+                return value
+        except Exception:  # the element is not there yet
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; error box: {error_text(driver)!r}")
+
+
+def error_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.ID, "error")
+    return box.text if box.is_displayed() else ""
+
+
+def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(service, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    taken: list[Path] = []
+
+    def shot(name: str, heading: str) -> None:
+        headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h2, h3") if h.is_displayed()]
+        assert heading in headings, (name, headings)
+        path = shots / f"{len(taken) + 1:02d}-{name}.png"
+        assert browser.save_screenshot(str(path))
+        taken.append(path)
+
+    def by_id(element_id: str):
+        return browser.find_element(By.ID, element_id)
+
+    def set_value(element_id: str, value: str) -> None:
+        field = by_id(element_id)
+        field.clear()
+        field.send_keys(value)
+
+    project = toy_project(service)
+    with service.client() as http:  # a classification model beside it, for a confusion matrix
+        classification = start(http, project, types=["classification"], params={**FAST, "epochs": 2})
+
+    browser.get(service.url + "/")
+    assert browser.current_url.endswith("/ui/")
+    set_value("token", "not-a-token")
+    by_id("login-form").submit()
+    until(browser, lambda d: error_text(d) == "invalid token", what="the API's 401 in the error box")
+    shot("login-refused", "Log in")
+    set_value("token", service.token)
+    by_id("login-form").submit()
+    until(browser, lambda d: by_id("nav").is_displayed() and by_id("type").text, what="the wizard")
+    Select(by_id("project-picker")).select_by_value(project)
+    until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
+
+    Select(by_id("type")).select_by_value("ner")
+    Select(by_id("embeddings")).select_by_value("bilstm")
+    shot("step-1-type", "Train a model")
+    by_id("next").click()
+    set_value("epochs", "0")
+    set_value("learning_rate", "0.01")
+    set_value("batch_size", "4")
+    shot("step-2-parameters", "Data")
+    by_id("next").click()
+    assert by_id("deploy").is_displayed() and not by_id("gpu-label").is_displayed()  # no GPU here
+    by_id("deploy").click()
+    shot("step-3-after-training", "Train a model")
+    by_id("train-button").click()
+    until(browser, lambda d: "epochs=0" in error_text(d), what="the API's 422 for epochs=0")
+    by_id("back").click()
+    set_value("epochs", "2")
+    by_id("next").click()
+    by_id("train-button").click()
+    until(browser, lambda d: by_id("run").is_displayed(), what="the run panel")
+    until(browser, lambda d: by_id("progress-bar").get_attribute("aria-valuenow") == "100", timeout_s=240,
+          what="the progress bar at 100 %")
+    assert "succeeded" in by_id("run-status").text and f"model ner_{project}," in by_id("run-status").text
+    shot("progress-100", "Training #" + by_id("run-id").text.lstrip("#"))
+    by_id("show-logs").click()
+    until(browser, lambda d: "TEST ENTITY" in by_id("logs").text, what="the log")
+    lines = [line.split()[0] for line in by_id("logs").text.splitlines() if line.strip()]
+    table = lines.index("TEST")
+    assert sorted(lines[table + 1:table + 3]) == ["LOC", "PER"] and lines[table + 3] == "micro"  # in order
+    shot("logs", "Training #" + by_id("run-id").text.lstrip("#"))
+
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="history"]').click()
+    rows = until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr"), what="history rows")
+    assert "manual" in rows[0].text and "succeeded" in rows[0].text and f"ner_{project} (F1" in rows[0].text
+    shot("history", "History")
+
+    with service.client() as http:
+        assert wait(http, classification["id"])["status"] == "succeeded"
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="models"]').click()
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#models tbody tr")) == 2, what="both models")
+    assert "deployed" in browser.find_element(By.CSS_SELECTOR, "#models tbody").text
+    for row in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr"):
+        if row.text.startswith(f"classification_{project}"):
+            row.find_element(By.TAG_NAME, "button").click()
+    until(browser, lambda d: "travel" in by_id("per-label").text, what="the per-label table")
+    until(browser, lambda d: d.execute_script("return document.getElementById('confusion').naturalWidth") > 100,
+          what="the confusion matrix picture")
+    shot("benchmark", "Benchmark of " + f"classification_{project}_topic")
+
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="cluster"]').click()
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#nodes tbody tr"), what="the nodes")
+    assert by_id("dashboard").get_attribute("href").startswith("http")
+    assert "CPU" in by_id("resources").text and "training:ner" in by_id("licenses").text
+    shot("cluster", "Cluster")
+
+    assert error_text(browser) == ""
+    for path in taken:  # real pictures of a real page: PNG, and not one flat colour
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 8_000, path
+    print(f"screenshots: {shots}")
