@@ -80,6 +80,8 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     project = toy_project(service)
     with service.client() as http:  # a classification model beside it, for a confusion matrix
         classification = start(http, project, types=["classification"], params={**FAST, "epochs": 2})
+        assert http.post(f"/api/projects/{project}/scripts", json={"name": "tagger", "source": "print(1)\n"}
+                         ).status_code == 201
 
     browser.get(service.url + "/")
     assert browser.current_url.endswith("/ui/")
@@ -94,6 +96,8 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
 
     Select(by_id("type")).select_by_value("ner")
+    assert [o.text for o in Select(by_id("script")).options] == ["labtrain's trainer", "tagger"]
+    assert "train NER only" in by_id("script-note").text
     Select(by_id("embeddings")).select_by_value("bilstm")
     shot("step-1-type", "Train a model")
     by_id("next").click()

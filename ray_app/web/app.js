@@ -134,6 +134,14 @@ function typeChanged() {
   $("embeddings").replaceChildren(...entry.embeddings.map((e) =>
     new Option(`${e.name} (${e.languages.join(", ")}; ${e.size_mb} MB)`, e.name)));
   $("type-note").textContent = entry.note || "";
+  const scripts = entry.custom_scripts || [];
+  $("script").replaceChildren(new Option("labtrain's trainer", ""), ...scripts.map((name) => new Option(name, name)));
+  $("script-label").hidden = !scripts.length;
+  $("embeddings").disabled = false;
+}
+
+function scriptChanged() {
+  $("embeddings").disabled = Boolean($("script").value);  // a script chooses its own
 }
 
 function setStep(step) {
@@ -164,8 +172,13 @@ function request() {
     test_tag: byTags ? ($("test_tag").value.trim() || "Test") : null,
     train_tag: byTags ? ($("train_tag").value.trim() || null) : null,
   };
-  return { types: [$("type").value], embeddings: $("embeddings").value, params, selection,
-           deploy: $("deploy").checked, use_gpu: $("use_gpu").checked };
+  const body = { types: [$("type").value], embeddings: $("embeddings").value, params, selection,
+                 deploy: $("deploy").checked, use_gpu: $("use_gpu").checked };
+  if (!$("script-label").hidden && $("script").value) {
+    body.script = $("script").value;
+    delete body.embeddings;
+  }
+  return body;
 }
 
 async function train() {
@@ -293,6 +306,7 @@ $("logout").addEventListener("click", logout);
 $("project-picker").addEventListener("change", (e) => guarded(() => pickProject(e.target.value)));
 document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => guarded(() => show(tab.dataset.view))));
 $("type").addEventListener("change", typeChanged);
+$("script").addEventListener("change", scriptChanged);
 $("next").addEventListener("click", () => setStep(Math.min(3, state.step + 1)));
 $("back").addEventListener("click", () => setStep(Math.max(1, state.step - 1)));
 $("wizard").addEventListener("submit", (e) => { e.preventDefault(); guarded(train); });
