@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainers.custom import tree_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -28,25 +30,6 @@ def timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, fl
     return wall, (int(peak[-1]) / 1e6 if peak else float("nan")), proc.returncode
 
 
-def tree_rss(root: int) -> int:
-    """Summed resident memory (bytes) of a process and all its descendants, from /proc."""
-    parents, rss = {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parents[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
-            rss[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
-        tree.update(frontier)
-    return sum(rss.get(pid, 0) for pid in tree)
-
-
 def timed_tree(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float, int]:
     """Like `timed`, but the peak is of the whole process tree's summed RSS, sampled twice a
     second: a Spark NLP training is a Python process and its JVM."""
@@ -54,9 +37,9 @@ def timed_tree(cmd: list[str], log: Path, env: dict | None = None) -> tuple[floa
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         while proc.poll() is None:
-            peak = max(peak, tree_rss(proc.pid))
+            peak = max(peak, tree_rss_mb(proc.pid))
             time.sleep(0.5)
-    return time.monotonic() - started, peak / 1e9, proc.returncode
+    return time.monotonic() - started, peak * 2**20 / 1e9, proc.returncode
 
 
 def write_snapshot(path: Path, rows: list[dict]) -> None:

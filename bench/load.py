@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.test_training_service import wait  # noqa: E402
 from tests.trainer_data import CONFIG, toy_tasks  # noqa: E402
 
 LONG = {"epochs": 10_000, "batch_size": 4}
@@ -37,16 +38,6 @@ def serve(home: Path, num_cpus: int) -> dict:
     out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
                           "--port", "8792", "--num-cpus", str(num_cpus)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
-
-
-def wait(http: httpx.Client, training_id: int, until, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        training = http.get(f"/api/trainings/{training_id}").json()
-        if until(training):
-            return training
-        time.sleep(0.5)
-    raise SystemExit(f"training {training_id} did not get there: {training}")
 
 
 def small_export(task_id: int) -> bytes:
@@ -109,12 +100,13 @@ def main() -> None:
         http.post(f"/api/projects/{project}/import", content=json.dumps(toy_tasks(60))).raise_for_status()
         first = http.post(f"/api/projects/{project}/trainings", json={
             "types": ["ner"], "embeddings": "bilstm", "params": {"epochs": 4, "batch_size": 4}}).json()
-        model = wait(http, first["id"], lambda t: t["status"] in ("succeeded", "failed"))["jobs"][0]["model_name"]
+        first = wait(http, first["id"], lambda t: t["status"] in ("succeeded", "failed"), timeout_s=300)
+        model = first["jobs"][0]["model_name"]
         before = http.get(f"/api/projects/{project}").json()
         trainings = [http.post(f"/api/projects/{project}/trainings", json={
             "types": [kind], "params": LONG}).json() for kind in ("ner", "classification")[:args.trainings]]
         for training in trainings:
-            wait(http, training["id"], lambda t: (t["jobs"][0]["epoch"] or 0) >= 1)
+            wait(http, training["id"], lambda t: (t["jobs"][0]["epoch"] or 0) >= 1, timeout_s=300)
         kinds = ", ".join(f"{t['id']} ({t['jobs'][0]['type']}, MiniLM)" for t in trainings)
         print(f"{args.clients} clients for {args.seconds:g} s against {info['url']} "
               + (f"while trainings {kinds} run" if trainings else "with no training running"), flush=True)

@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--minilm-max-length", type=int, default=128)
     parser.add_argument("--minilm-warmup", type=float, default=0.1)
     parser.add_argument("--minilm-decay", type=float, default=0.5)
+    parser.add_argument("--minilm-seed", type=int, default=0, help="shuffling, dropout and head initialisation")
     parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (default: on)")
     parser.add_argument("--minilm-average-last", type=float, default=0.0,
                         help="share of the final steps whose weights are averaged (default 0: off)")
@@ -144,7 +145,7 @@ def main() -> None:
             "epochs": 1 if args.quick else args.minilm_epochs, "learning_rate": args.minilm_lr,
             "batch_size": args.minilm_batch_size, "dropout": 0.1, "max_length": args.minilm_max_length,
             "warmup": args.minilm_warmup, "decay": args.minilm_decay, "bf16": not args.minilm_fp32,
-            "average_last": args.minilm_average_last}))
+            "average_last": args.minilm_average_last, "seed": args.minilm_seed}))
         print(rows[-1], flush=True)
     if "bilstm" in systems:
         rows.append(run_ours(work, snapshot, "bilstm", {"epochs": 2 if args.quick else args.bilstm_epochs,

@@ -290,6 +290,9 @@ class JobManager:
         async with self.lock:
             for job_id in list(self.queue):
                 job = await self.storage("job", job_id)
+                training = await self.storage("training", job["training_id"])
+                if job_id not in self.queue:  # cancelled while we read it
+                    continue
                 bundle = bundle_for(job["gpu"])
                 reason = self._wait_reason(job, bundle)
                 if reason:
@@ -297,10 +300,14 @@ class JobManager:
                         await self.storage("update_job", job_id, reason=reason)
                         self._log(job, reason)
                     continue
+                # Off the queue and into `running` with no await between: a cancel always finds it.
+                self.queue.remove(job_id)
                 license_id = self.licenses.acquire(job["scope"], job_id)
                 self.ledger.take(job_id, bundle)
-                self.queue.remove(job_id)
-                await self._launch(job, bundle, license_id)
+                self.running[job_id] = RunningJob(job_id, job["training_id"], training["project"], job["type"],
+                                                  bundle, license_id, training["requested_by"], str(now()),
+                                                  job["output_dir"])
+                await self._launch(self.running[job_id], job)
 
     def _wait_reason(self, job: dict, bundle: dict) -> str | None:
         missing = self.ledger.missing(bundle)
@@ -313,17 +320,12 @@ class JobManager:
             return f"waiting for a valid license file: {exc}"
         return None
 
-    async def _launch(self, job: dict, bundle: dict, license_id: str) -> None:
-        job_id = job["job_id"]
-        training = await self.storage("training", job["training_id"])
-        started = now()
-        running = RunningJob(job_id, job["training_id"], training["project"], job["type"], bundle, license_id,
-                             training["requested_by"], str(started), job["output_dir"])
-        self.running[job_id] = running
+    async def _launch(self, running: RunningJob, job: dict) -> None:
+        job_id, bundle, license_id = running.job_id, running.bundle, running.license
         try:
             spec = await self.storage("job_spec", job_id)
             await self.storage("update_job", job_id, status="running", reason=None, license=license_id,
-                               started_at=started, progress=0.0)
+                               started_at=running.started_at, progress=0.0)
             self._log(job, f"started on {describe_bundle(bundle)} with license {license_id}")
             if job_id in self.submissions:  # its Ray job's driver runs it (see submission_grant)
                 running.submission_id = self.submissions[job_id]

@@ -40,6 +40,19 @@ def running_service(home: Path) -> dict | None:
     return None
 
 
+def session_processes(sid: int) -> list[int]:
+    """The pids of the processes in session `sid` (field 6 of /proc/PID/stat)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def reap_leftovers(home: Path) -> list[int]:
     """After a service of this home was killed (SIGKILL, OOM): Ray's processes die with it, but a
     few of its agents can linger. A detached service leads its own session, so whatever is left
@@ -47,16 +60,7 @@ def reap_leftovers(home: Path) -> list[int]:
     service = read_service(home)
     if not service or pid_alive(service["pid"]) or not service.get("session_leader"):
         return []
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == service["pid"]:  # field 6 of stat: the session id
-                left.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
+    left = session_processes(service["pid"])
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -111,3 +112,23 @@ def service(tmp_path_factory) -> Service:
     info = json.loads(started.stdout)
     yield Service(home, info["url"], info["admin_token"])
     subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _no_training_outlives_its_test(request):
+    """The service is shared by the session: a test that fails midway must not leave trainings
+    holding its CPUs, or every test after it fails waiting for a bundle and hides the first."""
+    yield
+    if "service" not in request.fixturenames:
+        return
+    service = request.getfixturevalue("service")
+    with service.client() as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            cluster = http.get("/api/cluster").json()
+            left = {j["training_id"] for j in cluster["queue"] + cluster["training_servers"]}
+            if not left:
+                return
+            for training_id in left:
+                http.post(f"/api/trainings/{training_id}/cancel")
+            time.sleep(1)

@@ -15,23 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from ray_app.service import session_processes
 from ray_app.settings import read_service
 from tests.conftest import Service, _free_port
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
 LONG = {"epochs": 500, "batch_size": 4}
-
-
-def session_processes(sid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
 
 
 def serve(home, port) -> Service:
