@@ -112,9 +112,8 @@ class LicensePool:
         return lic.id
 
     def release(self, job_id: int) -> None:
-        for lic in self.licenses:
-            if job_id in lic.holders:
-                lic.holders.remove(job_id)
+        for lic in self.licenses:  # a search holds one slot per trial it runs at once
+            lic.holders[:] = [h for h in lic.holders if h != job_id]
 
     def usage(self) -> list[dict]:
         return [{**asdict(lic), "in_use": len(lic.holders)} for lic in self.licenses]

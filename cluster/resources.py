@@ -13,6 +13,20 @@ def bundle_for(gpu: bool) -> dict[str, float]:
     return dict(GPU_BUNDLE if gpu else CPU_BUNDLE)
 
 
+def scaled(bundle: dict[str, float], n: int) -> dict[str, float]:
+    """`n` bundles of one shape, as one ledger entry (a search running n trials at once)."""
+    return {k: v * n for k, v in bundle.items()}
+
+
+def sweep_size(request: dict) -> int:
+    """How many trials a training may run at once: a search's trials, a curve's points x seeds; else 1."""
+    if request.get("tune"):
+        return int(request["tune"]["trials"])
+    if request.get("curve"):
+        return len(request["curve"]["points"]) * int(request["curve"]["seeds"])
+    return 1
+
+
 def describe_bundle(bundle: dict[str, float]) -> str:
     return " + ".join(f"{int(v) if float(v).is_integer() else v} {k}" for k, v in sorted(bundle.items()))
 

@@ -23,11 +23,49 @@ def training_body(args: argparse.Namespace) -> dict:
     body = {"types": args.type, "embeddings": args.embeddings,
             "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
             "deploy": args.deploy, "gpu": args.gpu, "backend": args.backend}
-    if args.script:
+    if getattr(args, "tune", None):
+        body["tune"] = {"trials": tune_trials(args.tune), "space": args.tune_space, "budget": args.tune_budget}
+    if getattr(args, "points", None) is not None or getattr(args, "curve", False):
+        body["curve"] = {"points": args.points, "seeds": args.seeds}
+    if getattr(args, "script", None):
         body.update(script=args.script, script_version=args.script_version)
         body.update({k: v for k, v in (("script_time_limit_s", args.script_time_limit),
                                        ("script_memory_mb", args.script_memory)) if v is not None})
     return body
+
+
+def tune_trials(text: str) -> int:
+    """`--tune trials=8` (or `--tune 8`)."""
+    value = text.split("=", 1)[1] if text.startswith("trials=") else text
+    if not value.isdigit() or int(value) < 1:
+        raise LabtrainError(f"--tune {text}: give the number of trials, e.g. --tune trials=8")
+    return int(value)
+
+
+def cmd_curve(args: argparse.Namespace, client: ApiClient) -> Any:
+    args.curve, args.submit, args.address = True, False, None
+    return cmd_train(args, client)
+
+
+def print_sweep(job: dict) -> None:
+    """A search's trial table or a curve's points and verdict, from the job's metrics."""
+    metrics = job.get("metrics") or {}
+    if "tuning" in metrics:
+        from trainers.sweep import trials_table
+
+        tuning = metrics["tuning"]
+        names = list(tuning["best_params"])
+        print(f"parameter search over {tuning['space']}:")
+        print(trials_table(tuning["trials"], names))
+        print(f"best: trial {tuning['best_trial']} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                                          for k, v in tuning["best_params"].items()))
+    if "curve" in metrics:
+        from trainers.sweep import CurvePoint, curve_table
+
+        curve = metrics["curve"]
+        print(curve_table([CurvePoint(p["percent"], p["tasks"], p["f1"]) for p in curve["points"]]))
+        print(f"verdict: {curve['verdict']}")
+        print(f"plot: GET /api/trainings/{job['training_id']}/curve.png")
 
 
 def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
@@ -45,6 +83,8 @@ def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
           f"({', '.join(j['type'] for j in training['jobs'])})")
     if args.follow:
         _print_jobs(training)
+        for job in training["jobs"]:
+            print_sweep(job)
         if training["status"] != "succeeded":
             raise LabtrainError(f"training {training['id']} {training['status']}")
     else:
@@ -248,38 +288,27 @@ def cmd_script(args: argparse.Namespace, client: ApiClient) -> Any:
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     """Register the commands with the main parser's `command(name, func, help)`."""
     p = command("train", cmd_train, "train models of a project (one job per --type); answers with the training id")
-    p.add_argument("name")
-    p.add_argument("--type", action="append", required=True,
-                   help="ner, assertion, classification, relation, visual_ner")
-    p.add_argument("--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); "
-                                        "default: each type's first")
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "sparknlp"],
-                   help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / "
-                        "MultiClassifierDL)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--decay", type=float)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-size", type=float, help="Visual NER: share of the training tasks evaluated after each "
-                                                  "epoch (default: 0.1)")
-    p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
-    p.add_argument("--test-tag", help="tasks with this tag are the test set")
-    p.add_argument("--train-tag", help="tasks with this tag are the train set")
-    p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
-    p.add_argument("--reviewed-only", action="store_true")
+    training_arguments(p)
     p.add_argument("--deploy", action="store_true", help="after success, the labeling config names the new model")
-    p.add_argument("--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): "
-                                                                  "'Use available GPU'")
-    p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")
     p.add_argument("--submit", action="store_true", help="run each job as a Ray job (Ray's job submission)")
     p.add_argument("--address", help="with --submit: the Ray dashboard, e.g. http://HEAD:8265 (default: the service's)")
+    p.add_argument("--tune", metavar="trials=N", help="search the parameters with Ray Tune: N trials (one --type); "
+                                                      "the best trial's model is kept")
+    p.add_argument("--tune-space", help="e.g. lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32 (default: the "
+                                        "embeddings' learning rate x/10, dropout 0.1:0.5, batch_size 8|16|32)")
+    p.add_argument("--tune-budget", help="stop the search after this long, e.g. 30m, 2h, 600s")
     p.add_argument("--script", help="NER: train with this custom script of the project (labtrain script upload)")
     p.add_argument("--script-version", type=int, help="the script's version (default: its latest)")
     p.add_argument("--script-time-limit", type=int, help="seconds before the script is stopped (default 3600)")
     p.add_argument("--script-memory", type=int, help="MB of resident memory past which the script is stopped "
                                                     "(default 4096)")
+
+    p = command("curve", cmd_curve, "train-curve: train one --type on growing shares of the train part, score each "
+                                    "on the same test part, plot it and say whether more annotation will help")
+    training_arguments(p)
+    p.add_argument("--points", help="percentages of the train part (default 25,50,75,100)")
+    p.add_argument("--seeds", type=int, default=1, help="runs per point, each with its own draw (default 1)")
+    p.set_defaults(deploy=False)
 
     p = command("script", cmd_script, "custom NER training scripts: upload PROJECT FILE [--as NAME] | list PROJECT "
                                       "| show PROJECT SCRIPT")
@@ -311,3 +340,31 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--active-learning", choices=["on", "off"])
     p.add_argument("--every", type=int, help="active learning: retrain every N new completions")
     p.add_argument("--al-deploy", choices=["on", "off"], help="active learning: deploy each new model")
+
+
+def training_arguments(p: argparse.ArgumentParser) -> None:
+    """What `train` and `curve` share: the project, the type, embeddings, parameters, the selection."""
+    p.add_argument("name")
+    p.add_argument("--type", action="append", required=True,
+                   help="ner, assertion, classification, relation, visual_ner")
+    p.add_argument("--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); "
+                                        "default: each type's first")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "sparknlp"],
+                   help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / "
+                        "MultiClassifierDL)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--decay", type=float)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-size", type=float, help="Visual NER: share of the training tasks evaluated after each "
+                                                  "epoch (default: 0.1)")
+    p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
+    p.add_argument("--test-tag", help="tasks with this tag are the test set")
+    p.add_argument("--train-tag", help="tasks with this tag are the train set")
+    p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
+    p.add_argument("--reviewed-only", action="store_true")
+    p.add_argument("--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): "
+                                                                  "'Use available GPU'")
+    p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from cluster.licenses import LicensePool, describe, license_file
-from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle
+from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
 from ray_app.train_run import ray_failure, start_job
@@ -42,6 +42,7 @@ class RunningJob:
     worker_pid: int | None = None
     worker_node: str | None = None
     cancelled_by: str | None = None
+    slots: int = 1  # a search or a curve: how many of `bundle` it holds, one per concurrent trial
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -228,7 +229,7 @@ class JobManager:
         service = read_service(self.home) or {}
         return {**view, "dashboard_url": service.get("dashboard_url"), "free_for_training": self.ledger.free(),
                 "training_servers": [{"job_id": r.job_id, "training_id": r.training_id, "project": r.project,
-                                      "type": r.type, "bundle": describe_bundle(r.bundle), "license": r.license,
+                                      "type": r.type, "bundle": describe_bundle(scaled(r.bundle, r.slots)), "license": r.license,
                                       "status": "cancelling" if r.cancelled_by else "running",
                                       "started_by": r.started_by, "started_at": r.started_at,
                                       "worker_pid": r.worker_pid, "worker_node": r.worker_node}
@@ -302,12 +303,22 @@ class JobManager:
                     continue
                 # Off the queue and into `running` with no await between: a cancel always finds it.
                 self.queue.remove(job_id)
-                license_id = self.licenses.acquire(job["scope"], job_id)
-                self.ledger.take(job_id, bundle)
+                slots, license_id = self._take(job_id, job["scope"], bundle, sweep_size(training["request"]))
                 self.running[job_id] = RunningJob(job_id, job["training_id"], training["project"], job["type"],
                                                   bundle, license_id, training["requested_by"], str(now()),
-                                                  job["output_dir"])
+                                                  job["output_dir"], slots=slots)
                 await self._launch(self.running[job_id], job)
+
+    def _take(self, job_id: int, scope: str, bundle: dict, wanted: int) -> tuple[int, str]:
+        """A bundle and a license for the job; a search or a curve takes more, one per trial it
+        may run at once, as many as are free now (at most `wanted`). Returns (slots, license)."""
+        held = [self.licenses.acquire(scope, job_id)]
+        while len(held) < wanted and not self.ledger.missing(scaled(bundle, len(held) + 1)) \
+                and self.licenses.available(scope):
+            held.append(self.licenses.acquire(scope, job_id))
+        self.ledger.take(job_id, scaled(bundle, len(held)))
+        names = list(dict.fromkeys(held))
+        return len(held), ", ".join(names) + (f" ({len(held)} slots)" if len(held) > 1 else "")
 
     def _wait_reason(self, job: dict, bundle: dict) -> str | None:
         missing = self.ledger.missing(bundle)
@@ -326,14 +337,16 @@ class JobManager:
             spec = await self.storage("job_spec", job_id)
             await self.storage("update_job", job_id, status="running", reason=None, license=license_id,
                                started_at=running.started_at, progress=0.0)
-            self._log(job, f"started on {describe_bundle(bundle)} with license {license_id}")
+            self._log(job, f"started on {describe_bundle(bundle)}"
+                           + (f" x {running.slots} (trials at once)" if running.slots > 1 else "")
+                           + f" with license {license_id}")
             if job_id in self.submissions:  # its Ray job's driver runs it (see submission_grant)
                 running.submission_id = self.submissions[job_id]
                 if running.cancelled_by:
                     await asyncio.to_thread(self._stop_ray_job, running.submission_id)
                     await self._finish(running, None, reschedule=False)
                 return
-            running.ref = start_job(job_id, spec, bundle, str(self.home / "ray_results"))
+            running.ref = start_job(job_id, spec, bundle, str(self.home / "ray_results"), running.slots)
         except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
             await self._finish(running, f"could not start: {exc}", reschedule=False)
             return
@@ -397,6 +410,9 @@ class JobManager:
             self._log(job, f"failed: could not register the model: {exc}")  # e.g. the deploy no longer fits
             return
         training = await self.storage("training", job["training_id"])
+        if not done["model_name"]:  # a curve: measured, nothing registered
+            self._log(job, "succeeded: the curve is in the training's metrics and curve.png")
+            return
         self._log(job, f"succeeded: model {done['model_name']}"
                        + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
 

@@ -50,21 +50,24 @@ def lower_priority() -> None:
 
 def forwarder(job_id: int):
     """Sends a training's events to the job manager: progress about once a second and at every
-    epoch (it comes every batch), everything else as it comes. Announces this worker first."""
+    epoch (it comes every batch), everything else as it comes; waits until the result or the error
+    is taken. Announces this worker first."""
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     node = ray.get_runtime_context().get_node_id()
     manager.event.remote(job_id, {"kind": "worker", "pid": os.getpid(), "node": node})
     last, lines = [0.0], [0]
 
     def forward(event: dict) -> None:
-        if (event["kind"] == "progress" and event["progress"] < 100 and not event["epoch"]
-                and time.monotonic() - last[0] < PROGRESS_EVERY_S):
-            return
-        last[0] = time.monotonic()
+        if event["kind"] == "progress":
+            if event["progress"] < 100 and not event["epoch"] and time.monotonic() - last[0] < PROGRESS_EVERY_S:
+                return
+            last[0] = time.monotonic()
         if event["kind"] == "log":  # numbered: the manager writes them in this order
             event = {**event, "seq": lines[0]}
             lines[0] += 1
-        manager.event.remote(job_id, event)
+        sent = manager.event.remote(job_id, event)
+        if event["kind"] in ("result", "error"):  # recorded before the task ends and the manager looks
+            ray.get(sent)
     return forward
 
 
@@ -119,8 +122,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str) -> "ray.ObjectRef":
-    """The job's Ray task: a Ray Train run, or (sparknlp) a process task that takes the bundle itself."""
+def start_job(job_id: int, spec: dict, bundle: dict, storage_path: str, slots: int = 1) -> "ray.ObjectRef":
+    """The job's Ray task: a Ray Train run, a search or curve (Ray Tune, up to `slots` trials at once,
+    each on one `bundle`), or (sparknlp) a process task that takes the bundle itself."""
+    if spec.get("sweep"):
+        from ray_app.sweep_run import run_sweep
+
+        return run_sweep.remote(job_id, spec, bundle, slots, storage_path)
     if spec.get("backend") == "sparknlp":
         extra = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
         return run_process.options(num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0),

@@ -277,7 +277,7 @@ class TrainingHistory:
                 "device": "cuda" if job["gpu"] else "cpu", "multiple": multiple, "language": language,
                 "from_name": from_name, "to_name": to_name, "result_type": result_type,
                 "script": {**request["script"], "path": str(self.script_blobs.path(request["script"]["sha256"] + ".py"))}
-                if request.get("script") else None}
+                if request.get("script") else None, **_sweep(request)}
 
     # --- models --------------------------------------------------------------------------------
 
@@ -287,10 +287,14 @@ class TrainingHistory:
         job = self.job(job_id)
         if job["status"] != "running":
             return job
-        project, pid, request = self.con.execute(
-            "SELECT p.name, p.project_id, t.request FROM trainings t JOIN projects p USING (project_id) "
+        project, pid, request, source = self.con.execute(
+            "SELECT p.name, p.project_id, t.request, t.source FROM trainings t JOIN projects p USING (project_id) "
             "WHERE t.training_id = ?", [job["training_id"]]).fetchone()
         request = json.loads(request)
+        if source == "curve":  # its points' models are only measured, never registered
+            self.con.execute("UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, metrics = ?, "
+                             "ended_at = ? WHERE job_id = ?", [json.dumps(metrics), now(), job_id])
+            return self.job(job_id)
         config = self.config(project)
         group = config.classification_group
         family = model_family(job["type"], project, group.name if group else None)
@@ -351,3 +355,11 @@ class TrainingHistory:
                 "confusion_matrix_png": str(folder / "confusion_matrix.png")
                 if (folder / "confusion_matrix.png").exists() else None}
 
+
+def _sweep(request: dict) -> dict:
+    """A search's or a curve's part of the spec (ray_app.sweep_run reads it), or nothing."""
+    if request.get("tune"):
+        return {"sweep": {"kind": "tune", **request["tune"]}}
+    if request.get("curve"):
+        return {"sweep": {"kind": "curve", **request["curve"]}}
+    return {}

@@ -105,6 +105,18 @@ class TrainingParamsIn(BaseModel):
                                                       "evaluation after each epoch")
 
 
+class TuneRequest(BaseModel):
+    trials: int = Field(8, ge=1, le=200, description="how many parameter sets to try")
+    space: str | dict | None = Field(None, description="e.g. 'lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32'; "
+                                                       "default: the embeddings' learning rate x/10, dropout, batch size")
+    budget: str | float | None = Field(None, description="stop every trial after this long: '30m', '2h', seconds")
+
+
+class CurveRequest(BaseModel):
+    points: str | list[int] | None = Field(None, description="percentages of the train part (default 25,50,75,100)")
+    seeds: int = Field(1, ge=1, le=5, description="runs per point, each with its own draw and seed")
+
+
 class TrainingRequest(BaseModel):
     types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation, visual_ner")
     embeddings: str | dict[str, str] | None = Field(
@@ -123,6 +135,10 @@ class TrainingRequest(BaseModel):
     script_time_limit_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="the script is stopped after this")
     script_memory_mb: int = Field(4096, ge=64, le=1 << 20, description="the script is stopped past this resident "
                                                                         "memory (its own and its children's)")
+    tune: TuneRequest | None = Field(None, description="search the parameters with Ray Tune (one type); the best "
+                                                       "trial's model is kept (source 'tuning')")
+    curve: CurveRequest | None = Field(None, description="train on growing shares of the train part and score each "
+                                                         "on the same test part (one type; source 'curve')")
 
 
 class ScriptUpload(BaseModel):

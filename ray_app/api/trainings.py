@@ -15,17 +15,18 @@ from fastapi.responses import StreamingResponse
 
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.models import TrainingRequest, TrainingSettings
-from storage.errors import ValidationError
+from storage.errors import NotFound, ValidationError
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
 from trainers.spark import unavailable_reason as spark_unavailable_reason
-from trainers.spec import TYPES, TrainParams
+from trainers.spec import TYPES, SpecError, TrainParams
+from trainers.sweep import default_space, parse_budget, parse_points, parse_space
 
 router = APIRouter(tags=["trainings"])
 LICENSED_IN_SPARKNLP = ("assertion", "relation", "visual_ner")
 ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusion_matrix.json",
-            "confusion_matrix.png", "script.py")
+            "confusion_matrix.png", "script.py", "curve.json", "curve.png")
 
 
 def training_request(body: TrainingRequest) -> dict:
@@ -61,14 +62,45 @@ def training_request(body: TrainingRequest) -> dict:
         raise ValidationError(f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}")
     params = body.params.model_dump(exclude_none=True)
     TrainParams(**params).check()
-    return {"types": list(embeddings), "embeddings": embeddings, "params": params,
-            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
-            "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
+    request = {"types": list(embeddings), "embeddings": embeddings, "params": params,
+               "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
+               "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
+    return {**request, **sweep_request(body, request)}
+
+
+def sweep_request(body: TrainingRequest, request: dict) -> dict:
+    """A parameter search (`tune`) or a train-curve (`curve`): one type, pytorch, run by the service."""
+    if body.tune is None and body.curve is None:
+        return {}
+    what = "tune" if body.tune is not None else "curve"
+    if body.tune is not None and body.curve is not None:
+        raise ValidationError("tune and curve: ask for one of them per training")
+    if len(request["types"]) != 1:
+        raise ValidationError(f"{what}: give one training type (this request has {', '.join(request['types'])})")
+    if body.backend != "pytorch":
+        raise ValidationError(f"{what}: runs with backend 'pytorch' (Ray Train workers); not with {body.backend!r}")
+    if body.submit:
+        raise ValidationError(f"{what}: runs inside the service (Ray Tune); it cannot be submitted as a Ray job")
+    try:
+        if body.tune is not None:
+            (kind,) = request["types"]
+            space = parse_space(body.tune.space) or default_space(
+                request["params"].get("learning_rate") or REGISTRY[request["embeddings"][kind]].learning_rate_for(kind))
+            return {"tune": {"trials": body.tune.trials, "space": space, "budget_s": parse_budget(body.tune.budget)}}
+        if body.deploy:
+            raise ValidationError("curve: measures how the score grows with data and registers no model; "
+                                  "deploy does not apply")
+        return {"curve": {"points": parse_points(body.curve.points), "seeds": body.curve.seeds}}
+    except SpecError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def script_request(body: TrainingRequest) -> dict:
     """A training by a custom script: NER alone, pytorch, its embeddings are the script's own."""
     types = list(dict.fromkeys(body.types))
+    if body.tune is not None or body.curve is not None:
+        raise ValidationError(f"{'tune' if body.tune is not None else 'curve'}: not with a custom script (the script "
+                              "chooses its own parameters); run it without --script")
     if types != ["ner"]:
         raise ValidationError(f"script: a custom training script trains NER only; this request asks for "
                               f"{', '.join(types)} (train the other types in a request without a script)")
@@ -135,7 +167,9 @@ async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, 
 @router.post("/api/projects/{name}/trainings", status_code=201)
 async def start_training(name: str, body: TrainingRequest, user: ProjectManager, jobs: JobsDep):
     """Snapshot the selection and queue one job per type; answers at once with the training."""
-    return await jobs("submit", name, training_request(body), user.name)
+    request = training_request(body)
+    source = "tuning" if request.get("tune") else "curve" if request.get("curve") else "manual"
+    return await jobs("submit", name, request, user.name, source)
 
 
 @router.get("/api/projects/{name}/trainings")
@@ -208,3 +242,15 @@ async def download_logs(training_id: int, user: CurrentUser, storage: StorageDep
                     archive.write(folder / file, f"{job['type']}/{file}")
     return Response(buffer.getvalue(), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="training-{training_id}-logs.zip"'})
+
+
+@router.get("/api/trainings/{training_id}/curve.png", responses={200: {"content": {"image/png": {}}}})
+async def curve_png(training_id: int, user: CurrentUser, storage: StorageDep):
+    """A train-curve's plot: test F1 against the number of training tasks, with its verdict."""
+    training = await _visible_training(training_id, user, storage)
+    if training["source"] != "curve":
+        raise NotFound(f"training {training_id} is not a train-curve (its source is {training['source']!r})")
+    path = Path(training["jobs"][0]["output_dir"]) / "curve.png"
+    if not path.exists():
+        raise NotFound(f"training {training_id} has no plot yet: it is {training['status']}")
+    return Response(path.read_bytes(), media_type="image/png")
