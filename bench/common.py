@@ -60,6 +60,18 @@ def run_trainer(work: Path, name: str, spec: dict, tree: bool = False) -> tuple[
     return json.loads((work / f"out_{name}" / "metrics.json").read_text()), wall, peak
 
 
+def serve(home: Path, num_cpus: int, port: int) -> dict:
+    """`labtrain serve --detach` on its own home and port; its service.json (url, admin_token, ...)."""
+    out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
+                          "--port", str(port), "--num-cpus", str(num_cpus)], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def stop(home: Path) -> None:
+    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], capture_output=True, cwd=ROOT)
+
+
 def minutes(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m}m {s:02d}s"

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +26,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import serve, stop  # noqa: E402
 from tests.test_training_service import wait  # noqa: E402
 from tests.trainer_data import CONFIG, toy_tasks  # noqa: E402
 
 LONG = {"epochs": 10_000, "batch_size": 4}
 MIX = [("status", 0.4), ("history", 0.2), ("import", 0.2), ("predict", 0.2)]
-
-
-def serve(home: Path, num_cpus: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-                          "--port", "8792", "--num-cpus", str(num_cpus)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def small_export(task_id: int) -> bytes:
@@ -91,7 +85,7 @@ def main() -> None:
                         help="trainings running during the load (0: the API alone, for comparison)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain-load-"))
-    info = serve(home, args.num_cpus)
+    info = serve(home, args.num_cpus, 8792)
     try:
         http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
                             timeout=120)
@@ -127,7 +121,7 @@ def main() -> None:
         for training in trainings:
             http.post(f"/api/trainings/{training['id']}/cancel")
     finally:
-        subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], capture_output=True)
+        stop(home)
 
     print(f"\n{'ROUTE':<10} {'REQUESTS':>8} {'OK':>8} {'P50 MS':>8} {'P99 MS':>8} {'MAX MS':>8} {'5XX':>5} "
           f"{'ERRORS':>6}")

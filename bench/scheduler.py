@@ -26,6 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import serve, stop  # noqa: E402
 from tests.trainer_data import CONFIG, toy_tasks  # noqa: E402
 
 PARAMS = {"epochs": 1, "batch_size": 8}
@@ -33,12 +34,6 @@ PARAMS = {"epochs": 1, "batch_size": 8}
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-
-
-def serve(home: Path, num_cpus: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-                          "--port", "8791", "--num-cpus", str(num_cpus)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def run_direct(home: Path, snapshot: str) -> tuple[float, float]:
@@ -119,7 +114,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="labtrain_sched_"))
     floor = ray_train_floor(home)
     print(f"Ray Train floor: a bare TorchTrainer.fit() (worker imports torch) takes {floor:.1f} s", flush=True)
-    info = serve(home, args.num_cpus)
+    info = serve(home, args.num_cpus, 8791)
     try:
         http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
                             timeout=120)
@@ -134,7 +129,7 @@ def main() -> None:
             rows.append(run_batch(http, "bench", n))
             print(rows[-1], flush=True)
     finally:
-        subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], capture_output=True)
+        stop(home)
     med = statistics.median
     print(f"\n{args.num_cpus} CPU bundles; each job: 1-epoch bilstm NER on 40 tasks; direct run of the same "
           f"trainer: {direct_wall:.1f} s wall ({direct_inside:.1f} s in the trainer); a bare TorchTrainer.fit(): "

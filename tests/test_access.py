@@ -43,6 +43,7 @@ LEAST = {
     ("POST", "/api/trainings/{training_id}/cancel"): "manager",
     ("GET", "/api/trainings/{training_id}/logs"): "member",
     ("GET", "/api/trainings/{training_id}/logs/download"): "member",
+    ("GET", "/api/trainings/{training_id}/curve.png"): "member",
     ("GET", "/api/models"): "user",
     ("GET", "/api/models/{name}"): "member",
     ("GET", "/api/models/{name}/benchmark"): "member",
