@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 
 from ray_app.train_run import forwarder, lower_priority
+from trainers.spec import TrainParams
 from trainers.sweep import (CurvePoint, curve_table, describe_space, save_curve_png, trials_table, verdict,
                             write_subset)
 
@@ -157,10 +158,11 @@ def _tuner(trainable_config: dict, tune_config, progress: Progress, storage_path
 def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, storage_path: str, forward) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space, trials, budget = sweep["space"], sweep["trials"], sweep.get("budget_s")
     names = list(space)
-    epochs = max(space["epochs"]["choices"]) if "epochs" in space else spec["params"].get("epochs", 5)
+    epochs = max(space["epochs"]["choices"]) if "epochs" in space else spec["params"].get("epochs", TrainParams.epochs)
     dims = {}
     for name, d in space.items():
         if "choices" in d:
@@ -171,11 +173,15 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
     progress.log(f"parameter search: {trials} trials over {describe_space(space)}; at most {slots} at once; "
                  f"ASHA stops poor trials after 1 epoch or more" + (f"; time budget {budget:g} s" if budget else ""))
     started = time.monotonic()
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=2)
+    # max_t past the last epoch: ASHA stops a trial that reaches max_t at once, which would cut off
+    # the test evaluation and the model's save that follow a trial's last epoch.
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs + 1, grace_period=1, reduction_factor=2)
     grid = _tuner({"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
                    "params": dims},
                   tune.TuneConfig(metric="best_f1", mode="max", num_samples=trials, max_concurrent_trials=slots,
-                                  scheduler=scheduler, time_budget_s=budget),
+                                  scheduler=scheduler, time_budget_s=budget,
+                                  # the request's seed draws the trials' parameters: the same request, the same trials
+                                  search_alg=BasicVariantGenerator(random_state=spec["params"].get("seed", 0))),
                   progress, storage_path, f"labtrain-job-{job_id}").fit()
     seconds = time.monotonic() - started
     rows = []
@@ -199,8 +205,10 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
     finished = [r for r in rows if r["end"] == "finished"]
     if not finished:
         failed = [r for r in rows if r["end"].startswith("failed")]
-        raise SweepError(f"no trial of the search finished: {failed[0]['end'] if failed else 'none started'}"
-                         + ("" if failed else f" within the time budget of {budget:g} s; give it more time"))
+        if failed:
+            raise SweepError(f"no trial of the search finished: {failed[0]['end']}")
+        raise SweepError("no trial of the search finished" + (f" within the time budget of {budget:g} s; give it "
+                                                                "more time" if budget else ""))
     best = max(finished, key=lambda r: (r["val_f1"] or 0.0, -r["trial"]))
     best["best"] = True
     progress.log("")
@@ -238,7 +246,7 @@ def _curve(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stora
 
     points, seeds = sweep["points"], sweep["seeds"]
     runs = [[p, s] for p in points for s in range(seeds)]
-    epochs = spec["params"].get("epochs", 5)
+    epochs = spec["params"].get("epochs", TrainParams.epochs)
     progress = Progress(forward, len(runs), epochs, lambda c: f"{c['point'][0]} % of the train part, seed {c['point'][1]}")
     progress.log(f"train-curve: {', '.join(f'{p} %' for p in points)} of the train part x {seeds} seed(s), "
                  f"the same test part; at most {slots} at once")

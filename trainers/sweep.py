@@ -26,7 +26,7 @@ RISING = 0.005  # F1 gained from the last-but-one point to 100 % above which the
 def default_space(learning_rate: float) -> dict:
     """Around the embeddings' own learning rate: 10x either way (log), dropout, batch size."""
     return {"learning_rate": {"low": learning_rate / 10, "high": learning_rate * 10, "log": True},
-            "dropout": {"low": 0.1, "high": 0.5}, "batch_size": {"choices": [8, 16, 32]}}
+            "dropout": {"low": 0.1, "high": 0.5, "log": False}, "batch_size": {"choices": [8, 16, 32]}}
 
 
 def parse_space(text: str | dict | None) -> dict:
