@@ -6,6 +6,7 @@ early (ASHA) and keeps the best trial's model; the curve trains on growing share
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -20,25 +21,39 @@ from trainers.sweep import (CurvePoint, curve_table, describe_space, save_curve_
 TRIAL_MEMORY = 64 * 2**20  # the trial's own actor: no CPU (its Train worker holds the bundle), a token of memory
 
 
+NOTHING_YET = {"epoch": 0, "f1": 0.0, "best_f1": 0.0}  # the result of a trial the budget ended before its epoch 1
+BUDGET_SPENT = "budget.txt"  # in a trial's folder: the search's time budget ended it (or kept it from starting)
+
+
 def trial_worker(config: dict) -> None:
-    """In the Train worker: the trainer on this trial's spec; each epoch's validation F1 goes to Tune."""
+    """In the Train worker: the trainer on this trial's spec; each epoch's validation F1 goes to Tune.
+    Past the search's deadline the trainer is stopped and the run ends normally (Tune's own time
+    budget would stop the trials from outside, and leaves their placement groups behind)."""
     import ray.train
 
+    from trainers.reporting import StopTraining
     from trainers.run import failure_reason, run
 
     lower_priority()
-    best = [0.0]
+    deadline, out = config.get("deadline"), Path(config["spec"]["output_dir"])
+    reported = {"best_f1": None}
 
     def to_tune(event: dict) -> None:
         if event["kind"] == "progress" and event.get("epoch") and event["progress"] < 100:
             f1 = (event.get("metrics") or {}).get("f1") or 0.0
-            best[0] = max(best[0], f1)
-            ray.train.report({"epoch": event["epoch"], "f1": f1, "best_f1": best[0]})
+            reported["best_f1"] = max(reported["best_f1"] or 0.0, f1)
+            ray.train.report({"epoch": event["epoch"], "f1": f1, "best_f1": reported["best_f1"]})
+        if deadline and time.time() >= deadline:
+            raise StopTraining("the search's time budget is spent")
 
     try:
         run(config["spec"], [to_tune])
+    except StopTraining as exc:
+        (out / BUDGET_SPENT).write_text(str(exc))
+        if reported["best_f1"] is None:  # Tune wants its metric in every trial's results
+            ray.train.report(NOTHING_YET)
     except BaseException as exc:
-        Path(config["spec"]["output_dir"], "failure.txt").write_text(failure_reason(exc))
+        (out / "failure.txt").write_text(failure_reason(exc))
         raise
 
 
@@ -61,8 +76,13 @@ def trial_driver(config: dict) -> None:
         out = Path(spec["output_dir"]) / "trials" / f"{index:02d}"
         spec["params"] = {**spec["params"], **config["params"]}
     spec["output_dir"] = str(out)
+    if config.get("deadline") and time.time() >= config["deadline"]:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / BUDGET_SPENT).write_text("not started: the search's time budget is spent")
+        tune.report(NOTHING_YET)
+        return
     trainer = TorchTrainer(
-        trial_worker, train_loop_config={"spec": spec},
+        trial_worker, train_loop_config={"spec": spec, "deadline": config.get("deadline")},
         scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
         run_config=RunConfig(name=f"{config['name']}-trial-{index:02d}", storage_path=config["storage_path"],
                              callbacks=[TuneReportCallback()],
@@ -81,7 +101,6 @@ class Progress:
     def __init__(self, forward, total: int, epochs: int, describe):
         self.forward, self.total, self.epochs, self.describe = forward, total, epochs, describe
         self.done: dict[int, float] = {}
-        self.ended_at: dict[int, float] = {}
 
     def log(self, line: str) -> None:
         self.forward({"kind": "log", "line": line})
@@ -94,6 +113,8 @@ class Progress:
         self.log(f"trial {trial_index(trial.trial_id)} started: {self.describe(trial.config)}")
 
     def result(self, trial, result: dict) -> None:
+        if not result.get("epoch"):  # a trial the time budget ended before its first epoch
+            return
         index = trial_index(trial.trial_id)
         self.done[index] = min(1.0, result.get("epoch", 0) / self.epochs)
         self.log(f"trial {index} epoch {result.get('epoch')}: validation F1 {result.get('f1', 0):.3f}")
@@ -101,7 +122,7 @@ class Progress:
 
     def end(self, trial, failed: bool) -> None:
         index = trial_index(trial.trial_id)
-        self.done[index], self.ended_at[index] = 1.0, time.monotonic()
+        self.done[index] = 1.0
         self.log(f"trial {index} {'failed' if failed else 'ended'}")
         self._progress()
 
@@ -177,11 +198,13 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
     # the test evaluation and the model's save that follow a trial's last epoch.
     scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs + 1, grace_period=1, reduction_factor=2)
     grid = _tuner({"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
-                   "params": dims},
+                   "params": dims, "deadline": time.time() + budget if budget else None},
                   tune.TuneConfig(metric="best_f1", mode="max", num_samples=trials, max_concurrent_trials=slots,
-                                  scheduler=scheduler, time_budget_s=budget,
-                                  # the request's seed draws the trials' parameters: the same request, the same trials
-                                  search_alg=BasicVariantGenerator(random_state=spec["params"].get("seed", 0))),
+                                  scheduler=scheduler,
+                                  # the request's seed draws the trials' parameters: the same request, the same
+                                  # trials; a search algorithm of one's own must limit the trials at once itself
+                                  search_alg=BasicVariantGenerator(max_concurrent=slots,
+                                                                   random_state=spec["params"].get("seed", 0))),
                   progress, storage_path, f"labtrain-job-{job_id}").fit()
     seconds = time.monotonic() - started
     rows = []
@@ -194,27 +217,30 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
         if (folder / "metrics.json").exists():
             row["end"] = "finished"
         elif result.error is not None or (folder / "failure.txt").exists():
-            reason = (folder / "failure.txt").read_text() if (folder / "failure.txt").exists() else str(result.error)
+            reason = (folder / "failure.txt").read_text() if (folder / "failure.txt").exists() else \
+                _last_line(result.error)
             row["end"] = "failed: " + " ".join(reason.split())[:200]
-        elif budget and progress.ended_at.get(index, time.monotonic()) - started >= budget - 1:
-            row["end"] = "stopped by the time budget" if metrics else "not started (time budget)"
+        elif (folder / BUDGET_SPENT).exists():
+            row["end"] = "not started (time budget)" if (folder / BUDGET_SPENT).read_text().startswith("not started") \
+                else "stopped by the time budget"
         else:
             row["end"] = "stopped early (ASHA)"
         rows.append(row)
     rows.sort(key=lambda r: r["trial"])
     finished = [r for r in rows if r["end"] == "finished"]
+    if finished:
+        max(finished, key=lambda r: (r["val_f1"] or 0.0, -r["trial"]))["best"] = True
+    progress.log("")
+    progress.log(f"parameter search, {len(rows)} trials in {seconds:.0f} s (* = best validation F1, its model is kept):")
+    for line in trials_table(rows, names).splitlines():
+        progress.log(line)
     if not finished:
         failed = [r for r in rows if r["end"].startswith("failed")]
         if failed:
             raise SweepError(f"no trial of the search finished: {failed[0]['end']}")
         raise SweepError("no trial of the search finished" + (f" within the time budget of {budget:g} s; give it "
                                                                 "more time" if budget else ""))
-    best = max(finished, key=lambda r: (r["val_f1"] or 0.0, -r["trial"]))
-    best["best"] = True
-    progress.log("")
-    progress.log(f"parameter search, {len(rows)} trials in {seconds:.0f} s (* = best validation F1, its model is kept):")
-    for line in trials_table(rows, names).splitlines():
-        progress.log(line)
+    (best,) = [r for r in rows if r.get("best")]
     source = Path(spec["output_dir"]) / "trials" / f"{best['trial']:02d}"
     _adopt(source, Path(spec["output_dir"]))
     progress.log(f"best: trial {best['trial']} ({progress.describe({'params': best['params']})}), "
@@ -235,6 +261,12 @@ def _adopt(trial: Path, output: Path) -> None:
         elif target.exists():
             target.unlink()
         shutil.move(str(item), str(target))
+
+
+def _last_line(error: BaseException) -> str:
+    """What Ray's wrapped error says last (its own traceback and colours left out)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _fmt(value) -> str:

@@ -160,10 +160,12 @@ def test_a_search_whose_budget_ends_before_any_trial_finishes_fails_saying_so(se
     project = toy_project(service)
     with service.client() as http:
         training = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 2000},
-                         tune={"trials": 2, "space": SPACE, "budget": "25s"})
+                         tune={"trials": 3, "space": SPACE, "budget": "25s"})
         done = wait(http, training["id"], timeout_s=120)
         assert done["status"] == "failed", done
         assert done["jobs"][0]["reason"] == "no trial of the search finished within the time budget of 25 s; " \
                                             "give it more time"
         assert done["jobs"][0]["model_name"] is None
-        wait_for_free_cpus(http, 2)
+        log = http.get(f"/api/trainings/{done['id']}/logs", params={"follow": False}).text
+        assert log.count("stopped by the time budget") == 2 and log.count("not started (time budget)") == 1, log
+        wait_for_free_cpus(http, 2)  # nothing of the stopped trials holds a CPU (Tune's own budget left some)

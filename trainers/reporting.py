@@ -15,6 +15,11 @@ class Listener(Protocol):
     def __call__(self, event: dict) -> None: ...
 
 
+class StopTraining(Exception):
+    """Raised by a listener to end the training at once (a search's time budget is spent); unlike
+    any other exception of a listener, it reaches the trainer's caller."""
+
+
 class Reporter:
     """Fan-out of training events: {"kind": "log", "line"} and {"kind": "progress", "progress"
     (0-100), "epoch", "metrics"}."""
@@ -39,6 +44,8 @@ class Reporter:
         for listener in self.listeners:
             try:
                 listener(event)
+            except StopTraining:
+                raise
             except Exception:  # a broken listener must not stop a training
                 log.exception("training event listener failed")
 

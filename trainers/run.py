@@ -16,7 +16,7 @@ from storage.errors import LabtrainError, disk_full
 from trainers import dataset
 from trainers.embeddings import REGISTRY
 from trainers.ner import train_ner
-from trainers.reporting import Listener, Reporter, label_table, matrix_table, save_confusion_png
+from trainers.reporting import Listener, Reporter, StopTraining, label_table, matrix_table, save_confusion_png
 from trainers.sequence import score, train_sequence_classifier
 from trainers.spec import TrainSpec
 
@@ -177,6 +177,9 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         reporter.line(f"done in {seconds:.1f} s; model in {model_dir}")
         reporter.progress(100, epochs[-1].epoch if epochs else None, primary["micro"] if primary else {})
         return TrainResult(spec.type, str(out), str(model_dir), metrics, seconds, str(out / "training.log"))
+    except StopTraining as exc:
+        reporter.line(f"training stopped: {exc}")
+        raise
     except Exception as exc:
         reporter.line(f"training failed: {type(exc).__name__}: {exc}")
         raise
