@@ -41,7 +41,7 @@ def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_a
     try:
         project = toy_project(service)
         with service.client() as http:  # 1. `labtrain stop` while a training runs
-            stopped = start(http, project, types=["classification"], params=LONG)
+            stopped = start(http, project, types=["ner"], embeddings="bilstm", params=LONG)
             wait(http, stopped["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
         stop(home)
         service = serve(home, port)
@@ -51,7 +51,7 @@ def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_a
             assert after["jobs"][0]["reason"].startswith("interrupted: the labtrain service stopped")
             log = http.get(f"/api/trainings/{stopped['id']}/logs", params={"follow": False}).text
             assert "interrupted" in log.splitlines()[-1]
-            killed = start(http, project, types=["classification"], params=LONG)  # 2. SIGKILL while it runs
+            killed = start(http, project, types=["ner"], embeddings="bilstm", params=LONG)  # 2. SIGKILL while it runs
             wait(http, killed["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
         pid = read_service(home)["pid"]
         os.kill(pid, signal.SIGKILL)

@@ -41,7 +41,7 @@ parameters = {{ "path.name" = "{model}" }}
         run = subprocess.run(
             [*schemathesis_command(), "--config-file", str(config), "run", f"{service.url}/openapi.json",
              "-H", f"Authorization: Bearer {service.token}", "--checks", "not_a_server_error",
-             "--phases", "coverage,fuzzing", "--workers", "1", "--max-time", "45", "--request-timeout", "60",
+             "--phases", "coverage,fuzzing", "--workers", "1", "--max-time", "30", "--request-timeout", "60",
              "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path / "report")],
             capture_output=True, text=True, timeout=400, cwd=tmp_path)
     finally:  # generated requests may have started trainings of the project: stop them
