@@ -111,15 +111,15 @@ def main() -> None:
                         or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
     parser.add_argument("--minilm-epochs", type=int, default=4)
-    parser.add_argument("--minilm-lr", type=float, default=5e-5)
+    parser.add_argument("--minilm-lr", type=float, default=1e-4)
     parser.add_argument("--minilm-batch-size", type=int, default=16)
     parser.add_argument("--minilm-max-length", type=int, default=128)
     parser.add_argument("--minilm-warmup", type=float, default=0.1)
     parser.add_argument("--minilm-decay", type=float, default=0.5)
     parser.add_argument("--minilm-seed", type=int, default=0, help="shuffling, dropout and head initialisation")
     parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (default: on)")
-    parser.add_argument("--minilm-average-last", type=float, default=0.0,
-                        help="share of the final steps whose weights are averaged (default 0: off)")
+    parser.add_argument("--minilm-average-last", type=float, default=0.25,
+                        help="share of the final steps whose weights are averaged (default 0.25; 0: off)")
     parser.add_argument("--bilstm-epochs", type=int, default=12)
     parser.add_argument("--documents", action="store_true",
                         help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences")

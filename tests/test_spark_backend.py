@@ -19,7 +19,7 @@ from trainers.spec import SpecError, TrainSpec
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Spark NLP cannot run here: {REASON}")
 NERDL = {"epochs": 25, "learning_rate": 3e-3, "batch_size": 8}
-CLASSIFIER = {"epochs": 20, "batch_size": 8, "learning_rate": 5e-3}  # fast on a separable toy set
+CLASSIFIER = {"epochs": 12, "batch_size": 8, "learning_rate": 5e-3}  # fast on a separable toy set
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_classifierdl_and_multiclassifierdl_learn_their_choices(snapshots, tmp_p
 
     multi = run({"type": "classification", "snapshot": snapshots["multi"], "output_dir": str(tmp_path / "m"),
                  "labels": ["respiratory", "skin"], "from_name": "symptoms", "multiple": True, "backend": "sparknlp",
-                 "params": {**CLASSIFIER, "epochs": 30}})
+                 "params": {**CLASSIFIER, "epochs": 18}})
     assert multi.metrics["micro"]["f1"] > 0.9
     assert "MultiClassifierDLApproach" in (tmp_path / "m" / "training.log").read_text()
     both = load(tmp_path / "m").predict(["Carla reports a cough and a rash since May ."])[0][0]["value"]["choices"]
