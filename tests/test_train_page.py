@@ -151,6 +151,41 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     assert "CPU" in by_id("resources").text and "training:ner" in by_id("licenses").text
     shot("cluster", "Cluster")
 
+    # a parameter search and a train-curve from the same wizard: the API's words for bad ones, then a curve
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="train"]').click()
+    until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
+    Select(by_id("embeddings")).select_by_value("bilstm")
+    by_id("next").click()
+    set_value("epochs", "1")
+    set_value("learning_rate", "0.01")
+    set_value("batch_size", "4")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="tune"]').click()
+    set_value("tune_trials", "0")
+    by_id("next").click()
+    by_id("train-button").click()
+    until(browser, lambda d: "tune.trials" in error_text(d), what="the API's 422 for 0 trials")
+    by_id("back").click()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="curve"]').click()
+    set_value("curve_points", "50")
+    by_id("next").click()
+    by_id("train-button").click()  # 'deploy' is still ticked from the first training
+    until(browser, lambda d: "deploy does not apply" in error_text(d), what="the 422 for deploying a curve")
+    by_id("deploy").click()
+    by_id("train-button").click()
+    until(browser, lambda d: "at least two different percentages" in error_text(d), what="the 422 for one point")
+    by_id("back").click()
+    set_value("curve_points", "50,100")
+    by_id("next").click()
+    by_id("train-button").click()
+    until(browser, lambda d: by_id("curve-verdict").is_displayed(), timeout_s=240, what="the curve's verdict")
+    assert "50 % (" in by_id("curve-verdict").text and "100 % (" in by_id("curve-verdict").text
+    until(browser, lambda d: d.execute_script("return document.getElementById('curve').naturalWidth") > 100,
+          what="the curve's plot")
+    shot("curve", "Training #" + by_id("run-id").text.lstrip("#"))
+    with service.client() as http:
+        sources = [t["source"] for t in http.get(f"/api/projects/{project}/trainings").json()]
+        assert sources.count("curve") == 1 and "tuning" not in sources  # the refused requests left nothing
+
     assert error_text(browser) == ""
     for path in taken:  # real pictures of a real page: PNG, and not one flat colour
         data = path.read_bytes()

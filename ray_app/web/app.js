@@ -178,6 +178,15 @@ function request() {
     body.script = $("script").value;
     delete body.embeddings;
   }
+  const mode = document.querySelector('input[name="mode"]:checked').value;
+  if (mode === "tune") {
+    body.tune = { trials: number("tune_trials") };
+    if ($("tune_space").value.trim()) body.tune.space = $("tune_space").value.trim();
+    if ($("tune_budget").value.trim()) body.tune.budget = $("tune_budget").value.trim();
+  } else if (mode === "curve") {
+    body.curve = { seeds: number("curve_seeds") };
+    if ($("curve_points").value.trim()) body.curve.points = $("curve_points").value.trim();
+  }
   return body;
 }
 
@@ -199,7 +208,10 @@ function follow(training) {
   $("run").hidden = false;
   $("run-id").textContent = `#${training.id}`;
   $("logs").hidden = true;
+  $("curve").hidden = true;
+  $("curve-verdict").hidden = true;
   state.logsOpen = false;
+  state.curveShown = false;
   render(training);
   clearInterval(state.poll);
   state.poll = setInterval(() => guarded(refresh), 1000);
@@ -211,6 +223,15 @@ async function refresh() {
   render(training);
   if (state.logsOpen) await loadLogs();
   if (!["queued", "running"].includes(training.status)) clearInterval(state.poll);
+  if (training.source === "curve" && training.status === "succeeded" && !state.curveShown) {
+    state.curveShown = true;
+    const curve = training.jobs[0].metrics.curve;
+    $("curve-verdict").textContent = "Train-curve: " + curve.points.map((p) =>
+      `${p.percent} % (${p.tasks} tasks) F1 ${p.mean === null ? "failed" : p.mean.toFixed(3)}`).join(" · ") + ` — ${curve.verdict}`;
+    $("curve-verdict").hidden = false;
+    $("curve").src = URL.createObjectURL(await api("GET", `/api/trainings/${training.id}/curve.png`));
+    $("curve").hidden = false;
+  }
 }
 
 function render(training) {
@@ -222,7 +243,9 @@ function render(training) {
   bar.className = training.status;
   $("run-status").textContent = training.jobs.map((j) =>
     `${j.type}: ${j.status}${j.epoch ? `, epoch ${j.epoch}` : ""}${j.reason ? ` (${j.reason})` : ""}`
-    + (j.model_name ? `, model ${j.model_name}, test F1 ${f1(j.metrics)}` : "")).join("; ");
+    + (j.model_name ? `, model ${j.model_name}, test F1 ${f1(j.metrics)}` : "")
+    + (j.metrics && j.metrics.tuning ? `, best of ${j.metrics.tuning.trials.length} trials: trial `
+       + `${j.metrics.tuning.best_trial}` : "")).join("; ");
   $("cancel").disabled = !["queued", "running"].includes(training.status);
 }
 
