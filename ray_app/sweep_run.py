@@ -22,7 +22,7 @@ TRIAL_MEMORY = 64 * 2**20  # the trial's own actor: no CPU (its Train worker hol
 
 
 NOTHING_YET = {"epoch": 0, "f1": 0.0, "best_f1": 0.0}  # the result of a trial the budget ended before its epoch 1
-BUDGET_SPENT = "budget.txt"  # in a trial's folder: the search's time budget ended it (or kept it from starting)
+BUDGET_SPENT = "budget.txt"  # in a trial's folder: how the search's time budget ended it, as its table row says
 
 
 def trial_worker(config: dict) -> None:
@@ -48,8 +48,8 @@ def trial_worker(config: dict) -> None:
 
     try:
         run(config["spec"], [to_tune])
-    except StopTraining as exc:
-        (out / BUDGET_SPENT).write_text(str(exc))
+    except StopTraining:
+        (out / BUDGET_SPENT).write_text("stopped by the time budget")
         if reported["best_f1"] is None:  # Tune wants its metric in every trial's results
             ray.train.report(NOTHING_YET)
     except BaseException as exc:
@@ -78,7 +78,7 @@ def trial_driver(config: dict) -> None:
     spec["output_dir"] = str(out)
     if config.get("deadline") and time.time() >= config["deadline"]:
         out.mkdir(parents=True, exist_ok=True)
-        (out / BUDGET_SPENT).write_text("not started: the search's time budget is spent")
+        (out / BUDGET_SPENT).write_text("not started (time budget)")
         tune.report(NOTHING_YET)
         return
     trainer = TorchTrainer(
@@ -221,8 +221,7 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
                 _last_line(result.error)
             row["end"] = "failed: " + " ".join(reason.split())[:200]
         elif (folder / BUDGET_SPENT).exists():
-            row["end"] = "not started (time budget)" if (folder / BUDGET_SPENT).read_text().startswith("not started") \
-                else "stopped by the time budget"
+            row["end"] = (folder / BUDGET_SPENT).read_text()
         else:
             row["end"] = "stopped early (ASHA)"
         rows.append(row)

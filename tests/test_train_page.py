@@ -77,6 +77,19 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         field.clear()
         field.send_keys(value)
 
+    def parameters(epochs: str) -> None:
+        set_value("epochs", epochs)
+        set_value("learning_rate", "0.01")
+        set_value("batch_size", "4")
+
+    def refused(words: str, what: str) -> None:
+        by_id("train-button").click()
+        until(browser, lambda d: words in error_text(d), what=what)
+
+    def picture_shown(element_id: str, what: str) -> None:
+        until(browser, lambda d: d.execute_script(f"return document.getElementById('{element_id}').naturalWidth")
+              > 100, what=what)
+
     project = toy_project(service)
     with service.client() as http:  # a classification model beside it, for a confusion matrix
         classification = start(http, project, types=["classification"], params={**FAST, "epochs": 2})
@@ -101,16 +114,13 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     Select(by_id("embeddings")).select_by_value("bilstm")
     shot("step-1-type", "Train a model")
     by_id("next").click()
-    set_value("epochs", "0")
-    set_value("learning_rate", "0.01")
-    set_value("batch_size", "4")
+    parameters("0")
     shot("step-2-parameters", "Data")
     by_id("next").click()
     assert by_id("deploy").is_displayed() and not by_id("gpu-label").is_displayed()  # no GPU here
     by_id("deploy").click()
     shot("step-3-after-training", "Train a model")
-    by_id("train-button").click()
-    until(browser, lambda d: "epochs=0" in error_text(d), what="the API's 422 for epochs=0")
+    refused("epochs=0", "the API's 422 for epochs=0")
     by_id("back").click()
     set_value("epochs", "2")
     by_id("next").click()
@@ -141,8 +151,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         if row.text.startswith(f"classification_{project}"):
             row.find_element(By.TAG_NAME, "button").click()
     until(browser, lambda d: "travel" in by_id("per-label").text, what="the per-label table")
-    until(browser, lambda d: d.execute_script("return document.getElementById('confusion').naturalWidth") > 100,
-          what="the confusion matrix picture")
+    picture_shown("confusion", "the confusion matrix picture")
     shot("benchmark", "Benchmark of " + f"classification_{project}_topic")
 
     browser.find_element(By.CSS_SELECTOR, '.tab[data-view="cluster"]').click()
@@ -156,31 +165,25 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
     Select(by_id("embeddings")).select_by_value("bilstm")
     by_id("next").click()
-    set_value("epochs", "1")
-    set_value("learning_rate", "0.01")
-    set_value("batch_size", "4")
+    parameters("1")
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="tune"]').click()
     set_value("tune_trials", "0")
     by_id("next").click()
-    by_id("train-button").click()
-    until(browser, lambda d: "tune.trials" in error_text(d), what="the API's 422 for 0 trials")
+    refused("tune.trials", "the API's 422 for 0 trials")
     by_id("back").click()
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="curve"]').click()
     set_value("curve_points", "50")
     by_id("next").click()
-    by_id("train-button").click()  # 'deploy' is still ticked from the first training
-    until(browser, lambda d: "deploy does not apply" in error_text(d), what="the 422 for deploying a curve")
+    refused("deploy does not apply", "the 422 for deploying a curve")  # 'deploy' is still ticked from before
     by_id("deploy").click()
-    by_id("train-button").click()
-    until(browser, lambda d: "at least two different percentages" in error_text(d), what="the 422 for one point")
+    refused("at least two different percentages", "the 422 for one point")
     by_id("back").click()
     set_value("curve_points", "50,100")
     by_id("next").click()
     by_id("train-button").click()
     until(browser, lambda d: by_id("curve-verdict").is_displayed(), timeout_s=240, what="the curve's verdict")
     assert "50 % (" in by_id("curve-verdict").text and "100 % (" in by_id("curve-verdict").text
-    until(browser, lambda d: d.execute_script("return document.getElementById('curve').naturalWidth") > 100,
-          what="the curve's plot")
+    picture_shown("curve", "the curve's plot")
     shot("curve", "Training #" + by_id("run-id").text.lstrip("#"))
     with service.client() as http:
         sources = [t["source"] for t in http.get(f"/api/projects/{project}/trainings").json()]
