@@ -16,6 +16,7 @@ import pytest
 
 from storage.catalog import Catalog
 
+HANG_S = 1800  # the limit of every wait in the suite: it only catches a hang (tests wait for states, not seconds)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NER_CONFIG = """
 <View>
@@ -97,7 +98,7 @@ class Service:
         if token:
             env["LABTRAIN_TOKEN"] = token
         return subprocess.run([sys.executable, "-m", "ray_app.cli", *args, "--home", str(self.home)],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=env, timeout=HANG_S)
 
 
 @pytest.fixture(scope="session")
@@ -107,11 +108,11 @@ def service(tmp_path_factory) -> Service:
     port = _free_port()
     started = subprocess.run(
         [sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-         "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=400)
+         "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=HANG_S)
     assert started.returncode == 0, started.stderr + started.stdout
     info = json.loads(started.stdout)
     yield Service(home, info["url"], info["admin_token"])
-    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=120)
+    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=HANG_S)
 
 
 @pytest.fixture(autouse=True)

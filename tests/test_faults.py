@@ -17,7 +17,7 @@ import pytest
 
 from ray_app.service import session_processes
 from ray_app.settings import read_service
-from tests.conftest import Service, _free_port
+from tests.conftest import HANG_S, Service, _free_port
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
 LONG = {"epochs": 500, "batch_size": 4}
@@ -25,14 +25,14 @@ LONG = {"epochs": 500, "batch_size": 4}
 
 def serve(home, port) -> Service:
     started = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-                              "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=400)
+                              "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=HANG_S)
     assert started.returncode == 0, started.stderr + started.stdout
     info = json.loads(started.stdout)
     return Service(home, info["url"], info["admin_token"])
 
 
 def stop(home) -> None:
-    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=120, check=True)
+    subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=HANG_S, check=True)
 
 
 def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_and_nothing_lost(tmp_path):
@@ -131,7 +131,7 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
                 t["id"] == int(p.name) for t in http.get(f"/api/projects/{project}/trainings").json())]
 
             filler.unlink()
-            ended = wait(http, running["id"], timeout_s=60)  # recorded once there is room
+            ended = wait(http, running["id"])  # recorded once there is room
             # cancelled, or failed first when its own log could no longer be written
             assert (ended["status"], ended["jobs"][0]["reason"]) == ("cancelled", "cancelled by admin") or (
                 ended["status"] == "failed" and ended["jobs"][0]["reason"].startswith("disk full: ")), ended

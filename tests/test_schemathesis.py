@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import HANG_S
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
 def schemathesis_command() -> list[str]:
@@ -43,7 +44,7 @@ parameters = {{ "path.name" = "{model}" }}
              "-H", f"Authorization: Bearer {service.token}", "--checks", "not_a_server_error",
              "--phases", "coverage,fuzzing", "--workers", "1", "--max-time", "30", "--request-timeout", "60",
              "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, timeout=400, cwd=tmp_path)
+            capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
     finally:  # generated requests may have started trainings of the project: stop them
         with service.client() as http:
             for t in http.get(f"/api/projects/{project}/trainings").json():

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import NER_CONFIG, genai_completion, genai_task, shared_file, span
+from tests.conftest import HANG_S, NER_CONFIG, genai_completion, genai_task, shared_file, span
 
 TEXT = "Rita lives in Paris"
 
@@ -149,7 +149,7 @@ def test_cli_errors_go_to_stderr_with_a_nonzero_exit(service, tmp_path):
 
 def test_second_serve_on_the_same_home_is_refused(service):
     again = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--home", str(service.home),
-                            "--port", "1"], capture_output=True, text=True, timeout=60)
+                            "--port", "1"], capture_output=True, text=True, timeout=HANG_S)
     assert again.returncode == 1 and "already serving" in again.stderr
 
 

@@ -105,7 +105,7 @@ def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
         answer = http.post(f"/api/projects/{project}/trainings",
                            json={"types": ["ner"], "backend": "sparknlp", "params": NERDL})
         assert answer.status_code == 201, answer.text
-        training = wait(http, answer.json()["id"], timeout_s=300)
+        training = wait(http, answer.json()["id"])
         assert training["status"] == "succeeded", training
         job = training["jobs"][0]
         assert job["embeddings"] == "minilm_words" and job["metrics"]["micro"]["f1"] > 0.9

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_S
 from tests.test_training_service import FAST, start, toy_project, wait
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -34,7 +35,7 @@ def browser():
     driver.quit()
 
 
-def until(driver, check, timeout_s: float = 30, what: str = ""):
+def until(driver, check, timeout_s: float = HANG_S, what: str = ""):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -126,7 +127,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     by_id("next").click()
     by_id("train-button").click()
     until(browser, lambda d: by_id("run").is_displayed(), what="the run panel")
-    until(browser, lambda d: by_id("progress-bar").get_attribute("aria-valuenow") == "100", timeout_s=240,
+    until(browser, lambda d: by_id("progress-bar").get_attribute("aria-valuenow") == "100",
           what="the progress bar at 100 %")
     assert "succeeded" in by_id("run-status").text and f"model ner_{project}," in by_id("run-status").text
     shot("progress-100", "Training #" + by_id("run-id").text.lstrip("#"))
@@ -181,7 +182,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     set_value("curve_points", "50,100")
     by_id("next").click()
     by_id("train-button").click()
-    until(browser, lambda d: by_id("curve-verdict").is_displayed(), timeout_s=240, what="the curve's verdict")
+    until(browser, lambda d: by_id("curve-verdict").is_displayed(), what="the curve's verdict")
     assert "50 % (" in by_id("curve-verdict").text and "100 % (" in by_id("curve-verdict").text
     picture_shown("curve", "the curve's plot")
     shot("curve", "Training #" + by_id("run-id").text.lstrip("#"))

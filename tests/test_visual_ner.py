@@ -220,7 +220,7 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             assert [e["name"] for e in entry["embeddings"]] == ["minilm"]
             assert options["gpu_available"] is False
             for body, words in (({"backend": "sparknlp"}, "licensed in Spark NLP"),
-                                ({"use_gpu": True}, "the cluster has 0 GPU"),
+                                ({"use_gpu": True}, "fits no node of this cluster (it has 0 GPU)"),
                                 ({"params": {"eval_size": 2}}, "eval_size=2")):
                 answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["visual_ner"], **body})
                 assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
@@ -234,7 +234,7 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             license_file.write_text("licenses:\n- {id: text, scopes: [training:ner, training:assertion, "
                                     "training:classification, training:relation], max_jobs: 2}\n"
                                     "- {id: visual, scopes: ['ocr:training'], max_jobs: 1}\n")
-            training = wait(http, training["id"], timeout_s=300)
+            training = wait(http, training["id"])
             assert training["status"] == "succeeded", training
             job = training["jobs"][0]
             assert job["metrics"]["micro"]["f1"] > 0.5
