@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from cluster.scheduler import LicenseSlots
 from storage.errors import ValidationError
 
 TEXT_SCOPES = ("training:ner", "training:assertion", "training:classification", "training:relation")
@@ -99,17 +100,13 @@ class LicensePool:
         self.cpu_bundles = n
         self.reload()
 
-    def available(self, scope: str) -> License | None:
-        """A license with a free slot for this scope (the file re-read if it changed)."""
-        self.reload()
-        return next((lic for lic in self.licenses if scope in lic.scopes and lic.free > 0), None)
+    def slots(self) -> list[LicenseSlots]:
+        """Each license's free slots, as the scheduler plans with them."""
+        return [LicenseSlots(lic.id, tuple(lic.scopes), lic.free) for lic in self.licenses]
 
-    def acquire(self, scope: str, job_id: int) -> str | None:
-        lic = self.available(scope)
-        if lic is None:
-            return None
-        lic.holders.append(job_id)
-        return lic.id
+    def bind(self, license_id: str, job_id: int) -> None:
+        """One slot of this license is the job's until it ends (`release`)."""
+        next(lic for lic in self.licenses if lic.id == license_id).holders.append(job_id)
 
     def release(self, job_id: int) -> None:
         for lic in self.licenses:  # a search holds one slot per trial it runs at once
@@ -118,8 +115,6 @@ class LicensePool:
     def usage(self) -> list[dict]:
         return [{**asdict(lic), "in_use": len(lic.holders)} for lic in self.licenses]
 
-    def offers(self, scope: str) -> bool:
-        return any(scope in lic.scopes for lic in self.licenses)
 
 
 def describe(path: Path | None) -> str:

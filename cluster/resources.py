@@ -47,19 +47,6 @@ class Ledger:
                 free[k] = free.get(k, 0.0) - v
         return free
 
-    def missing(self, bundle: dict[str, float]) -> str | None:
-        """What is missing for this bundle now, e.g. '1 GPU', or None if it fits."""
-        free = self.free()
-        short = {k: v - max(0.0, free.get(k, 0.0)) for k, v in bundle.items() if free.get(k, 0.0) < v}
-        return describe_bundle(short) if short else None
-
-    def possible(self, bundle: dict[str, float]) -> str | None:
-        """Why this bundle can never fit in the cluster as it is, or None."""
-        lacking = [k for k, v in bundle.items() if self.totals.get(k, 0.0) < v]
-        if not lacking:
-            return None
-        return ", ".join(f"the cluster has {self.totals.get(k, 0.0):g} {k}" for k in lacking)
-
     def take(self, job_id: int, bundle: dict[str, float]) -> None:
         self.held[job_id] = bundle
 

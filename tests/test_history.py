@@ -7,6 +7,7 @@ import pytest
 
 from cluster.licenses import LicenseError, LicensePool, parse_licenses
 from cluster.resources import Ledger, bundle_for
+from cluster.scheduler import LicenseSlots
 from storage.errors import Conflict, SelectionError, ValidationError
 from storage.history import training_status
 from storage.labeling_config import deploy_model, parse_labeling_config
@@ -125,24 +126,23 @@ def test_license_file_errors_name_the_license_and_field():
 def test_a_license_binds_one_job_per_slot_until_released(tmp_path):
     (tmp_path / "licenses.yaml").write_text("licenses:\n- {id: ocr, scopes: [ocr:training], max_jobs: 1}\n")
     pool = LicensePool(tmp_path, cpu_bundles=2)
-    assert pool.acquire("ocr:training", 1) == "ocr"
-    assert pool.acquire("ocr:training", 2) is None
-    assert pool.acquire("training:ner", 3) is None  # a license file replaces the embedded default
+    assert pool.slots() == [LicenseSlots("ocr", ("ocr:training",), 1)]  # the file replaces the embedded default
+    pool.bind("ocr", 1)
+    assert pool.slots()[0].free == 0
     pool.release(1)
-    assert pool.acquire("ocr:training", 2) == "ocr"
+    assert pool.slots()[0].free == 1
 
 
 def test_embedded_default_grants_text_scopes_one_slot_per_cpu(tmp_path):
     pool = LicensePool(tmp_path, cpu_bundles=2)
-    assert [pool.acquire("training:ner", i) for i in range(3)] == ["embedded:training:ner"] * 2 + [None]
-    assert pool.acquire("ocr:training", 9) is None
+    assert {s.scopes: s.free for s in pool.slots()} == {("training:ner",): 2, ("training:assertion",): 2,
+                                                        ("training:classification",): 2, ("training:relation",): 2}
 
 
-def test_ledger_says_what_a_bundle_waits_for():
+def test_ledger_counts_what_running_jobs_hold():
     ledger = Ledger(totals={"CPU": 2.0, "GPU": 0.0})
-    assert ledger.possible(bundle_for(True)) == "the cluster has 0 GPU"
     ledger.take(1, bundle_for(False))
     ledger.take(2, bundle_for(False))
-    assert ledger.missing(bundle_for(False)) == "1 CPU"
+    assert ledger.free() == {"CPU": 0.0, "GPU": 0.0}
     ledger.give_back(1)
-    assert ledger.missing(bundle_for(False)) is None
+    assert ledger.free() == {"CPU": 1.0, "GPU": 0.0}
