@@ -40,13 +40,16 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         argv = ["serve", "--home", str(home), "--host", args.host, "--port", str(args.port)]
         argv += ["--num-cpus", str(args.num_cpus)] if args.num_cpus else []
         argv += ["--address", args.address] if args.address else []
+        argv += ["--autoscaling-config", args.autoscaling_config] if args.autoscaling_config else []
+        argv += ["--artifacts", args.artifacts] if args.artifacts else []
         info = start_detached(home, argv)
         _announce(info, api_token(home), args.json)
         return None
     # Detached, this process's output is serve.log: the token stays in the admin_token file only.
     shown = (lambda token: None) if os.environ.get("LABTRAIN_DETACHED") else (lambda token: token)
     run_service(home, args.host, args.port, args.num_cpus, args.address,
-                on_ready=lambda info, token: _announce(info, shown(token), args.json))
+                on_ready=lambda info, token: _announce(info, shown(token), args.json),
+                autoscaling_config=args.autoscaling_config, artifacts=args.artifacts)
     return None
 
 
@@ -201,7 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray head (default: all)")
-    p.add_argument("--address", help="join this Ray cluster instead of starting a local head")
+    p.add_argument("--address", help="join this Ray cluster instead of starting a local head (run it on the head)")
+    p.add_argument("--autoscaling-config", metavar="FILE",
+                   help="the node types the cluster's autoscaler may add (its launcher YAML or KubeRay RayCluster); "
+                        "default: the config of the head's own autoscaler")
+    p.add_argument("--artifacts", metavar="URI",
+                   help="keep models and epoch checkpoints where every node reaches them: s3://bucket/prefix, "
+                        "gs://bucket/prefix or a path mounted on every node (credentials from the environment)")
     p.add_argument("--detach", action="store_true", help="run in the background; return once it answers")
     command("stop", cmd_stop, "stop the service started with `labtrain serve`")
 

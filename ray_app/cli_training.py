@@ -23,6 +23,8 @@ def training_body(args: argparse.Namespace) -> dict:
     body = {"types": args.type, "embeddings": args.embeddings,
             "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
             "deploy": args.deploy, "gpu": args.gpu, "backend": args.backend}
+    if getattr(args, "max_retries", None) is not None:
+        body["max_retries"] = args.max_retries
     if getattr(args, "tune", None):
         body["tune"] = {"trials": tune_trials(args.tune), "space": args.tune_space, "budget": args.tune_budget}
     if getattr(args, "points", None) is not None or getattr(args, "curve", False):
@@ -228,9 +230,17 @@ def cmd_cluster(args: argparse.Namespace, client: ApiClient) -> Any:
           f"{total['GPU']:g} free, memory {free['memory_gb']:g}/{total['memory_gb']:g} GB free; "
           f"GPU resource available: {'yes' if view['gpu_available'] else 'no'}")
     print(f"dashboard {view.get('dashboard_url')}")
+    scaler = view.get("autoscaler") or {}
+    if scaler.get("node_types"):
+        kinds = ", ".join(f"{t['name']} ({' + '.join(f'{v:g} {k}' for k, v in t['resources'].items())}, up to "
+                          f"{t['max_workers']})" for t in scaler["node_types"])
+        print(f"autoscaler node types {kinds}; demand shown: {len(scaler['demand'])} bundle(s) [{scaler['config']}]")
+    if view.get("artifacts"):
+        print(f"artifact store {view['artifacts']}")
     for r in view["training_servers"]:
         print(f"  running job {r['job_id']} ({r['project']} {r['type']}) on {r['bundle']}, license {r['license']}, "
-              f"by {r['started_by']} since {r['started_at'][:19]}")
+              f"by {r['started_by']} since {r['started_at'][:19]}"
+              + (f", node {r['worker_node'][:12]}" if r.get("worker_node") else ""))
     for q in view["queue"]:
         print(f"  queued job {q['job_id']} ({q['type']}): {q['reason']}")
     for lic in view["licenses"]:
@@ -367,4 +377,6 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reviewed-only", action="store_true")
     p.add_argument("--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): "
                                                                   "'Use available GPU'")
+    p.add_argument("--max-retries", type=int, help="start a job again this often when its worker or node is lost "
+                                                   "(default 1; from its last epoch with serve --artifacts)")
     p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
 
     error = None
     try:
-        ray.get(start_job(job_id, grant["spec"], grant["bundle_resources"], grant["storage_path"]))
+        ray.get(start_job(job_id, grant["spec"], grant["bundle_resources"], 1, grant["home"], grant["resilience"]))
     except Exception as exc:  # the trainer's own reason reaches the manager as an event
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     job = call(manager, "submission_finished", job_id, error)

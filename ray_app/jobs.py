@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +18,20 @@ import ray
 
 from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
+from cluster.scheduler import Plan, QueuedJob, plan
+from ray_app.autoscaling import Demand, capacity, find_node_types
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
-from ray_app.train_run import ray_failure, start_job
+from ray_app.train_run import Resilience, ray_failure, start_job
+from ray_app.workspace import Home
+from storage.artifacts import ArtifactStore
 from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
+from trainers.spec import TrainParams
 
 log = logging.getLogger(__name__)
+NODE_VERDICT_S = 90  # how long Ray may take to declare an unreachable node dead
+TICK_S = 2  # how often the queue is looked at again besides when a job ends
 INTERRUPTED = "interrupted: the labtrain service stopped while this job was queued or running"
 
 
@@ -43,25 +52,36 @@ class RunningJob:
     worker_node: str | None = None
     cancelled_by: str | None = None
     slots: int = 1  # a search or a curve: how many of `bundle` it holds, one per concurrent trial
+    max_retries: int = 1  # how often Ray starts it again when its worker or node is lost
+    epochs: int | None = None
+    epoch: int = 0  # the last epoch it finished
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class JobManager:
     """One per service. Async: its methods interleave on one event loop, never in parallel."""
 
-    def __init__(self, home: str, storage: "ray.actor.ActorHandle"):
+    def __init__(self, home: str, storage: "ray.actor.ActorHandle", autoscaling_config: str | None = None,
+                 artifacts: str | None = None):
         self.home = Path(home)
+        self.store = ArtifactStore(artifacts) if artifacts else None
         self.storage = StorageClient(storage)
         self.ledger = Ledger()
         self.licenses = LicensePool(self.home, 1)
+        self.node_types, self.node_types_source = find_node_types(autoscaling_config)
+        self.capacity = capacity(self.node_types)
+        self.demand = Demand(enabled=bool(self.node_types))
+        self.where = Home(str(self.home), ray.get_runtime_context().get_node_id())  # trainings' files live here
         self.queue: list[int] = []
         self.running: dict[int, RunningJob] = {}
         self.results: dict[int, dict] = {}
         self.errors: dict[int, str] = {}
         self.submissions: dict[int, str] = {}  # job id -> Ray job submission id (--submit)
         self.unrecorded: dict[int, tuple] = {}  # job id -> how it ended, when the catalog could not record it
-        self.log_lines: dict[int, dict[int, str]] = {}  # job id -> log lines that came before their turn
-        self.log_next: dict[int, int] = {}  # job id -> the sequence number of the next log line
+        # (job id, sending worker) -> log lines that came before their turn, and the next line's number;
+        # a worker started again (a lost node) numbers its lines from 0
+        self.log_lines: dict[tuple[int, str], dict[int, str]] = {}
+        self.log_next: dict[tuple[int, str], int] = {}
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
         self.started = False
@@ -96,10 +116,13 @@ class JobManager:
 
     async def submit(self, project: str, request: dict, user: str | None, source: str = "manual") -> dict:
         self._refresh_totals()
-        impossible = self.ledger.possible(bundle_for(request.get("gpu", False)))
+        bundle = bundle_for(request.get("gpu", False))
+        impossible = self.capacity.impossible(bundle)
+        if impossible and "GPU" in bundle:
+            raise ValidationError(f"gpu: {impossible}; train without --gpu, or add a GPU node (or a GPU node type)")
         if impossible:
-            raise ValidationError(f"--gpu asks for a GPU bundle but {impossible}; train without --gpu "
-                                  "or add a GPU node")
+            raise ValidationError(f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type "
+                                  "with CPUs")
         submitted = request.get("runner") == "ray_job"
         training = await self.storage("create_training", project, request, user, "ray job" if submitted else source)
         for job in training["jobs"]:
@@ -155,8 +178,8 @@ class JobManager:
         running = self.running.get(job_id)
         if running is not None:
             return {"state": "run", "spec": await self.storage("job_spec", job_id), "bundle": describe_bundle(
-                running.bundle), "bundle_resources": running.bundle, "license": running.license,
-                "storage_path": str(self.home / "ray_results")}
+                running.bundle), "bundle_resources": running.bundle, "license": running.license, "home": self.where,
+                "resilience": self._resilience(running.max_retries)}
         job = await self.storage("job", job_id)
         if job_id in self.queue:
             return {"state": "wait", "reason": job["reason"]}
@@ -167,6 +190,33 @@ class JobManager:
         if running is not None and running.submission_id:
             await self._finish(running, self.errors.get(job_id) or error)
         return await self.storage("job", job_id)
+
+    # --- a job's files, for worker nodes that do not see the home (ray_app.workspace) ----------
+
+    async def job_inputs(self, job_id: int, paths: list[str]) -> dict[str, bytes]:
+        """The contents of a job's input files (its snapshot, script, page images with their cached
+        OCR words); only files inside the home are read."""
+        return await asyncio.to_thread(self._read_inputs, paths)
+
+    def _read_inputs(self, paths: list[str]) -> dict[str, bytes]:
+        home, contents = self.home.resolve(), {}
+        for path in paths:
+            file = Path(path).resolve()
+            if not file.is_relative_to(home):
+                raise ValidationError(f"{path} is not in labtrain's home; a job reads its inputs from there only")
+            contents[path] = file.read_bytes()
+            for cached in file.parent.glob(f"{file.name}.ocr-*.json"):
+                contents[str(Path(path).parent / cached.name)] = cached.read_bytes()
+        return contents
+
+    async def receive_output(self, job_id: int, target: str, relative: str, offset: int, data: bytes,
+                             last: bool) -> None:
+        """One chunk of a file a job wrote on a worker node, into its folder in the home."""
+        folder = Path(target).resolve()
+        file = (folder / relative).resolve()
+        if not folder.is_relative_to(self.home.resolve() / "trainings") or not file.is_relative_to(folder):
+            raise ValidationError(f"{target}/{relative} is not in a training's folder of labtrain's home")
+        await asyncio.to_thread(_write_chunk, file, offset, data)
 
     async def cancel(self, training_id: int, user: str | None) -> dict:
         for job in await self.storage("jobs_of", training_id):
@@ -197,24 +247,43 @@ class JobManager:
         kind = event.get("kind")
         if kind == "log" and "seq" in event:
             # An async actor may run calls from one caller out of order: lines wait for the ones before.
-            waiting = self.log_lines.setdefault(job_id, {})
+            sender = (job_id, event.get("sender", ""))
+            waiting = self.log_lines.setdefault(sender, {})
             waiting[event["seq"]] = event["line"]
-            while self.log_next.get(job_id, 0) in waiting:
-                self._append(running.output_dir, waiting.pop(self.log_next.get(job_id, 0)))
-                self.log_next[job_id] = self.log_next.get(job_id, 0) + 1
+            while self.log_next.get(sender, 0) in waiting:
+                self._append(running.output_dir, waiting.pop(self.log_next.get(sender, 0)))
+                self.log_next[sender] = self.log_next.get(sender, 0) + 1
         elif kind == "log":
             self._append(running.output_dir, event["line"])
         elif kind == "progress":  # the worker sends about one a second (train_run.PROGRESS_EVERY_S)
             changes = {"progress": min(99.0, event["progress"])}
             if event.get("epoch"):
+                running.epoch = event["epoch"]
                 changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
             await self.storage("update_job", job_id, **changes)
         elif kind == "worker":
+            if running.worker_node is not None:  # Ray started it again: its worker or node was lost
+                self._append(running.output_dir, self._restart_line(running, event))
             running.worker_pid, running.worker_node = event["pid"], event["node"]
         elif kind == "result":
             self.results[job_id] = event["metrics"]
         elif kind == "error":
             self.errors[job_id] = event["error"]
+
+    def _restart_line(self, running: RunningJob, event: dict) -> str:
+        lost = "alive" if any(n["NodeID"] == running.worker_node and n["Alive"] for n in ray.nodes()) else "lost"
+        where = (f"node {running.worker_node[:12]} {lost}" if lost == "lost" else
+                 f"the training process on node {running.worker_node[:12]} lost")
+        done = f"at epoch {running.epoch} of {running.epochs}" if running.epochs else ""
+        if event.get("resumed_epoch"):
+            how = f"resumed from the epoch-{event['resumed_epoch']} checkpoint"
+        elif event.get("checkpoints"):
+            how = "started again from the beginning (no epoch had been checkpointed yet)"
+        else:
+            how = ("started again from the beginning (checkpoints need a place every node reaches: "
+                   "labtrain serve --artifacts)")
+        return (f"[labtrain {now().isoformat(timespec='seconds')}] {where} {done}; {how} "
+                f"on node {event['node'][:12]}").replace("  ", " ")
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -235,7 +304,11 @@ class JobManager:
                                       "worker_pid": r.worker_pid, "worker_node": r.worker_node}
                                      for r in self.running.values()],
                 "queue": waiting, "licenses": self.licenses.usage(),
-                "license_file": describe(license_file(self.home))}
+                "license_file": describe(license_file(self.home)),
+                "artifacts": self.store.uri if self.store else None,
+                "autoscaler": {"config": self.node_types_source, "demand": self.demand.shown,
+                               "node_types": [{"name": t.name, "resources": dict(t.resources),
+                                               "max_workers": t.max_workers} for t in self.node_types]}}
 
     async def licensed(self, scope: str) -> bool:
         """Whether a license of the license file grants `scope` (pre-annotation checks ocr:inference)."""
@@ -245,16 +318,18 @@ class JobManager:
     # --- scheduling ------------------------------------------------------------------------------
 
     def _refresh_totals(self) -> None:
-        totals = ray.cluster_resources()
-        self.ledger.totals = {k: totals.get(k, 0.0) for k in ("CPU", "GPU")}
+        """Ray's view of the cluster now: the alive nodes and their totals (an autoscaler adds and
+        retires nodes); the embedded license grows with the most CPUs the cluster may have."""
+        self.capacity = capacity(self.node_types)
+        self.ledger.totals = {k: sum(n.get(k, 0.0) for n in self.capacity.nodes) for k in ("CPU", "GPU")}
         try:
-            self.licenses.set_cpu_bundles(int(self.ledger.totals["CPU"]))
+            self.licenses.set_cpu_bundles(int(self.capacity.max_resource("CPU")))
         except LabtrainError as exc:  # a broken license file: jobs wait and say so
             log.error("%s", exc)
 
     async def _tick(self) -> None:
-        while True:  # resources can appear (autoscaling), license files change, Ray jobs end
-            await asyncio.sleep(5)
+        while True:  # nodes join and go (autoscaling), license files change, Ray jobs end
+            await asyncio.sleep(TICK_S)
             try:
                 if self.unrecorded:
                     await self._record_unrecorded()
@@ -288,48 +363,46 @@ class JobManager:
             return None
 
     async def _schedule(self) -> None:
+        """Carry out the scheduler's plan (`cluster.scheduler.plan`): start what fits, record why the
+        others wait, and show the autoscaler the bundles they wait for."""
         async with self.lock:
+            waiting = []
             for job_id in list(self.queue):
                 job = await self.storage("job", job_id)
-                training = await self.storage("training", job["training_id"])
-                if job_id not in self.queue:  # cancelled while we read it
-                    continue
-                bundle = bundle_for(job["gpu"])
-                reason = self._wait_reason(job, bundle)
-                if reason:
-                    if reason != job["reason"]:
-                        await self.storage("update_job", job_id, reason=reason)
-                        self._log(job, reason)
+                waiting.append((job, await self.storage("training", job["training_id"])))
+            waiting = [(job, training) for job, training in waiting if job["job_id"] in self.queue]
+            self._refresh_totals()
+            queued = [QueuedJob(job["job_id"], job["scope"], bundle_for(job["gpu"]), sweep_size(training["request"]))
+                      for job, training in waiting]
+            try:
+                self.licenses.reload()
+                decided = plan(queued, self.ledger.free(), self.capacity, self.licenses.slots())
+            except LabtrainError as exc:  # a broken license file: every job waits and says so
+                decided = Plan(waits={q.job_id: f"waiting for a valid license file: {exc}" for q in queued})
+            self.demand.show([r.bundle for r in self.running.values() for _ in range(r.slots)], decided.demand)
+            for job, _ in waiting:
+                reason = decided.waits.get(job["job_id"])
+                if reason and reason != job["reason"] and job["job_id"] in self.queue:
+                    await self.storage("update_job", job["job_id"], reason=reason)
+                    self._log(job, reason)
+            starts = {s.job_id: s for s in decided.starts}
+            for job, training in waiting:
+                start = starts.get(job["job_id"])
+                if start is None or job["job_id"] not in self.queue:  # waits, or was cancelled meanwhile
                     continue
                 # Off the queue and into `running` with no await between: a cancel always finds it.
-                self.queue.remove(job_id)
-                slots, license_id = self._take(job_id, job["scope"], bundle, sweep_size(training["request"]))
-                self.running[job_id] = RunningJob(job_id, job["training_id"], training["project"], job["type"],
-                                                  bundle, license_id, training["requested_by"], str(now()),
-                                                  job["output_dir"], slots=slots)
-                await self._launch(self.running[job_id], job)
-
-    def _take(self, job_id: int, scope: str, bundle: dict, wanted: int) -> tuple[int, str]:
-        """A bundle and a license for the job; a search or a curve takes more, one per trial it
-        may run at once, as many as are free now (at most `wanted`). Returns (slots, license)."""
-        held = [self.licenses.acquire(scope, job_id)]
-        while len(held) < wanted and not self.ledger.missing(scaled(bundle, len(held) + 1)) \
-                and self.licenses.available(scope):
-            held.append(self.licenses.acquire(scope, job_id))
-        self.ledger.take(job_id, scaled(bundle, len(held)))
-        names = list(dict.fromkeys(held))
-        return len(held), ", ".join(names) + (f" ({len(held)} slots)" if len(held) > 1 else "")
-
-    def _wait_reason(self, job: dict, bundle: dict) -> str | None:
-        missing = self.ledger.missing(bundle)
-        if missing:
-            return f"waiting for {missing}"
-        try:
-            if self.licenses.available(job["scope"]) is None:
-                return f"waiting for a license with scope {job['scope']}"
-        except LabtrainError as exc:
-            return f"waiting for a valid license file: {exc}"
-        return None
+                self.queue.remove(job["job_id"])
+                bundle = bundle_for(job["gpu"])
+                self.ledger.take(job["job_id"], scaled(bundle, start.slots))
+                for license_id in start.licenses:
+                    self.licenses.bind(license_id, job["job_id"])
+                names = list(dict.fromkeys(start.licenses))
+                license_text = ", ".join(names) + (f" ({start.slots} slots)" if start.slots > 1 else "")
+                self.running[job["job_id"]] = RunningJob(job["job_id"], job["training_id"], training["project"],
+                                                         job["type"], bundle, license_text, training["requested_by"],
+                                                         str(now()), job["output_dir"], slots=start.slots,
+                                                         max_retries=training["request"].get("max_retries", 1))
+                await self._launch(self.running[job["job_id"]], job)
 
     async def _launch(self, running: RunningJob, job: dict) -> None:
         job_id, bundle, license_id = running.job_id, running.bundle, running.license
@@ -346,7 +419,8 @@ class JobManager:
                     await asyncio.to_thread(self._stop_ray_job, running.submission_id)
                     await self._finish(running, None, reschedule=False)
                 return
-            running.ref = start_job(job_id, spec, bundle, str(self.home / "ray_results"), running.slots)
+            running.epochs = spec["params"].get("epochs", TrainParams.epochs)
+            running.ref = start_job(job_id, spec, bundle, running.slots, self.where, self._resilience(running.max_retries))
         except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
             await self._finish(running, f"could not start: {exc}", reschedule=False)
             return
@@ -357,20 +431,41 @@ class JobManager:
     async def _watch(self, running: RunningJob) -> None:
         try:
             await running.ref
-            error = None
+            error = self.errors.get(running.job_id)  # the trainer failed: it said why, and the run ended
         except ray.exceptions.TaskCancelledError:
             error = "cancelled"
-        except Exception as exc:  # the trainer raised, or a worker or node died
-            error = self.errors.get(running.job_id) or ray_failure(exc)
+        except Exception as exc:  # its worker or node died, and no retry was left
+            error = self.errors.get(running.job_id) or await self._lost_node(running, exc) or ray_failure(exc)
         await self._finish(running, error)
+
+    async def _lost_node(self, running: RunningJob, exc: Exception) -> str | None:
+        """The reason of a job whose node is gone (its raylet killed, a spot instance reclaimed). Ray
+        Train may give up on an unreachable worker before Ray has declared its node dead: then the
+        node's fate is waited for (Ray's health checks take up to NODE_VERDICT_S)."""
+        node = running.worker_node
+        if node is None:
+            return None
+        unreachable = re.search(r"unavailable|failed to connect|node .*died", str(exc), re.IGNORECASE)
+        deadline = time.monotonic() + (NODE_VERDICT_S if unreachable else 0)
+        while True:
+            info = next((n for n in ray.nodes() if n["NodeID"] == node), None)
+            if info is None or not info["Alive"]:
+                address = f" ({info['NodeManagerAddress']})" if info and info.get("NodeManagerAddress") else ""
+                return (f"node {node[:12]}{address} running it was lost at epoch {running.epoch} of "
+                        f"{running.epochs}, and no retry was left (max_retries {running.max_retries})")
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(1)
 
     async def _finish(self, running: RunningJob, error: str | None, reschedule: bool = True) -> None:
         """End a job however it ended; give back its bundle and license. `reschedule=False`
         from inside `_schedule` (its lock is held; the loop goes on with the freed bundle)."""
         job_id = running.job_id
-        for seq in sorted(self.log_lines.pop(job_id, {}).items()):  # lines whose predecessors never came
-            self._append(running.output_dir, seq[1])
-        self.log_next.pop(job_id, None)
+        for sender in [k for k in self.log_lines if k[0] == job_id]:  # lines whose predecessors never came
+            for _, line in sorted(self.log_lines.pop(sender).items()):
+                self._append(running.output_dir, line)
+        for sender in [k for k in self.log_next if k[0] == job_id]:
+            del self.log_next[sender]
         if running.cancelled_by:
             end = ("cancelled", f"cancelled by {running.cancelled_by}")
         elif error:
@@ -402,7 +497,13 @@ class JobManager:
             self._log(job, detail if status == "cancelled" else f"failed: {detail}")
             return
         try:
-            done = await self.storage("complete_job", job_id, detail)
+            kept = await asyncio.to_thread(self._keep_model, job) if self.store else None
+        except Exception as exc:  # the store refused: the model is not registered, the job says why
+            await self.storage("end_job", job_id, "failed", f"could not keep the model in the artifact store: {exc}")
+            self._log(job, f"failed: could not keep the model in the artifact store {self.store.uri}: {exc}")
+            return
+        try:
+            done = await self.storage("complete_job", job_id, detail, kept)
         except LabtrainError as exc:
             if exc.status_code == 507:
                 raise
@@ -413,8 +514,15 @@ class JobManager:
         if not done["model_name"]:  # a curve: measured, nothing registered
             self._log(job, "succeeded: the curve is in the training's metrics and curve.png")
             return
-        self._log(job, f"succeeded: model {done['model_name']}"
+        self._log(job, f"succeeded: model {done['model_name']}" + (f" (kept in {kept})" if kept else "")
                        + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
+
+    def _keep_model(self, job: dict) -> str | None:
+        """Copy a finished job's model into the artifact store (a curve registers none)."""
+        folder = Path(job["output_dir"])
+        if not (folder / "model").exists():
+            return None
+        return self.store.put_model(folder, "trainings", str(job["training_id"]), job["type"])
 
     async def _record_unrecorded(self) -> None:
         for job_id, end in list(self.unrecorded.items()):
@@ -423,6 +531,13 @@ class JobManager:
             except LabtrainError:
                 continue  # still no room: the next tick tries again
             del self.unrecorded[job_id]
+
+    def _resilience(self, max_retries: int) -> Resilience:
+        """Ray Train's storage: the artifact store when there is one (epoch checkpoints go there and
+        a retry on another node resumes from them), else the head's home (no checkpoints)."""
+        if self.store:
+            return Resilience(self.store.path("ray_results"), max_retries, self.store.fs, bool(self.node_types))
+        return Resilience(str(self.home / "ray_results"), max_retries, None, bool(self.node_types))
 
     # --- the job log -----------------------------------------------------------------------------
 
@@ -442,6 +557,13 @@ class JobManager:
                 out.write(line + "\n")
         except OSError as exc:
             print(f"labtrain: could not write to the log of {output_dir} ({exc}): {line}", file=sys.stderr, flush=True)
+
+
+def _write_chunk(file: Path, offset: int, data: bytes) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("r+b" if offset else "wb") as out:
+        out.seek(offset)
+        out.write(data)
 
 
 def get_job_manager() -> "ray.actor.ActorHandle":

@@ -81,7 +81,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def run_service(home: Path, host: str, port: int, num_cpus: int | None, address: str | None,
-                on_ready=None) -> None:
+                on_ready=None, autoscaling_config: str | None = None, artifacts: str | None = None) -> None:
     """Run the service in this process until SIGTERM or SIGINT."""
     # Ray 2.60 turns token auth on for a local head; say so explicitly. Ray reads the mode
     # when it is imported, so this must come first.
@@ -101,13 +101,21 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
                        "run `labtrain stop` first")
     reap_leftovers(home)
     _check_port_free(host, port)
-    context = ray.init(address=address, num_cpus=None if address else num_cpus, namespace=NAMESPACE,
+    if artifacts:
+        from storage.artifacts import ArtifactStore
+
+        ArtifactStore(artifacts).check()  # a store this node cannot write is refused before anything starts
+    # "local": a head of our own, never the cluster a `ray start` on this machine left in /tmp/ray
+    context = ray.init(address=address or "local", num_cpus=None if address else num_cpus, namespace=NAMESPACE,
                        include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         node = ray.get_runtime_context().get_node_id()
+        if not any(n["NodeID"] == node and "node:__internal_head__" in n["Resources"] for n in ray.nodes()):
+            raise LabtrainError("labtrain serve must run on the head node of the Ray cluster: the API, the catalog and "
+                                "the job manager stay there, so that worker nodes only train and can be retired")
         storage = StorageActor.options(
             name=STORAGE_ACTOR, namespace=NAMESPACE,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home))
@@ -116,19 +124,20 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
             raise LabtrainError(f"could not open the catalog in {home}: {admin_token}")
         jobs = JobManager.options(
             name=JOB_MANAGER, namespace=NAMESPACE,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home), storage)
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home), storage,
+                                                                                        autoscaling_config, artifacts)
         status, interrupted = ray.get(jobs.call.remote("start"))
         if status != "ok":
             raise LabtrainError(f"could not start the job manager: {interrupted}")
         if interrupted:
             log.warning("marked %d jobs of an earlier service as failed (interrupted)", len(interrupted))
-        serve.start(http_options={"host": host, "port": port})
+        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         serve.run(LabtrainApi.bind(), name=APP_NAME, route_prefix="/")
         dashboard = context.dashboard_url or ""
         info = {
             "pid": os.getpid(), "url": f"http://{host}:{port}",
             "dashboard_url": dashboard if dashboard.startswith("http") else f"http://{dashboard}",
-            "home": str(home), "ray_address": context.address_info.get("address"),
+            "home": str(home), "ray_address": context.address_info.get("address"), "artifacts": artifacts,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "session_leader": os.getsid(0) == os.getpid(),
         }

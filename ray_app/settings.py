@@ -12,6 +12,7 @@ JOB_MANAGER = "labtrain-jobs"
 APP_NAME = "labtrain"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+ON_THE_HEAD = {"node:__internal_head__": 0.001}  # Ray's own resource of the head node (Serve's controller uses it)
 
 
 def home_dir(explicit: str | Path | None = None) -> Path:

@@ -6,14 +6,15 @@ early (ASHA) and keeps the best trial's model; the curve trains on growing share
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
 
 import ray
 
-from ray_app.train_run import forwarder, lower_priority
+from ray_app.settings import ON_THE_HEAD
+from ray_app.train_run import Resilience, forwarder, last_line, lower_priority
+from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
 from trainers.sweep import (CurvePoint, curve_table, describe_space, save_curve_png, trials_table, verdict,
                             write_subset)
@@ -35,7 +36,7 @@ def trial_worker(config: dict) -> None:
     from trainers.run import failure_reason, run
 
     lower_priority()
-    deadline, out = config.get("deadline"), Path(config["spec"]["output_dir"])
+    deadline = config.get("deadline")
     reported = {"best_f1": None}
 
     def to_tune(event: dict) -> None:
@@ -46,22 +47,23 @@ def trial_worker(config: dict) -> None:
         if deadline and time.time() >= deadline:
             raise StopTraining("the search's time budget is spent")
 
-    try:
-        run(config["spec"], [to_tune])
-    except StopTraining:
-        (out / BUDGET_SPENT).write_text("stopped by the time budget")
-        if reported["best_f1"] is None:  # Tune wants its metric in every trial's results
-            ray.train.report(NOTHING_YET)
-    except BaseException as exc:
-        (out / "failure.txt").write_text(failure_reason(exc))
-        raise
+    with job_files(config["job_id"], config["spec"], config["home"]) as spec:
+        out = Path(spec["output_dir"])  # its markers travel back with the trial's other files
+        try:
+            run(spec, [to_tune])
+        except StopTraining:
+            (out / BUDGET_SPENT).write_text("stopped by the time budget")
+        except Exception as exc:  # the trial failed: its table row says why (Ray retries only a lost worker)
+            (out / "failure.txt").write_text(failure_reason(exc))
+    if reported["best_f1"] is None:  # Tune wants its metric in every trial's results
+        ray.train.report(NOTHING_YET)
 
 
 def trial_driver(config: dict) -> None:
     """One Tune trial: one Ray Train run on the job's bundle shape."""
     from ray import tune
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     spec, bundle = dict(config["spec"]), config["bundle"]
@@ -82,11 +84,14 @@ def trial_driver(config: dict) -> None:
         tune.report(NOTHING_YET)
         return
     trainer = TorchTrainer(
-        trial_worker, train_loop_config={"spec": spec, "deadline": config.get("deadline")},
+        trial_worker, train_loop_config={"spec": spec, "deadline": config.get("deadline"), "job_id": config["job_id"],
+                                         "home": config["home"]},
         scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
+        torch_config=TorchConfig(backend="gloo"),  # one worker: see train_run.run_job
         run_config=RunConfig(name=f"{config['name']}-trial-{index:02d}", storage_path=config["storage_path"],
                              callbacks=[TuneReportCallback()],
-                             failure_config=FailureConfig(max_failures=0, controller_failure_limit=0)))
+                             failure_config=FailureConfig(max_failures=config["max_retries"], controller_failure_limit=0,
+                                                          max_preemption_failures=config["max_retries"])))
     trainer.fit()
 
 
@@ -146,16 +151,21 @@ def _tune_callback(progress: Progress):
     return Callback()
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def run_sweep(job_id: int, spec: dict, bundle: dict, slots: int, storage_path: str) -> None:
-    """The job's Tune driver; cancelling this task ends its trials (they are its actors)."""
+@ray.remote(num_cpus=0, max_retries=0, resources=ON_THE_HEAD)
+def run_sweep(job_id: int, spec: dict, bundle: dict, slots: int, home: Home, resilience: Resilience) -> None:
+    """The job's Tune driver, on the head beside the home where its trials' files end up;
+    cancelling this task ends its trials (they are its actors). A trial whose worker is lost starts
+    again from its beginning (trials keep no checkpoints); Tune keeps its own files in the home."""
     forward = forwarder(job_id)
     sweep = spec.pop("sweep")
+    storage_path = str(Path(home.path) / "ray_results")
+    common = {"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
+              "job_id": job_id, "home": home, "max_retries": resilience.max_retries}
     try:
         if sweep["kind"] == "tune":
-            result = _search(job_id, spec, sweep, bundle, slots, storage_path, forward)
+            result = _search(job_id, spec, sweep, slots, storage_path, forward, common)
         else:
-            result = _curve(job_id, spec, sweep, bundle, slots, storage_path, forward)
+            result = _curve(job_id, spec, sweep, slots, storage_path, forward, common)
     except Exception as exc:
         forward({"kind": "error", "error": str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"})
         raise
@@ -170,13 +180,15 @@ def _tuner(trainable_config: dict, tune_config, progress: Progress, storage_path
     from ray import tune
 
     tune_config.trial_dirname_creator = lambda trial: trial.trial_id  # "<experiment>_<n>": see trial_index
-    return tune.Tuner(tune.with_resources(trial_driver, {"CPU": 0, "memory": TRIAL_MEMORY}),
+    # the trial's driver stays on the head (it writes a curve point's share of the snapshot into the
+    # home, and its Train controller goes where it is): workers carry only the trials' Train workers
+    return tune.Tuner(tune.with_resources(trial_driver, {"CPU": 0, "memory": TRIAL_MEMORY, **ON_THE_HEAD}),
                       param_space=trainable_config, tune_config=tune_config,
                       run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0,
                                                 callbacks=[_tune_callback(progress)]))
 
 
-def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, storage_path: str, forward) -> dict:
+def _search(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, forward, common: dict) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -197,8 +209,7 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
     # max_t past the last epoch: ASHA stops a trial that reaches max_t at once, which would cut off
     # the test evaluation and the model's save that follow a trial's last epoch.
     scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs + 1, grace_period=1, reduction_factor=2)
-    grid = _tuner({"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
-                   "params": dims, "deadline": time.time() + budget if budget else None},
+    grid = _tuner({**common, "params": dims, "deadline": time.time() + budget if budget else None},
                   tune.TuneConfig(metric="best_f1", mode="max", num_samples=trials, max_concurrent_trials=slots,
                                   scheduler=scheduler,
                                   # the request's seed draws the trials' parameters: the same request, the same
@@ -218,7 +229,7 @@ def _search(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stor
             row["end"] = "finished"
         elif result.error is not None or (folder / "failure.txt").exists():
             reason = (folder / "failure.txt").read_text() if (folder / "failure.txt").exists() else \
-                _last_line(result.error)
+                last_line(result.error)
             row["end"] = "failed: " + " ".join(reason.split())[:200]
         elif (folder / BUDGET_SPENT).exists():
             row["end"] = (folder / BUDGET_SPENT).read_text()
@@ -262,17 +273,11 @@ def _adopt(trial: Path, output: Path) -> None:
         shutil.move(str(item), str(target))
 
 
-def _last_line(error: BaseException) -> str:
-    """What Ray's wrapped error says last (its own traceback and colours left out)."""
-    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
 def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _curve(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, storage_path: str, forward) -> dict:
+def _curve(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, forward, common: dict) -> dict:
     from ray import tune
 
     points, seeds = sweep["points"], sweep["seeds"]
@@ -282,8 +287,7 @@ def _curve(job_id: int, spec: dict, sweep: dict, bundle: dict, slots: int, stora
     progress.log(f"train-curve: {', '.join(f'{p} %' for p in points)} of the train part x {seeds} seed(s), "
                  f"the same test part; at most {slots} at once")
     started = time.monotonic()
-    _tuner({"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
-            "point": tune.grid_search(runs)},
+    _tuner({**common, "point": tune.grid_search(runs)},
            tune.TuneConfig(num_samples=1, max_concurrent_trials=slots), progress, storage_path,
            f"labtrain-job-{job_id}").fit()
     out = Path(spec["output_dir"])

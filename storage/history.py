@@ -281,9 +281,10 @@ class TrainingHistory:
 
     # --- models --------------------------------------------------------------------------------
 
-    def complete_job(self, job_id: int, metrics: dict) -> dict:
-        """A job succeeded: register its model under the project's naming rule and, if the
-        training asked for it, deploy it into the labeling config; all in one transaction."""
+    def complete_job(self, job_id: int, metrics: dict, artifact_uri: str | None = None) -> dict:
+        """A job succeeded: register its model under the project's naming rule (with where the
+        artifact store keeps it, if there is one) and, if the training asked for it, deploy it into
+        the labeling config; all in one transaction."""
         job = self.job(job_id)
         if job["status"] != "running":
             return job
@@ -308,9 +309,9 @@ class TrainingHistory:
                 version, name = None, family
             self.con.execute(
                 "INSERT OR REPLACE INTO models (name, family, version, project_id, type, embeddings, job_id, path, "
-                "metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metrics, created_at, artifact_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [name, family, version, pid, job["type"], job["embeddings"], job_id, job["output_dir"],
-                 json.dumps(metrics), now()])
+                 json.dumps(metrics), now(), artifact_uri])
             self.con.execute("UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, model_name = ?, "
                              "metrics = ?, ended_at = ? WHERE job_id = ?", [name, json.dumps(metrics), now(), job_id])
             if request.get("deploy"):
@@ -328,13 +329,13 @@ class TrainingHistory:
     def model(self, name: str, with_versions: bool = False) -> dict:
         row = self.con.execute(
             "SELECT m.name, m.family, m.version, p.name, m.type, m.embeddings, m.job_id, j.training_id, m.path, "
-            "m.metrics, m.created_at, p.config_xml FROM models m JOIN projects p USING (project_id) "
+            "m.metrics, m.created_at, m.artifact_uri, p.config_xml FROM models m JOIN projects p USING (project_id) "
             "JOIN jobs j USING (job_id) WHERE m.name = ? OR (m.family = ? AND m.version IS NOT NULL) "
             "ORDER BY m.name = ? DESC, m.version DESC LIMIT 1", [name, name, name]).fetchone()
         if not row:
             raise NotFound(f"model {name!r} does not exist")
         keys = ("name", "family", "version", "project", "type", "embeddings", "job_id", "training_id", "path",
-                "metrics", "trained_at")
+                "metrics", "trained_at", "artifact_uri")
         model = dict(zip(keys, row[:-1]))
         model["metrics"] = json.loads(model["metrics"])
         model["trained_at"] = str(model["trained_at"])

@@ -127,8 +127,10 @@ CREATE TABLE IF NOT EXISTS models (
     job_id      INTEGER NOT NULL,
     path        VARCHAR NOT NULL,           -- the job's output folder (model/, metrics.json, ...)
     metrics     VARCHAR NOT NULL,           -- JSON: test micro and macro P/R/F1
-    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    artifact_uri VARCHAR                    -- the model folder in the artifact store (serve --artifacts), or NULL
 );
+ALTER TABLE models ADD COLUMN IF NOT EXISTS artifact_uri VARCHAR;  -- catalogs made before it
 
 -- Custom NER training scripts: each upload of a changed source is a new version; the source
 -- itself is a content-addressed file under {home}/scripts.

@@ -2,8 +2,10 @@
 They assert that learning happened (F1 on held-out tasks), never a fixed score."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ from trainers.dataset import TrainingDataError
 from trainers.run import run
 from trainers.spec import SpecError, TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio, tokenize
+from tests.conftest import HANG_S
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 
 FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4}
@@ -144,7 +147,7 @@ def test_trainer_runs_as_a_command_without_ray(tmp_path, toy):
                                 "labels": ["PER", "LOC"], "embeddings": "bilstm",
                                 "params": {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4}}))
     done = subprocess.run([sys.executable, "-m", "trainers.run", str(spec)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     assert "labtrain training: ner with bilstm embeddings" in done.stdout
     assert json.loads(done.stdout.strip().splitlines()[-1])["model_dir"] == str(tmp_path / "out" / "model")
@@ -152,7 +155,7 @@ def test_trainer_runs_as_a_command_without_ray(tmp_path, toy):
                               "'duckdb' in sys.modules, 'fastapi' in sys.modules)"], capture_output=True, text=True)
     assert imports.stdout.split() == ["False", "False", "False"]  # trainers need neither Ray, DuckDB nor HTTP
     bad = subprocess.run([sys.executable, "-m", "trainers.run", str(tmp_path / "missing.json")],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=HANG_S)
     assert bad.returncode == 1
 
 
@@ -244,3 +247,28 @@ def test_a_snapshot_that_is_not_parquet_fails_as_corrupt(tmp_path):
     with pytest.raises(TrainingDataError) as error:
         read_documents(broken)
     assert failure_reason(error.value).startswith(f"corrupt snapshot: the snapshot {broken} cannot be read")
+
+
+def test_a_run_resumed_from_an_epoch_checkpoint_ends_as_the_run_that_was_never_stopped(toy, tmp_path):
+    """What a retry on another node relies on: the loop's whole state (weights, optimizer, random
+    generators, best weights) is in the checkpoint, so going on from epoch 2 of 4 is the same run."""
+    params = {"epochs": 4, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.3}
+    kept = {}
+
+    def keep(event):
+        if event["kind"] == "checkpoint":
+            copy = tmp_path / f"epoch-{event['epoch']}"
+            shutil.copytree(event["path"], copy)
+            kept[event["epoch"]] = copy
+
+    whole = run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "whole"), "labels": ["PER", "LOC"],
+                 "embeddings": "bilstm", "params": params, "checkpoint": {"folder": str(tmp_path / "saving")}}, [keep])
+    assert sorted(kept) == [1, 2, 3]  # every epoch but the last, whose state is the model itself
+    resumed = run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "resumed"),
+                   "labels": ["PER", "LOC"], "embeddings": "bilstm", "params": params,
+                   "checkpoint": {"folder": str(tmp_path / "saving-again"), "resume": str(kept[2])}})
+    assert [e["epoch"] for e in resumed.metrics["epochs"]] == [3, 4]
+    assert [e["loss"] for e in resumed.metrics["epochs"]] == [e["loss"] for e in whole.metrics["epochs"][2:]]
+    assert resumed.metrics["entity"]["micro"] == whole.metrics["entity"]["micro"]
+    mine, theirs = (torch.load(Path(r.model_dir) / "model.pt", weights_only=False) for r in (resumed, whole))
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)

@@ -7,6 +7,7 @@ import copy
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -62,17 +63,42 @@ class EpochResult:
     average_kept: bool = False  # ... and whether they are the weights the model ends with
 
 
+@dataclass
+class EpochCheckpoints:
+    """The loop's state after every epoch, saved into `folder` and handed to `saved` (Ray Train
+    keeps it where every node reaches it); `resume`: a saved state to go on from (its next epoch)."""
+
+    folder: Path
+    saved: Callable[[Path, int], None]
+    resume: Path | None = None
+
+    STATE = "loop_state.pt"
+
+    def save(self, epoch: int, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save({**state, "epoch": epoch}, self.folder / self.STATE)
+        self.saved(self.folder, epoch)
+
+    def load(self) -> dict | None:
+        if self.resume is None:
+            return None
+        return torch.load(self.resume / self.STATE, weights_only=False)
+
+
 def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
                           step: Callable[[list], torch.Tensor], validate: Callable[[], dict | None],
                           progress: Callable[[float], None] | None = None,
                           length: Callable[[object], int] | None = None,
-                          lr_scales: dict[str, float] | None = None) -> Iterator[EpochResult]:
+                          lr_scales: dict[str, float] | None = None,
+                          checkpoints: EpochCheckpoints | None = None) -> Iterator[EpochResult]:
     """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
     model when it ends; stops early after `early_stopping_patience` epochs without improvement.
     `lr_scales` maps parameter name prefixes to a multiple of the learning rate (new layers
     learn faster than pretrained ones). With `params.average_last`, the weights of that final
     share of steps are averaged (every `AVERAGE_EVERY` steps); after the last epoch the average is
-    validated too and counts as one more candidate for the best weights."""
+    validated too and counts as one more candidate for the best weights. With `checkpoints`, the
+    whole state (weights, optimizer, random generators, best weights, the average) is saved after
+    every epoch, and a run given a saved state goes on from the epoch after it."""
     optimizer = torch.optim.AdamW(parameter_groups(model, lr_scales or {}), lr=lr)
     device_type = next(model.parameters()).device.type
     rng = random.Random(params.seed)
@@ -80,7 +106,18 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
     warmup_steps = params.warmup * n_batches * params.epochs
     best_f1, best_state, waited = float("-inf"), None, 0
     average = WeightAverage(model, params.average_last * n_batches * params.epochs) if params.average_last else None
-    for epoch in range(1, params.epochs + 1):
+    first = 1
+    saved = checkpoints.load() if checkpoints else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_f1, waited, first = saved["best_f1"], saved["waited"], saved["epoch"] + 1
+        best_state = saved["best"] if saved["best"] is not None else copy.deepcopy(saved["model"])
+        if average:
+            average.count, average.mean = saved["average"]["count"], saved["average"]["mean"]
+    for epoch in range(first, params.epochs + 1):
         model.train()
         started, total = time.monotonic(), 0.0
         for i, batch in enumerate(batches(train, params.batch_size, rng, length)):
@@ -114,12 +151,24 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
             average_kept = bool(averaged) and averaged["f1"] >= best_f1
             if average_kept:
                 best_f1, best_state = averaged["f1"], weights
-        yield EpochResult(epoch, total / n_batches, scores, time.monotonic() - started, improved, stop, averaged,
-                          average_kept)
+        seconds = time.monotonic() - started  # the epoch's training and validation, without its checkpoint
+        if checkpoints and not stop and epoch < params.epochs:  # the last epoch's state is the model itself
+            current = model.state_dict()
+            checkpoints.save(epoch, {
+                "model": current, "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(), "best_f1": best_f1, "waited": waited,
+                "best": None if best_state is not None and _same(best_state, current) else best_state,
+                "average": {"count": average.count, "mean": average.mean} if average else None})
+        yield EpochResult(epoch, total / n_batches, scores, seconds, improved, stop, averaged, average_kept)
         if stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+
+
+def _same(state: dict, other: dict) -> bool:
+    """Whether two state dicts hold equal weights (the best epoch is often the current one: saved once)."""
+    return state.keys() == other.keys() and all(torch.equal(state[k], other[k]) for k in state)
 
 
 AVERAGE_EVERY = 20

@@ -77,7 +77,7 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
                                         lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0]),
-                                        lr_scales=scales):
+                                        lr_scales=scales, checkpoints=reporter.checkpoints):
         table.row(result.epoch, result.loss, result.scores, result.seconds,
                   epoch_note(result, params.early_stopping_patience))
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)

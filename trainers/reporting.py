@@ -28,6 +28,11 @@ class Reporter:
         self.listeners: list[Callable[[dict], None]] = list(listeners or [])
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self.started = time.monotonic()
+        self.checkpoints = None  # trainers.loop.EpochCheckpoints, when the run saves its epochs
+
+    def checkpoint(self, folder: Path, epoch: int) -> None:
+        """The training's state after `epoch` is in `folder` (a listener keeps it; see trainers.loop)."""
+        self._emit({"kind": "checkpoint", "path": str(folder), "epoch": epoch})
 
     def line(self, text: str = "") -> None:
         for line in text.splitlines() or [""]:

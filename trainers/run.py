@@ -120,6 +120,12 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
     out.mkdir(parents=True, exist_ok=True)
     model_dir = out / "model"
     reporter = Reporter(out / "training.log", listeners)
+    if spec.checkpoint:
+        from trainers.loop import EpochCheckpoints
+
+        resume = spec.checkpoint.get("resume")
+        reporter.checkpoints = EpochCheckpoints(Path(spec.checkpoint["folder"]), reporter.checkpoint,
+                                                Path(resume) if resume else None)
     started = time.monotonic()
     try:
         lr = spec.params.learning_rate or (REGISTRY[spec.embeddings].learning_rate_for(spec.type)

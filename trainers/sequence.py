@@ -126,7 +126,8 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(model, splits.train, params, lr, step, validate,
-                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text)):
+                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text),
+                                        checkpoints=reporter.checkpoints):
         note = epoch_note(result, params.early_stopping_patience)
         if multiple:
             note = f"thresholds {min(wrapped.thresholds):.2f}-{max(wrapped.thresholds):.2f} {note}"

@@ -72,6 +72,7 @@ class TrainSpec:
     to_name: str = "text"
     result_type: str = "labels"  # visual_ner: the result type of its regions ("rectanglelabels" or "labels")
     script: dict | None = None  # ner: a custom training script (trainers.custom): path, name, version, limits
+    checkpoint: dict | None = None  # {"folder": where each epoch's state is saved, "resume": a saved state or None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":

@@ -11,6 +11,7 @@ from ray import serve
 
 from ray_app import __version__
 from ray_app.api import cluster, imports, members, projects, registry, scripts, selection, trainings, users
+from ray_app.settings import ON_THE_HEAD
 from storage.errors import LabtrainError
 
 app = FastAPI(title="labtrain", version=__version__,
@@ -41,9 +42,11 @@ async def health():
     return {"status": "ok", "version": __version__}
 
 
-@serve.deployment(name="api", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(name="api", ray_actor_options={"num_cpus": 0, "resources": ON_THE_HEAD}, max_ongoing_requests=256)
 @serve.ingress(app)
 class LabtrainApi:
     """The API replica; it takes no CPU (trainings need them) and reaches the catalog through
-    the storage actor (`deps.get_storage`). Its handlers await actors, so it takes many requests
-    at once: with Serve's default of 5, 200 clients got 5 requests/s (bench/load.py), 44 with 256."""
+    the storage actor (`deps.get_storage`). It stays on the head, beside the home it reads logs and
+    models from, so that worker nodes carry only trainings and an idle one can be retired. Its
+    handlers await actors, so it takes many requests at once: with Serve's default of 5, 200
+    clients got 5 requests/s (bench/load.py), 44 with 256."""

@@ -129,6 +129,9 @@ class TrainingRequest(BaseModel):
     backend: str = "pytorch"
     submit: bool = Field(False, description="run as a Ray job: the answer gives each job's entry point and "
                                             "submission id; `labtrain train --submit` submits them")
+    max_retries: int = Field(1, ge=0, le=10, description="how often a job is started again when its worker or node "
+                                                         "is lost (from its last epoch's checkpoint when the service "
+                                                         "has an artifact store)")
     script: str | None = Field(None, description="NER only: train with this custom script of the project "
                                                  "instead of labtrain's trainer")
     script_version: int | None = Field(None, ge=1, description="the script's version (default: its latest)")

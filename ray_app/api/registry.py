@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from ray_app.api.deps import CurrentUser, JobsDep, StorageDep
 from ray_app.api.models import PredictRequest
+from storage.artifacts import cached_folder
 from storage.errors import Forbidden, NotFound, ValidationError
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -94,6 +95,8 @@ def visual_inputs(body: PredictRequest) -> list:
 
 
 def _loaded(state, model: dict):
+    """The model's predictor, loaded once per replica: from the artifact store when the model is kept
+    in one (a local copy on this node, see storage.artifacts.cached_folder), else from the home."""
     from trainers.predict import load
 
     cache = state.__dict__.setdefault("predictors", {})
@@ -101,6 +104,6 @@ def _loaded(state, model: dict):
     if key not in cache:
         if len(cache) >= LOADED_MODELS:
             cache.pop(next(iter(cache)))
-        cache[key] = load(model["path"])
+        cache[key] = load(cached_folder(model["artifact_uri"]) if model.get("artifact_uri") else model["path"])
     cache[key] = cache.pop(key)  # most recently used last
     return cache[key]

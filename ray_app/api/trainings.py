@@ -64,7 +64,8 @@ def training_request(body: TrainingRequest) -> dict:
     TrainParams(**params).check()
     request = {"types": list(embeddings), "embeddings": embeddings, "params": params,
                "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
-               "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train"}
+               "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train",
+               "max_retries": body.max_retries}
     return {**request, **sweep_request(body, request)}
 
 
@@ -112,7 +113,7 @@ def script_request(body: TrainingRequest) -> dict:
     TrainParams(**params).check()
     return {"types": types, "embeddings": {"ner": "custom"}, "params": params,
             "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
-            "backend": "pytorch", "runner": "ray_job" if body.submit else "ray_train",
+            "backend": "pytorch", "runner": "ray_job" if body.submit else "ray_train", "max_retries": body.max_retries,
             "script": {"name": body.script, "version": body.script_version,
                        "time_limit_s": body.script_time_limit_s, "memory_mb": body.script_memory_mb}}
 

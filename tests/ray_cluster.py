@@ -1,0 +1,235 @@
+"""Real multi-node Ray clusters on this machine, for the cluster tests: a head started with
+`ray start --head` (optionally with Ray's fake multi-node autoscaler), worker nodes each in a mount
+namespace of its own (`unshare --mount`, a tmpfs over the paths it must not see), and
+`labtrain serve --address` on the head. Every process is started in a session of its own and
+stopped by the pids of that session: never `ray stop`, which would end every cluster here."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ray_app.service import session_processes
+
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this environment
+HANG_S = 1800
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unshare_available() -> str | None:
+    """Why worker nodes cannot get a mount namespace of their own here, or None."""
+    if shutil.which("unshare") is None:
+        return "no unshare command"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"unshare --mount fails: {probe.stderr.strip()}"
+
+
+def fake_autoscaler_config(gcs_port: int, node_types: dict, idle_timeout_s: float) -> dict:
+    """A config for Ray's fake multi-node provider (its own example.yaml is not in the wheel)."""
+    return {
+        "cluster_name": "labtrain-test", "max_workers": sum(t["max_workers"] for t in node_types.values()),
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True, "gcs_address": f"127.0.0.1:{gcs_port}"},
+        "available_node_types": {"ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                                 **{name: {"node_config": {}, "min_workers": 0, **spec}
+                                    for name, spec in node_types.items()}},
+        "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0,
+        "idle_timeout_minutes": idle_timeout_s / 60, "docker": {}, "initialization_commands": [],
+        "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
+        "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": []}
+
+
+@dataclass
+class WorkerNode:
+    pid: int  # leads the node's session
+    ip: str
+    log: Path
+
+    def node_id(self, deadline_s: float = HANG_S) -> str:
+        """The node's Ray id, from its raylet's command line."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            for pid in session_processes(self.pid):
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                except OSError:
+                    continue
+                found = [a.split("=", 1)[1] for a in argv if a.startswith("--node_id=")]
+                if found:
+                    return found[0]
+            time.sleep(0.5)
+        raise AssertionError(f"worker node {self.ip} has no raylet; see {self.log}")
+
+    def kill(self) -> None:
+        """The node is lost: every process of it killed at once (its raylet, its workers)."""
+        _kill_session(self.pid)
+
+
+@dataclass
+class RayCluster:
+    folder: Path
+    port: int = field(default_factory=free_port)
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
+    head_pid: int | None = None
+    workers: list[WorkerNode] = field(default_factory=list)
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def temp_dir(self) -> str:
+        return f"/tmp/lt-ray-{self.port}"  # short: Ray's socket paths live under it
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict:
+        """The environment of this cluster's processes and of the clients that join it."""
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, **self.extra_env}
+        for key in ("RAY_ADDRESS", "LABTRAIN_URL", "LABTRAIN_TOKEN"):
+            env.pop(key, None)
+        return env
+
+    def start_head(self, autoscaling: dict | None = None) -> None:
+        """A head without CPUs (as the cloud configs have it); with `autoscaling` node types, Ray's
+        fake multi-node autoscaler adds and retires worker nodes of those types."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # a temp dir of its own: `ray start` writes the cluster's address there, where a later
+        # `ray.init()` of this machine would otherwise find it
+        command = [*RAY, "start", "--head", "--block", "--num-cpus", "0", "--node-ip-address", "127.0.0.1",
+                   "--temp-dir", self.temp_dir,
+                   "--port", str(self.port), "--dashboard-port", str(free_port()), "--disable-usage-stats",
+                   "--object-store-memory", str(400 * 2**20)]
+        env = self.env()
+        if autoscaling:
+            config = self.folder / "autoscaling.yaml"
+            config.write_text(yaml.safe_dump(fake_autoscaler_config(self.port, autoscaling["node_types"],
+                                                                    autoscaling["idle_timeout_s"])))
+            command += ["--autoscaling-config", str(config)]
+            env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+        self.head_pid = self._spawn(command, env, self.folder / "head.log")
+        self._wait_for_nodes(1)
+
+    def add_worker(self, num_cpus: int, hidden: list[Path], ip: str, resources: dict | None = None) -> WorkerNode:
+        """A worker node in a mount namespace of its own, with a fresh tmpfs over each of `hidden`:
+        it shares no disk with the head there (the service's home above all)."""
+        mounts = " && ".join(f"mount -t tmpfs tmpfs {p}" for p in hidden)
+        start = [*RAY, "start", "--address", self.address, "--block", "--num-cpus", str(num_cpus),
+                 "--node-ip-address", ip, "--disable-usage-stats", "--object-store-memory", str(300 * 2**20)]
+        if resources:
+            start += ["--resources", json.dumps(resources)]
+        script = (mounts + " && " if mounts else "") + "exec " + " ".join(f"'{a}'" for a in start)
+        log = self.folder / f"worker-{ip}.log"
+        node = WorkerNode(self._spawn(["unshare", "--mount", "sh", "-c", script], self.env(), log), ip, log)
+        self.workers.append(node)
+        self._wait_for_nodes(len(self.alive_nodes()) + 1, at_least=True)
+        return node
+
+    def alive_nodes(self) -> list[dict]:
+        probe = subprocess.run([sys.executable, "-c", (
+            "import json, ray; ray.init(address=%r, log_to_driver=False); "
+            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
+        ) % self.address], capture_output=True, text=True, env=self.env(), timeout=HANG_S)
+        if probe.returncode != 0:
+            return []
+        return json.loads(probe.stdout.strip().splitlines()[-1])
+
+    def _wait_for_nodes(self, n: int, at_least: bool = False) -> None:
+        deadline = time.monotonic() + HANG_S
+        while time.monotonic() < deadline:
+            if len(self.alive_nodes()) >= n:
+                return
+            time.sleep(1)
+        raise AssertionError(f"the cluster did not reach {n} nodes; see {self.folder}")
+
+    @staticmethod
+    def _spawn(command: list[str], env: dict, log: Path) -> int:
+        with open(log, "ab") as out:
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True).pid
+
+    def stop(self) -> None:
+        for node in self.workers:
+            node.kill()
+        if self.head_pid:
+            _kill_session(self.head_pid)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _kill_session(leader: int) -> None:
+    for _ in range(3):  # a process may fork while we kill
+        left = session_processes(leader)
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def versitygw() -> Path | None:
+    """The S3 server `.ci/setup` builds into the cache (versitygw), if it is there."""
+    cache = Path(os.environ.get("LABTRAIN_CACHE", "~/.cache/labtrain")).expanduser()
+    found = sorted(cache.glob("versitygw-*/versitygw"))
+    return found[-1] if found else None
+
+
+@dataclass
+class S3Server:
+    """A real S3 server on loopback: versitygw over a folder, with one access key; stopped by its pid."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    access_key: str = field(default_factory=lambda: "lt" + secrets.token_hex(8))
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    pid: int | None = None
+
+    def start(self, binary: Path) -> "S3Server":
+        data = self.folder / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.pid = RayCluster._spawn([str(binary), "--port", f"127.0.0.1:{self.port}", "--access", self.access_key,
+                                      "--secret", self.secret_key, "posix", str(data)], os.environ.copy(),
+                                     self.folder / "s3.log")
+        deadline = time.monotonic() + HANG_S
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            time.sleep(0.2)
+        from pyarrow import fs
+
+        store = fs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key, scheme="http",
+                                endpoint_override=f"127.0.0.1:{self.port}", region="us-east-1",
+                                allow_bucket_creation=True)
+        store.create_dir("labtrain")
+        return self
+
+    def uri(self, prefix: str) -> str:
+        return f"s3://labtrain/{prefix}?endpoint_override=127.0.0.1:{self.port}&scheme=http&region=us-east-1"
+
+    def env(self) -> dict:
+        """The credentials, as every node's environment gives them (never in the URI)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def stop(self) -> None:
+        if self.pid:
+            _kill_session(self.pid)
