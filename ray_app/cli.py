@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ray_app.cli_labelstudio import add_commands as add_label_studio_commands
 from ray_app.cli_training import add_commands
 from ray_app.client import ApiClient, export_with_inlined_images
 from ray_app.settings import DEFAULT_HOST, DEFAULT_PORT, api_token, api_url, home_dir
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         return command(name, lambda args: func(args, _client(args)), help_text)
 
     add_commands(client_command)
+    add_label_studio_commands(client_command)
     return parser
 
 

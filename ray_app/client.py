@@ -42,10 +42,10 @@ class ApiClient:
             raise ApiError(response.status_code, f"{response.status_code}: {detail}")
         return response.json() if response.content else None
 
-    def stream_lines(self, path: str, **kwargs: Any):
+    def stream_lines(self, path: str, method: str = "GET", **kwargs: Any):
         """The lines of a streamed text answer, as they come."""
         try:
-            with self.http.stream("GET", path, timeout=None, **kwargs) as response:
+            with self.http.stream(method, path, timeout=None, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
                     try:
@@ -65,6 +65,9 @@ class ApiClient:
 
     def put(self, path: str, **kwargs: Any) -> Any:
         return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
 
 
 def export_with_inlined_images(path: Path, images_dir: Path | None = None) -> bytes:

@@ -147,15 +147,17 @@ class JobManager:
         request = await self.storage("active_learning_due", project)
         if request is None:
             return None
-        from trainers.embeddings import embeddings_for
-
-        request["embeddings"] = {t: (request.get("embeddings") or {}).get(t)
-                                 or embeddings_for(t, request.get("backend", "pytorch"))[0] for t in request["types"]}
         try:
-            return await self.submit(project, request, None, source="active learning")
+            return await self.submit(project, _with_embeddings(request), None, source="active learning")
         except LabtrainError as exc:
             print(f"labtrain: active learning of {project} could not start: {exc}", file=sys.stderr, flush=True)
             return None
+
+    async def label_studio_training(self, project: str) -> dict:
+        """Label Studio's "Start Training": the project's saved training (`TrainingHistory.saved_request`),
+        deployed when it succeeds, so that the new model pre-annotates the next tasks."""
+        request = await self.storage("saved_request", project, True)
+        return await self.submit(project, _with_embeddings(request), "label studio", source="label studio")
 
     # --- trainings submitted as Ray jobs (the entry point is ray_app.job_entry) ---------------
 
@@ -557,6 +559,15 @@ class JobManager:
                 out.write(line + "\n")
         except OSError as exc:
             print(f"labtrain: could not write to the log of {output_dir} ({exc}): {line}", file=sys.stderr, flush=True)
+
+
+def _with_embeddings(request: dict) -> dict:
+    """Each type's embeddings: the request's, else the backend's first option for the type."""
+    from trainers.embeddings import embeddings_for
+
+    return {**request, "embeddings": {t: (request.get("embeddings") or {}).get(t)
+                                      or embeddings_for(t, request.get("backend", "pytorch"))[0]
+                                      for t in request["types"]}}
 
 
 def _write_chunk(file: Path, offset: int, data: bytes) -> None:

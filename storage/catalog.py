@@ -24,6 +24,7 @@ from storage.errors import Conflict, Forbidden, ImportError_, LabtrainError, Not
 from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
+from storage.links import LabelStudioLinks
 from storage.scripts import ScriptStore
 from storage.selection import SelectionParams, preview, write_snapshots
 
@@ -64,7 +65,7 @@ def parse_member(spec: str) -> Member:
     return Member(parts[0], role, priority)
 
 
-class Catalog(TrainingHistory, ScriptStore):
+class Catalog(TrainingHistory, ScriptStore, LabelStudioLinks):
     def __init__(self, home: Path | str):
         self.home = Path(home).expanduser()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -219,8 +220,11 @@ class Catalog(TrainingHistory, ScriptStore):
         parsed = parse_export(raw, list(image_dirs or []))
         return self.import_parsed(name, parsed, hashlib.sha256(raw).hexdigest(), imported_by)
 
-    def import_parsed(self, name: str, parsed: ParsedExport, sha256: str, imported_by: str | None) -> dict:
-        """Write a parsed export in one transaction; idempotent on (project, task, completion)."""
+    def import_parsed(self, name: str, parsed: ParsedExport, sha256: str, imported_by: str | None,
+                      mirror: bool = False) -> dict:
+        """Write a parsed export in one transaction; idempotent on (project, task, completion). With
+        `mirror` (a linked Label Studio project's whole task list), the tasks and completions it no
+        longer has are deleted in the same transaction."""
         pid = self.project_id(name)
         check_labels(self.config(name), parsed)
         image_keys = {tid: self.blobs.put(data, suffix) for tid, (data, suffix) in parsed.images.items()}
@@ -256,6 +260,17 @@ class Catalog(TrainingHistory, ScriptStore):
                 [pid])
             con.execute("INSERT INTO completion_labels SELECT ?, task_id, completion_id, from_name, result_type, "
                         "label FROM new_labels", [pid])
+            deleted = 0
+            if mirror:
+                (deleted,) = con.execute("SELECT count(*) FROM completions c WHERE c.project_id = ? AND NOT EXISTS "
+                                         "(SELECT 1 FROM new_completions n WHERE n.task_id = c.task_id AND "
+                                         "n.completion_id = c.completion_id)", [pid]).fetchone()
+                for table in ("completion_labels", "completions"):
+                    con.execute(f"DELETE FROM {table} x WHERE x.project_id = ? AND NOT EXISTS (SELECT 1 FROM "
+                                "new_completions n WHERE n.task_id = x.task_id AND n.completion_id = x.completion_id)",
+                                [pid])
+                con.execute("DELETE FROM tasks x WHERE x.project_id = ? AND NOT EXISTS (SELECT 1 FROM new_tasks n "
+                            "WHERE n.task_id = x.task_id)", [pid])
             con.execute("INSERT INTO imports (project_id, sha256, formats, tasks, completions, inserted, updated, "
                         "unchanged, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [pid, sha256, sorted(parsed.formats), len(parsed.tasks), len(parsed.completions),
@@ -268,7 +283,7 @@ class Catalog(TrainingHistory, ScriptStore):
             con.close()
         return {"project": name, "formats": sorted(parsed.formats), "tasks": len(parsed.tasks),
                 "completions": len(parsed.completions), "inserted": inserted, "updated": updated,
-                "unchanged": unchanged, "images": len(image_keys)}
+                "unchanged": unchanged, "images": len(image_keys), **({"deleted": deleted} if mirror else {})}
 
     # --- selection and snapshots -------------------------------------------------------------
 

@@ -107,18 +107,27 @@ class TrainingHistory:
             "AND t.source = 'active learning' AND j.status IN ('queued', 'running')", [pid]).fetchone()
         if running:
             return None
+        request = self.saved_request(name, deploy=bool(al.get("deploy")))
+        self.con.execute("UPDATE training_settings SET active_learning = ? WHERE project_id = ?",
+                         [json.dumps({**al, "baseline": submitted}), pid])
+        return request
+
+    def saved_request(self, name: str, deploy: bool) -> dict:
+        """What a training that nobody configured trains (active learning, Label Studio's Start
+        Training): the project's last manual training (types, embeddings, parameters, backend,
+        selection), else every type its config offers with the defaults; on the tasks tagged `Test`
+        when there are any, so that versions compare on the same test set."""
+        pid = self.project_id(name)
         last = self.con.execute("SELECT request FROM trainings WHERE project_id = ? AND source IN ('manual', 'ray job') "
                                 "ORDER BY training_id DESC LIMIT 1", [pid]).fetchone()
-        request = json.loads(last[0]) if last else {"types": self.config(name).training_types(), "embeddings": {}, "params": {}, "gpu": False,
-                                                    "backend": "pytorch"}
+        request = json.loads(last[0]) if last else {"types": self.config(name).training_types(), "embeddings": {},
+                                                    "params": {}, "gpu": False, "backend": "pytorch"}
         (tagged,) = self.con.execute("SELECT count(*) FROM tasks WHERE project_id = ? AND list_contains(tags, 'Test')",
                                      [pid]).fetchone()
         selection = dict(request.get("selection") or {})
         if tagged:
             selection.update(test_tag="Test", validation_split=None)
-        request.update(selection=selection, deploy=bool(al.get("deploy")), runner="ray_train")
-        self.con.execute("UPDATE training_settings SET active_learning = ? WHERE project_id = ?",
-                         [json.dumps({**al, "baseline": submitted}), pid])
+        request.update(selection=selection, deploy=deploy, runner="ray_train")
         return request
 
     def _active_jobs(self, pid: int) -> int:

@@ -144,3 +144,22 @@ CREATE TABLE IF NOT EXISTS scripts (
     uploaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (project_id, name, version)
 );
+
+-- A project linked to a Label Studio project: labtrain is its ML backend and mirrors its tasks.
+-- The Label Studio token is sealed with the home's key (storage.secrets); the backend's password
+-- (HTTP basic auth of Label Studio's calls, user 'labtrain') is kept as a hash.
+CREATE TABLE IF NOT EXISTS label_studio_links (
+    project_id        INTEGER PRIMARY KEY,
+    url               VARCHAR NOT NULL,       -- Label Studio's base URL
+    ls_project        BIGINT NOT NULL,        -- the project's id in Label Studio
+    token_sealed      VARCHAR NOT NULL,
+    backend_hash      VARCHAR NOT NULL,
+    backend_url       VARCHAR NOT NULL,       -- the ML backend URL Label Studio calls: .../ml/{project}
+    ml_backend_id     BIGINT,                 -- Label Studio's id of the registered backend (--connect)
+    webhook_id        BIGINT,                 -- ... of the webhook labtrain made for /webhook
+    linked_by         VARCHAR,
+    linked_at         TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    last_sync         TIMESTAMP,
+    last_sync_tasks   INTEGER,
+    last_error        VARCHAR
+);

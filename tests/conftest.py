@@ -65,6 +65,17 @@ def catalog(tmp_path: Path) -> Catalog:
     cat.close()
 
 
+def wait_until(check, what: str, every_s: float = 1.0):
+    """Poll `check` until it gives something true, and return it; fail only on a hang (HANG_S)."""
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"never happened in {HANG_S} s: {what}")
+
+
 def import_tasks(catalog: Catalog, tasks: list[dict], project: str = "p") -> dict:
     return catalog.import_file(project, json.dumps(tasks).encode())
 

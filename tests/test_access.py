@@ -50,8 +50,19 @@ LEAST = {
     ("GET", "/api/models/{name}/confusion_matrix.png"): "member",
     ("POST", "/api/models/{name}/predict"): "member",
     ("GET", "/api/cluster"): "user",
+    ("POST", "/api/projects/{name}/link"): "user",  # a new project's creator; a manager of an existing one
+    ("GET", "/api/projects/{name}/link"): "member",
+    ("DELETE", "/api/projects/{name}/link"): "manager",
+    ("POST", "/api/projects/{name}/link/sync"): "manager",
+    ("POST", "/api/projects/{name}/link/push"): "manager",
+    # Label Studio's calls: HTTP basic auth with the link's backend password, no bearer token
+    ("GET", "/ml/{name}/health"): "backend",
+    ("POST", "/ml/{name}/setup"): "backend",
+    ("GET", "/ml/{name}/versions"): "backend",
+    ("POST", "/ml/{name}/predict"): "backend",
+    ("POST", "/ml/{name}/webhook"): "backend",
 }
-RANK = {"anyone": 0, "user": 1, "member": 2, "manager": 3, "admin": 4}
+RANK = {"anyone": 0, "user": 1, "member": 2, "manager": 3, "admin": 4, "backend": 5}
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +114,9 @@ def test_without_a_valid_token_every_route_but_health_answers_401(service, world
                 answer = call(http, method, path, world)
                 if LEAST[(method, path)] == "anyone":
                     assert answer.status_code == 200
+                elif LEAST[(method, path)] == "backend":
+                    assert answer.status_code == 401, (method, path, answer.status_code, answer.text)
+                    assert answer.headers["www-authenticate"].startswith("Basic")
                 else:
                     assert answer.status_code == 401, (method, path, answer.status_code, answer.text)
                     assert answer.headers["www-authenticate"] == "Bearer"
@@ -116,7 +130,9 @@ def test_a_role_below_the_routes_gets_403_and_one_at_or_above_it_gets_through(se
         for method, path in routes(service):
             least = LEAST[(method, path)]
             answer = call(http, method, path, world)
-            if RANK[least] > rank:
+            if least == "backend":  # no bearer token of any role opens Label Studio's routes
+                assert answer.status_code == 401, (who, method, path, answer.status_code, answer.text)
+            elif RANK[least] > rank:
                 assert answer.status_code == 403, (who, method, path, answer.status_code, answer.text)
                 assert name in answer.json()["detail"] or "administrator" in answer.json()["detail"]
             else:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_S, Service
+from tests.conftest import HANG_S, Service, wait_until
 from tests.ray_cluster import RayCluster, S3Server, WorkerNode, free_port, unshare_available, versitygw
 from tests.test_training_service import BILSTM, FAST, toy_project, wait
 
@@ -72,20 +72,11 @@ def ray_actors(cluster: RayCluster) -> list[dict]:
     probe = subprocess.run([sys.executable, "-c", (
         "import json, ray; from ray.util.state import list_actors; ray.init(address=%r, log_to_driver=False); "
         "print(json.dumps([{'class': a.class_name, 'name': a.name, 'node': a.node_id} "
-        "for a in list_actors(filters=[('state', '=', 'ALIVE')], limit=1000)]))") % cluster.address],
+        "for a in list_actors(address=%r, filters=[('state', '=', 'ALIVE')], limit=1000)]))") % (cluster.address,
+                                                                                             cluster.address)],
         capture_output=True, text=True, env=cluster.env(), timeout=HANG_S)
     assert probe.returncode == 0, probe.stderr
     return json.loads(probe.stdout.strip().splitlines()[-1])
-
-
-def wait_until(check, what: str, every_s: float = 1.0):
-    deadline = time.monotonic() + HANG_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_the_api_the_proxy_the_catalog_and_the_job_manager_stay_on_the_head(service):

@@ -159,3 +159,17 @@ class PredictRequest(BaseModel):
     inputs: list[dict] | None = Field(None, description='assertion / relation: {"text", "entities": [...]}')
     images: list[str | dict] | None = Field(None, description='Visual NER: image data URIs, or {"image": data URI, '
                                                               '"ocr": [words as in data.ocr]}')
+
+
+class LinkRequest(BaseModel):
+    label_studio: str = Field(description="Label Studio's URL, e.g. http://127.0.0.1:8080")
+    ls_project: int = Field(ge=1, description="the project's id in Label Studio")
+    ls_token: str = Field(min_length=1, description="a Label Studio API token (kept sealed, never shown again)")
+    connect: bool = Field(False, description="also register labtrain as the project's ML backend in Label Studio")
+    backend_url: str | None = Field(None, description="the URL Label Studio reaches labtrain's backend at "
+                                                      "(default: this service's URL + /ml/{project})")
+    language: str = Field("en", description="the language of a project created by the link")
+
+
+class PushRequest(BaseModel):
+    model: str | None = Field(None, description="the model whose predictions to write (default: the deployed ones)")
