@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.label_studio_server import LabelStudioServer, installed
+from tests.test_train_page import CHROMIUM, DRIVER, browser, until  # noqa: F401 (browser: a fixture)
 from tests.test_training_service import BILSTM, wait
 from tests.trainer_data import toy_tasks
 
@@ -96,7 +97,10 @@ def test_start_training_in_label_studio_trains_deploys_and_predictions_come_back
         found = {(r["value"]["text"], r["value"]["labels"][0]) for p in predictions for r in p["result"]}
         assert ("Anna", "PER") in found and ("Paris", "LOC") in found and predictions[0]["score"] > 0.5
 
-        # an annotation submitted in Label Studio reaches the catalog; deleted, it leaves the next selection
+        # an annotation submitted in Label Studio reaches the catalog and counts for active learning;
+        # deleted, it leaves the next selection
+        assert http.put(f"/api/projects/{name}/training/settings",
+                        json={"active_learning": {"enabled": True, "every": 1}}).status_code == 200
         task = tasks[0]
         text = task["data"]["text"]
         made = ls.post(f"/api/tasks/{task['id']}/annotations", json={"result": [
@@ -104,6 +108,9 @@ def test_start_training_in_label_studio_trains_deploys_and_predictions_come_back
              "value": {"start": 0, "end": len(text.split()[0]), "text": text.split()[0], "labels": ["PER"]}}]})
         assert made.status_code == 201, made.text
         wait_for(lambda: http.get(f"/api/projects/{name}").json()["completions"] == 61, "the new annotation arrived")
+        relearning = wait_for(lambda: [t for t in http.get(f"/api/projects/{name}/trainings").json()
+                                       if t["source"] == "active learning"], "active learning started a training")
+        assert http.post(f"/api/trainings/{relearning[0]['id']}/cancel").status_code == 200
         chosen = http.post(f"/api/projects/{name}/selection", json={}).json()
         assert made.json()["id"] in {r["completion_id"] for r in chosen["tasks"]}
         assert ls.delete(f"/api/annotations/{made.json()['id']}").status_code == 204
@@ -188,6 +195,24 @@ def test_push_writes_a_models_predictions_into_label_studio_once(service, label_
     assert [len(t["predictions"]) for t in tasks] == [1] * 12
     shown = service.cli("link", name, token=service.token)
     assert shown.returncode == 0 and f"Label Studio project {project_id}" in shown.stdout
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
+def test_the_train_page_shows_the_link(service, label_studio, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    project_id = ls_project(label_studio, 5)
+    name = link(service, label_studio, project_id)["project"]
+    browser.get(service.url + "/")
+    browser.find_element(By.ID, "token").send_keys(service.token)
+    browser.find_element(By.ID, "login-form").submit()
+    until(browser, lambda d: d.find_element(By.ID, "nav").is_displayed(), what="the page")
+    Select(browser.find_element(By.ID, "project-picker")).select_by_value(name)
+    shown = until(browser, lambda d: d.find_element(By.ID, "link").is_displayed() and d.find_element(By.ID, "link").text,
+                  what="the link")
+    assert f"Linked to Label Studio project {project_id} at {label_studio.url}" in shown
+    assert "ML backend not connected" in shown and "(5 tasks)" in shown
 
 
 def test_a_label_studio_that_is_down_during_a_sync_changes_nothing(service, label_studio):

@@ -7,7 +7,12 @@ const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("labtrain.token"), project: null, options: null, step: 1,
                 training: null, poll: null, logsOpen: false };
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
 
 async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${state.token}` };
@@ -22,7 +27,7 @@ async function api(method, path, body) {
         detail = json.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
       }
     } catch (_) { /* not JSON: keep the status line */ }
-    throw new ApiError(detail);
+    throw new ApiError(detail, answer.status);
   }
   const type = answer.headers.get("Content-Type") || "";
   if (type.includes("application/json")) return answer.json();
@@ -127,6 +132,23 @@ async function loadOptions() {
   $("every").value = String(settings.active_learning.every);
   $("gpu-label").hidden = !state.options.gpu_available;
   setStep(1);
+  await loadLink();
+}
+
+// The project's link to Label Studio, if it has one: where, its ML backend's state, the last sync.
+async function loadLink() {
+  let link = null;
+  try {
+    link = await api("GET", `/api/projects/${encodeURIComponent(state.project)}/link`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+  }
+  $("link").hidden = !link;
+  if (!link) return;
+  $("link").textContent = `Linked to Label Studio project ${link.ls_project} at ${link.url}; ML backend ` +
+    `${link.backend_state || "not connected"} (${link.backend_url}); last sync ` +
+    `${link.last_sync ? link.last_sync.slice(0, 19) + " (" + link.last_sync_tasks + " tasks)" : "never"}` +
+    (link.last_error ? `; last error: ${link.last_error}` : "");
 }
 
 function typeChanged() {
