@@ -17,7 +17,8 @@ ENDED = ("succeeded", "failed", "cancelled")
 
 def training_body(args: argparse.Namespace) -> dict:
     params = {"epochs": args.epochs, "learning_rate": args.learning_rate, "decay": args.decay,
-              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed, "eval_size": args.eval_size}
+              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed, "eval_size": args.eval_size,
+              "few_shot": getattr(args, "few_shot", None)}
     selection = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
                  "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
     body = {"types": args.type, "embeddings": args.embeddings,
@@ -370,6 +371,9 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-size", type=float, help="Visual NER: share of the training tasks evaluated after each "
                                                   "epoch (default: 0.1)")
+    p.add_argument("--few-shot", choices=["auto", "on", "off"], help="classification, assertion: the few-shot "
+                                                                     "path (SetFit's method); auto: when the smallest "
+                                                                     "label has few examples (default)")
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
     p.add_argument("--test-tag", help="tasks with this tag are the test set")
     p.add_argument("--train-tag", help="tasks with this tag are the train set")

@@ -20,7 +20,7 @@ from trainers.text import Span, bio_tags, spans_from_bio, tokenize
 from tests.conftest import HANG_S
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 
-FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4}
+FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4, "few_shot": "off"}  # the fine-tuned head
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +272,60 @@ def test_a_run_resumed_from_an_epoch_checkpoint_ends_as_the_run_that_was_never_s
     assert resumed.metrics["entity"]["micro"] == whole.metrics["entity"]["micro"]
     mine, theirs = (torch.load(Path(r.model_dir) / "model.pt", weights_only=False) for r in (resumed, whole))
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+@pytest.mark.parametrize("kind", ["single", "multiple"])
+def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_model(tmp_path, toy, kind):
+    """Below trainers.fewshot.FEW_SHOT_BELOW examples of its smallest label, classification takes
+    SetFit's path by default; the folder loads with sentence-transformers and its head with joblib."""
+    import joblib
+    from sentence_transformers import SentenceTransformer
+
+    if kind == "single":
+        snapshot, labels, extra, text = toy["classification"], ["travel", "health"], {}, "Jonas has fever in Paris ."
+    else:
+        snapshot = build_snapshot(tmp_path / "home", MULTI_CONFIG, multi_tasks(60))["classification"]
+        labels, extra = ["respiratory", "skin"], {"multiple": True, "from_name": "symptoms"}
+        text = "Elena reports a cough and a rash since May ."
+    lines = []
+    result = run({"type": "classification", "snapshot": snapshot, "output_dir": str(tmp_path / "out"), "labels": labels,
+                  "params": {"validation_fraction": 0.2}, **extra}, [lambda e: lines.append(e.get("line", ""))])
+    assert any(line.startswith("few-shot: smallest label") and "fewer than 64" in line for line in lines), lines
+    assert any(line.startswith("few-shot parameters: epochs=1, learning_rate=2e-05") for line in lines), lines
+    assert result.metrics["micro"]["f1"] > 0.9
+    info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
+    assert info["head"] == "setfit"
+    folder = tmp_path / "out" / "model"
+    head = joblib.load(folder / "model_head.pkl")
+    assert json.loads((folder / "config_setfit.json").read_text())["labels"] == labels
+    probabilities = head.predict_proba(SentenceTransformer(str(folder)).encode([text]))
+    assert probabilities.shape[-1] == 2
+    predicted = load(tmp_path / "out").predict([text])[0][0]["value"]["choices"]
+    assert predicted == (["health"] if kind == "single" else ["respiratory", "skin"])
+
+
+def test_the_few_shot_path_can_be_asked_for_or_refused_and_needs_a_known_value(tmp_path, toy):
+    from trainers.fewshot import few_shot_reason
+    from trainers.dataset import Example
+
+    train = [Example(i, "t", ["a" if i % 3 else "b"]) for i in range(300)]
+    assert few_shot_reason("classification", "minilm", "auto", train, ["a", "b"]) == (
+        False, "fine-tuning: smallest label 'b' has 100 examples (64 or more): the encoder with a classification head")
+    assert few_shot_reason("classification", "minilm", "on", train, ["a", "b"])[0] is True
+    assert few_shot_reason("assertion", "minilm", "auto", train[:30], ["a", "b"])[0] is True
+    assert few_shot_reason("ner", "minilm", "auto", train[:30], ["a", "b"]) == (False, "")
+    assert few_shot_reason("classification", "minilm_words", "on", train[:30], ["a", "b"]) == (False, "")
+    with pytest.raises(SpecError, match="few_shot='sometimes' must be one of auto, on, off"):
+        train_spec = {"type": "classification", "snapshot": toy["classification"], "output_dir": str(tmp_path),
+                      "labels": ["travel", "health"], "params": {"few_shot": "sometimes"}}
+        TrainSpec.from_dict(train_spec)
+
+
+def test_a_type_and_embeddings_get_their_recipe_for_what_the_request_leaves_out(toy, tmp_path):
+    spec = TrainSpec.from_dict({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path), "labels": ["PER"],
+                                "embeddings": "minilm", "params": {"epochs": 2}})
+    assert (spec.params.epochs, spec.params.learning_rate, spec.params.warmup, spec.params.average_last) == (
+        2, 1e-4, 0.1, 0.25)  # epochs given; the rest from the ner/minilm recipe
+    bilstm = TrainSpec.from_dict({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path),
+                                  "labels": ["PER"], "embeddings": "bilstm", "params": {}})
+    assert (bilstm.params.epochs, bilstm.params.dropout, bilstm.params.learning_rate) == (12, 0.5, 1e-3)

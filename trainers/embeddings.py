@@ -25,7 +25,11 @@ class Embeddings:
     learning_rate_by_type: tuple[tuple[str, float], ...] = ()  # where a type's model wants another default
 
     def learning_rate_for(self, training_type: str) -> float:
-        return dict(self.learning_rate_by_type).get(training_type, self.default_learning_rate)
+        """The type's recipe's learning rate with these embeddings (trainers.recipes), else the default."""
+        from trainers.recipes import recipe
+
+        return recipe(training_type, self.name).get("learning_rate") or dict(self.learning_rate_by_type).get(
+            training_type, self.default_learning_rate)
 
 
 REGISTRY = {

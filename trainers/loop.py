@@ -23,6 +23,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 is native here (a recent GPU, or a CPU with AVX-512 BF16 or AMX): elsewhere
+    autocast would emulate it, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_device(requested: str, reporter: Reporter) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         reporter.line("device: cuda was asked for but no GPU is present; training on cpu")
@@ -100,7 +112,8 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
     whole state (weights, optimizer, random generators, best weights, the average) is saved after
     every epoch, and a run given a saved state goes on from the epoch after it."""
     optimizer = torch.optim.AdamW(parameter_groups(model, lr_scales or {}), lr=lr)
-    device_type = next(model.parameters()).device.type
+    device = next(model.parameters()).device
+    device_type, bf16 = device.type, params.bf16 and native_bf16(device)
     rng = random.Random(params.seed)
     n_batches = max(1, -(-len(train) // params.batch_size))
     warmup_steps = params.warmup * n_batches * params.epochs
@@ -125,7 +138,7 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
             for group in optimizer.param_groups:
                 group["lr"] = group["lr_scale"] * step_lr(lr, params, done, n_batches, warmup_steps)
             optimizer.zero_grad()
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=params.bf16):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
                 loss = step(batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -126,11 +126,12 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
 
         model = TokenTagger.load(model_dir, info["max_length"], device)
     else:
+        from trainers.fewshot import FewShotModel
         from trainers.sequence import SequenceModel
 
         thresholds = info.get("thresholds") or {}
-        model = SequenceModel.load(model_dir, info["multiple"], list(thresholds.values()) or None,
-                                   info["max_length"], device)
+        kind = FewShotModel if info.get("head") == "setfit" else SequenceModel
+        model = kind.load(model_dir, info["multiple"], list(thresholds.values()) or None, info["max_length"], device)
     return Predictor(info, model)
 
 

@@ -17,8 +17,9 @@ from trainers import dataset
 from trainers.embeddings import REGISTRY
 from trainers.ner import train_ner
 from trainers.reporting import Listener, Reporter, StopTraining, label_table, matrix_table, save_confusion_png
+from trainers.fewshot import few_shot_reason
 from trainers.sequence import score, train_sequence_classifier
-from trainers.spec import TrainSpec
+from trainers.spec import TrainParams, TrainSpec
 
 
 @dataclass
@@ -105,9 +106,23 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
     parts = dataset.split_examples(examples, splits, spec.params.validation_share, spec.params.seed)
     summary = f"examples: {parts.sizes()}"
     reporter.line(summary)
-    model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
+    few, why = few_shot_reason(spec.type, spec.embeddings, spec.params.few_shot, parts.train, labels)
+    if why:
+        reporter.line(why)
+    if few:
+        from trainers.fewshot import train_few_shot
+        from trainers.recipes import FEW_SHOT, with_recipe
+
+        params = with_recipe(TrainParams(**{k: getattr(spec.params, k) for k in spec.given}), frozenset(spec.given),
+                             spec.type, spec.embeddings, FEW_SHOT)
+        reporter.line("few-shot parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(params).items()))
+        model, epochs = train_few_shot(parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device,
+                                       reporter)
+    else:
+        model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
     primary = score(model, parts.test) if parts.test else None
     extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
+    extra["head"] = "setfit" if few else "fine-tuned"
     return model, dict(primary or {}), primary, epochs, summary, extra
 
 
@@ -133,6 +148,14 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
         reporter.line("parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
                       + f", effective learning_rate={lr}")
+        if spec.params.bf16:
+            import torch
+
+            from trainers.loop import native_bf16
+
+            if not native_bf16(torch.device(spec.device)):
+                reporter.line("bf16: this machine has no native bfloat16 (AVX-512 BF16, AMX or a recent GPU); "
+                              "training in float32")
         reporter.line(f"labels: {', '.join(spec.labels)}")
         reporter.line(f"snapshot: {spec.snapshot}")
         documents = dataset.read_documents(spec.snapshot)

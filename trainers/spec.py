@@ -33,6 +33,7 @@ class TrainParams:
     max_length: int = 128  # word pieces per window (MiniLM)
     bf16: bool = False  # mixed precision: bfloat16 autocast (CPUs with AVX-512 BF16, recent GPUs)
     average_last: float = 0.0  # share of the final steps whose weights are averaged (kept if it validates as well)
+    few_shot: str = "auto"  # classification, assertion: "auto" (below trainers.fewshot.FEW_SHOT_BELOW), "on", "off"
 
     def check(self) -> None:
         rules = [("epochs", self.epochs >= 1, "an integer >= 1"),
@@ -45,7 +46,8 @@ class TrainParams:
                  ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
                  ("eval_size", self.eval_size is None or 0 <= self.eval_size < 1, "a number in [0, 1)"),
                  ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
-                 ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]")]
+                 ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]"),
+                 ("few_shot", self.few_shot in ("auto", "on", "off"), "one of auto, on, off")]
         for name, ok, what in rules:
             if not ok:
                 raise SpecError(f"parameter {name}={getattr(self, name)!r} must be {what}")
@@ -73,6 +75,7 @@ class TrainSpec:
     result_type: str = "labels"  # visual_ner: the result type of its regions ("rectanglelabels" or "labels")
     script: dict | None = None  # ner: a custom training script (trainers.custom): path, name, version, limits
     checkpoint: dict | None = None  # {"folder": where each epoch's state is saved, "resume": a saved state or None}
+    given: tuple[str, ...] = ()  # the parameters the request gave; the others come from trainers.recipes
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
@@ -87,8 +90,12 @@ class TrainSpec:
         for name in ("type", "snapshot", "output_dir", "labels"):
             if name not in data:
                 raise SpecError(f"spec field {name!r} is missing")
-        spec = cls(**{**data, "params": TrainParams(**params)})
+        spec = cls(**{**data, "params": TrainParams(**params), "given": tuple(sorted(params))})
         spec.check()
+        from trainers.recipes import with_recipe
+
+        spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings)
+        spec.params.check()
         return spec
 
     @classmethod

@@ -103,6 +103,10 @@ class TrainingParamsIn(BaseModel):
     max_length: int | None = None
     eval_size: float | None = Field(None, description="Visual NER: share of the training tasks held out for "
                                                       "evaluation after each epoch")
+    few_shot: str | None = Field(None, description="classification, assertion: 'auto' (the few-shot path when the "
+                                                   "smallest label has few examples), 'on' or 'off'")
+    bf16: bool | None = Field(None, description="bfloat16 autocast where the CPU or GPU has it natively")
+    average_last: float | None = Field(None, description="share of the final steps whose weights are averaged")
 
 
 class TuneRequest(BaseModel):

@@ -19,6 +19,9 @@ from storage.errors import NotFound, ValidationError
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
+from trainers.fewshot import FEW_SHOT_BELOW, FEW_SHOT_TYPES
+from trainers.recipes import FEW_SHOT
+from trainers.recipes import defaults as recipe_defaults
 from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, SpecError, TrainParams
 from trainers.sweep import default_space, parse_budget, parse_points, parse_space
@@ -119,9 +122,22 @@ def script_request(body: TrainingRequest) -> dict:
 
 
 def embeddings_options(training_type: str, backend: str) -> list[dict]:
-    return [{"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
-             "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].learning_rate_for(training_type)}
-            for e in embeddings_for(training_type, backend)] if training_type in TYPES else []
+    """Each embeddings the type can use, with the defaults a training gets from its recipe
+    (trainers.recipes) and, where it applies, the few-shot path's (trainers.fewshot)."""
+    if training_type not in TYPES:
+        return []
+    options = []
+    for e in embeddings_for(training_type, backend):
+        entry = {"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
+                 "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].learning_rate_for(training_type),
+                 "defaults": recipe_defaults(training_type, e)}
+        if training_type in FEW_SHOT_TYPES and e == "minilm":
+            entry["few_shot"] = {"chosen_below": FEW_SHOT_BELOW, "values": ["auto", "on", "off"],
+                                 "method": "SetFit: contrastive sentence-pair fine-tuning of the sentence encoder, "
+                                           "then a logistic regression head",
+                                 "defaults": recipe_defaults(training_type, e, FEW_SHOT)}
+        options.append(entry)
+    return options
 
 
 @router.get("/api/projects/{name}/training/options")

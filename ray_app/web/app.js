@@ -123,9 +123,7 @@ async function loadOptions() {
   $("type").replaceChildren(...types.map((t) => new Option(t.type, t.type)));
   if (!types.length) throw new ApiError(`project ${state.project} offers no type labtrain can train`);
   typeChanged();
-  const d = state.options.defaults;
-  for (const key of ["epochs", "decay", "dropout", "batch_size", "validation_split"]) $(key).value = d[key];
-  $("learning_rate").value = "";
+  $("validation_split").value = state.options.defaults.validation_split;
   const settings = state.options.settings;
   $("versioning").checked = settings.versioning;
   $("active_learning").checked = settings.active_learning.enabled;
@@ -160,6 +158,21 @@ function typeChanged() {
   $("script").replaceChildren(new Option("labtrain's trainer", ""), ...scripts.map((name) => new Option(name, name)));
   $("script-label").hidden = !scripts.length;
   $("embeddings").disabled = false;
+  showDefaults();
+}
+
+// The parameters' fields stay empty: a training gets its type's and embeddings' recipe (shown as the
+// placeholders) for every field the user leaves empty.
+function showDefaults() {
+  const entry = state.options.types.find((t) => t.type === $("type").value);
+  const chosen = entry.embeddings.find((e) => e.name === $("embeddings").value) || entry.embeddings[0] || {};
+  const d = chosen.defaults || state.options.defaults;
+  for (const key of ["epochs", "learning_rate", "decay", "dropout", "batch_size"]) {
+    $(key).value = "";
+    $(key).placeholder = d[key] === null || d[key] === undefined ? "default" : String(d[key]);
+  }
+  $("type-note").textContent = [entry.note, chosen.few_shot ? `Few-shot path (SetFit) when the smallest label ` +
+    `has fewer than ${chosen.few_shot.chosen_below} examples.` : ""].filter(Boolean).join(" ");
 }
 
 function scriptChanged() {
@@ -351,6 +364,7 @@ $("logout").addEventListener("click", logout);
 $("project-picker").addEventListener("change", (e) => guarded(() => pickProject(e.target.value)));
 document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => guarded(() => show(tab.dataset.view))));
 $("type").addEventListener("change", typeChanged);
+$("embeddings").addEventListener("change", showDefaults);
 $("script").addEventListener("change", scriptChanged);
 $("next").addEventListener("click", () => setStep(Math.min(3, state.step + 1)));
 $("back").addEventListener("click", () => setStep(Math.max(1, state.step - 1)));

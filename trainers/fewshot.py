@@ -1,0 +1,205 @@
+"""Few-shot classification, SetFit's method: the packaged sentence encoder (all-MiniLM-L6-v2, mean
+pooled and normalised, as it was trained) is fine-tuned contrastively on sentence pairs drawn from
+the few labelled examples (same label: similar; different: dissimilar), then a logistic regression
+head is fitted on its embeddings. Single choice, multiple choice (one head per label, thresholds
+tuned on validation) and assertion status. The model folder is a SetFit / sentence-transformers
+folder: `SentenceTransformer(folder)` loads the encoder, `model_head.pkl` is the head."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from trainers.dataset import Example, Splits
+from trainers.embeddings import minilm_path
+from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
+from trainers.reporting import EpochTable, Reporter
+from trainers.sequence import score, tune_thresholds
+from trainers.spec import TrainParams
+
+FEW_SHOT_BELOW = 64  # few_shot "auto": this path when the smallest label has fewer training examples (bench/fewshot.py)
+FEW_SHOT_TYPES = ("classification", "assertion")
+PAIRS_PER_EXAMPLE = 20  # SetFit's num_iterations: each example gets this many positive and negative pairs
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling")
+
+
+def embed(encoder, tokenizer, texts: list[str], device, max_length: int, batch_size: int = 64,
+          grad: bool = False) -> torch.Tensor:
+    """Mean-pooled, L2-normalised sentence embeddings (what all-MiniLM-L6-v2 was trained to give)."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(device)
+        with torch.set_grad_enabled(grad):
+            hidden = encoder(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, encoder.config.hidden_size)
+
+
+def sentence_pairs(examples: list[Example], rng: random.Random, per_example: int = PAIRS_PER_EXAMPLE) -> list[tuple]:
+    """(text, text, 1.0 if they share a label else 0.0): for each example and round, one partner
+    that shares a label and one that shares none, when there is one."""
+    pairs = []
+    for _ in range(per_example):
+        for example in examples:
+            labels = set(example.labels)
+            same = [e for e in examples if e is not example and labels & set(e.labels)]
+            other = [e for e in examples if not labels & set(e.labels)]
+            if same:
+                pairs.append((example.text, rng.choice(same).text, 1.0))
+            if other:
+                pairs.append((example.text, rng.choice(other).text, 0.0))
+    rng.shuffle(pairs)
+    return pairs
+
+
+@dataclass
+class FewShotModel:
+    encoder: AutoModel
+    tokenizer: AutoTokenizer
+    head: object  # sklearn: LogisticRegression, or OneVsRestClassifier of them (multiple choice)
+    labels: list[str]
+    multiple: bool
+    thresholds: list[float]
+    device: torch.device
+    max_length: int
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        self.encoder.eval()
+        return embed(self.encoder, self.tokenizer, texts, self.device, self.max_length).float().cpu().numpy()
+
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, len(self.labels))
+        return torch.tensor(self.head.predict_proba(self.embeddings(texts)), dtype=torch.float32)
+
+    def predict(self, texts: list[str]) -> list[list[str]]:
+        probs = self.probabilities(texts)
+        if self.multiple:
+            return [[lab for lab, p, t in zip(self.labels, row, self.thresholds) if p >= t] for row in probs.tolist()]
+        return [[self.labels[int(i)]] for i in probs.argmax(-1)]
+
+    def fit_head(self, examples: list[Example], seed: int) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        x = self.embeddings([e.text for e in examples])
+        if self.multiple:
+            y = np.array([[label in e.labels for label in self.labels] for e in examples], dtype=int)
+            self.head = OneVsRestClassifier(LogisticRegression(max_iter=1000, random_state=seed)).fit(x, y)
+        else:
+            index = {lab: i for i, lab in enumerate(self.labels)}
+            y = np.array([index[e.labels[0]] for e in examples])
+            head = LogisticRegression(max_iter=1000, random_state=seed).fit(x, y)
+            self.head = _AllLabels(head, len(self.labels))
+
+    def save(self, directory: Path) -> None:
+        import joblib
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        source = minilm_path()
+        for name in SENTENCE_FILES:
+            target = directory / name
+            if (source / name).is_dir():
+                shutil.copytree(source / name, target, dirs_exist_ok=True)
+            else:
+                shutil.copy(source / name, target)
+        head = self.head.head if isinstance(self.head, _AllLabels) else self.head
+        joblib.dump(head, directory / "model_head.pkl")
+        (directory / "config_setfit.json").write_text(json.dumps({
+            "labels": self.labels, "normalize_embeddings": False,
+            "multi_target_strategy": "one-vs-rest" if self.multiple else None}))
+
+    @classmethod
+    def load(cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int,
+             device: str = "cpu") -> "FewShotModel":
+        import joblib
+
+        config = json.loads((Path(directory) / "config_setfit.json").read_text())
+        labels = config["labels"]
+        head = joblib.load(Path(directory) / "model_head.pkl")
+        return cls(AutoModel.from_pretrained(directory).to(device), AutoTokenizer.from_pretrained(directory),
+                   head if multiple else _AllLabels(head, len(labels)), labels, multiple,
+                   thresholds or [0.5] * len(labels), torch.device(device), max_length)
+
+
+class _AllLabels:
+    """A single-choice head's probabilities over every label, also those the train part lacks."""
+
+    def __init__(self, head, n_labels: int):
+        self.head, self.n_labels = head, n_labels
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        probs = np.zeros((len(x), self.n_labels))
+        probs[:, self.head.classes_] = self.head.predict_proba(x)
+        return probs
+
+
+def train_few_shot(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
+                   device_name: str, reporter: Reporter) -> tuple[FewShotModel, list[EpochResult]]:
+    seed_everything(params.seed)
+    device = resolve_device(device_name, reporter)
+    source = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    encoder = AutoModel.from_pretrained(source).to(device)
+    model = FewShotModel(encoder, tokenizer, None, labels, multiple, [0.5] * len(labels), device, params.max_length)
+    pairs = sentence_pairs(splits.train, random.Random(params.seed))
+    reporter.line(f"model: all-MiniLM-L6-v2 sentence encoder (mean pooled, normalised), fine-tuned on {len(pairs)} "
+                  f"sentence pairs of the {len(splits.train)} training examples ({PAIRS_PER_EXAMPLE} rounds), then a "
+                  f"logistic regression head{' per label' if multiple else ''}; source {source}")
+
+    def step(batch: list[tuple]) -> torch.Tensor:
+        left = embed(encoder, tokenizer, [a for a, _, _ in batch], device, params.max_length, len(batch), grad=True)
+        right = embed(encoder, tokenizer, [b for _, b, _ in batch], device, params.max_length, len(batch), grad=True)
+        target = torch.tensor([t for _, _, t in batch], device=device, dtype=left.dtype)
+        return torch.nn.functional.mse_loss((left * right).sum(-1), target)  # CosineSimilarityLoss
+
+    def validate() -> dict | None:
+        if not splits.validation:
+            return None
+        model.fit_head(splits.train, params.seed)
+        if multiple:
+            model.thresholds = tune_thresholds(model, splits.validation)
+        return score(model, splits.validation)["micro"]
+
+    table, epochs = EpochTable(reporter), []
+    for result in train_while_improving(encoder, pairs, params, lr, step, validate,
+                                        lambda f: reporter.progress(100 * f * 0.9),
+                                        length=lambda p: len(p[0]) + len(p[1]), checkpoints=reporter.checkpoints):
+        table.row(result.epoch, result.loss, result.scores, result.seconds,
+                  epoch_note(result, params.early_stopping_patience))
+        reporter.progress(100 * 0.9 * result.epoch / params.epochs, result.epoch, result.scores)
+        epochs.append(result)
+    model.fit_head(splits.train + splits.validation if not multiple else splits.train, params.seed)
+    if multiple:
+        model.thresholds = tune_thresholds(model, splits.validation)
+    return model, epochs
+
+
+def few_shot_reason(training_type: str, embeddings: str, choice: str, train: list[Example],
+                    labels: list[str]) -> tuple[bool, str]:
+    """Whether this training takes the few-shot path, and the log line that says why."""
+    counts = {label: sum(label in e.labels for e in train) for label in labels}
+    smallest = min(counts, key=counts.get) if counts else None
+    if training_type not in FEW_SHOT_TYPES or embeddings != "minilm":
+        return False, ""
+    if choice == "on":
+        return True, f"few-shot: asked for (few_shot=on); smallest label {smallest!r} has {counts[smallest]} examples"
+    if choice == "off":
+        return False, f"fine-tuning: asked for (few_shot=off); smallest label {smallest!r} has {counts[smallest]} examples"
+    if counts[smallest] < FEW_SHOT_BELOW:
+        return True, (f"few-shot: smallest label {smallest!r} has {counts[smallest]} examples (fewer than "
+                      f"{FEW_SHOT_BELOW}): SetFit's contrastive sentence-pair fine-tuning and a logistic head")
+    return False, (f"fine-tuning: smallest label {smallest!r} has {counts[smallest]} examples ({FEW_SHOT_BELOW} or "
+                   "more): the encoder with a classification head")

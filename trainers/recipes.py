@@ -1,0 +1,49 @@
+"""The defaults of each training type and embeddings: the best recipe found for it, each choice made on
+validation data (the README's "Default recipes" says which runs chose what). A parameter the request
+gives wins over the recipe; the recipe wins over `TrainParams`' generic defaults. Classification and
+assertion have two recipes, the fine-tuned head's and the few-shot path's (`trainers.fewshot`)."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from trainers.spec import TrainParams
+
+FEW_SHOT = "few-shot"
+
+RECIPES: dict[tuple[str, ...], dict] = {
+    # CoNLL-2003 (bench/ner_vs_spacy.py, chosen on its dev set): warmup, a decaying rate and the
+    # average of the last quarter's weights; bf16 where the CPU or GPU has it natively
+    ("ner", "minilm"): {"epochs": 4, "learning_rate": 1e-4, "warmup": 0.1, "decay": 0.5, "bf16": True,
+                        "average_last": 0.25},
+    ("ner", "bilstm"): {"epochs": 12, "learning_rate": 1e-3, "dropout": 0.5, "decay": 0.05},
+    ("classification", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
+    ("classification", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
+    ("assertion", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
+    ("assertion", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
+    ("relation", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
+    ("visual_ner", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
+    # Spark NLP (bench/backends.py): NerDL and ClassifierDL over the averaged MiniLM word vectors
+    ("ner", "minilm_words"): {"epochs": 5, "learning_rate": 1e-3},
+    ("classification", "minilm_words"): {"epochs": 5, "learning_rate": 3e-4},
+}
+
+
+def recipe(training_type: str, embeddings: str | None, path: str = "") -> dict:
+    """The recipe's parameters (empty for a custom script or an unknown pair)."""
+    key = (training_type, embeddings or "", path) if path else (training_type, embeddings or "")
+    return dict(RECIPES.get(key, {}))
+
+
+def with_recipe(params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None,
+                path: str = "") -> TrainParams:
+    """`params` with the recipe's values for every parameter the request did not give."""
+    known = {f.name for f in fields(TrainParams)}
+    return replace(params, **{k: v for k, v in recipe(training_type, embeddings, path).items()
+                              if k in known and k not in given})
+
+
+def defaults(training_type: str, embeddings: str, path: str = "") -> dict:
+    """Every parameter as a training of this type and embeddings gets it when it gives none."""
+    return {f.name: getattr(with_recipe(TrainParams(), frozenset(), training_type, embeddings, path), f.name)
+            for f in fields(TrainParams)}
