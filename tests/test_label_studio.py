@@ -207,7 +207,8 @@ def test_the_train_page_shows_the_link(service, label_studio, browser):
     browser.get(service.url + "/")
     browser.find_element(By.ID, "token").send_keys(service.token)
     browser.find_element(By.ID, "login-form").submit()
-    until(browser, lambda d: d.find_element(By.ID, "nav").is_displayed(), what="the page")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#project-picker option[value="{name}"]'),
+          what="the project in the picker")
     Select(browser.find_element(By.ID, "project-picker")).select_by_value(name)
     shown = until(browser, lambda d: d.find_element(By.ID, "link").is_displayed() and d.find_element(By.ID, "link").text,
                   what="the link")
