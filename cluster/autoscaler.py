@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from cluster.scheduler import NodeType
-from storage.errors import ValidationError
+from labtrain.errors import ValidationError
 
 
 def node_types_from_file(path: str | Path) -> tuple[NodeType, ...]:

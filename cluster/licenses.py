@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from cluster.scheduler import LicenseSlots
-from storage.errors import ValidationError
+from labtrain.errors import ValidationError
 
 TEXT_SCOPES = ("training:ner", "training:assertion", "training:classification", "training:relation")
 KNOWN_SCOPES = TEXT_SCOPES + ("ocr:training", "ocr:inference")

@@ -14,8 +14,8 @@ from ray_app.cli_labelstudio import add_commands as add_label_studio_commands
 from ray_app.cli_training import add_commands
 from ray_app.client import ApiClient, export_with_inlined_images
 from ray_app.settings import DEFAULT_HOST, DEFAULT_PORT, api_token, api_url, home_dir
-from storage.catalog import parse_member
-from storage.errors import LabtrainError
+from storage.members import parse_member
+from labtrain.errors import LabtrainError
 
 
 def _client(args: argparse.Namespace) -> ApiClient:

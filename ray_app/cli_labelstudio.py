@@ -9,7 +9,7 @@ import sys
 from typing import Any, Callable
 
 from ray_app.client import ApiClient
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 
 def cmd_link(args: argparse.Namespace, client: ApiClient) -> Any:

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable
 
 from ray_app.client import ApiClient
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 ENDED = ("succeeded", "failed", "cancelled")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 from storage.importers import find_image_file
 
 

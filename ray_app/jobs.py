@@ -22,10 +22,11 @@ from cluster.scheduler import Plan, QueuedJob, plan
 from ray_app.autoscaling import Demand, capacity, find_node_types
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
-from ray_app.train_run import Resilience, ray_failure, start_job
+from ray_app.job_worker import Resilience, ray_failure
+from ray_app.train_run import start_job
 from ray_app.workspace import Home
 from storage.artifacts import ArtifactStore
-from storage.errors import Conflict, LabtrainError, NotFound, ValidationError
+from labtrain.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
 from trainers.spec import TrainParams
 

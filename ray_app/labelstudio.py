@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from storage.errors import LabtrainError, ValidationError
+from labtrain.errors import LabtrainError, ValidationError
 
 PAGE = 100  # tasks per page when pulling a project
 

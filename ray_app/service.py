@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from ray_app.settings import APP_NAME, JOB_MANAGER, NAMESPACE, STORAGE_ACTOR, read_service, service_file
-from storage.errors import Conflict, LabtrainError
+from labtrain.errors import Conflict, LabtrainError
 
 log = logging.getLogger(__name__)
 

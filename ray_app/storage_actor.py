@@ -7,7 +7,7 @@ from typing import Any
 import ray
 
 from storage.catalog import Catalog
-from storage.errors import LabtrainError, StorageFull, disk_full
+from labtrain.errors import LabtrainError, StorageFull, disk_full
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)

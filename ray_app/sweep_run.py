@@ -13,7 +13,7 @@ from pathlib import Path
 import ray
 
 from ray_app.settings import ON_THE_HEAD
-from ray_app.train_run import Resilience, forwarder, last_line, lower_priority
+from ray_app.job_worker import Resilience, forwarder, last_line, lower_priority
 from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
 from trainers.sweep import (CurvePoint, curve_table, describe_space, save_curve_png, trials_table, verdict,

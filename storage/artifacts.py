@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from storage.errors import ValidationError
+from labtrain.errors import ValidationError
 
 SECRET_PARAMETERS = ("access_key", "secret_key", "session_token", "credentials", "token", "password")
 MODEL_FILES = ("model", "labtrain.json", "metrics.json", "confusion_matrix.json", "confusion_matrix.png",

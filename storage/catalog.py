@@ -20,49 +20,16 @@ import duckdb
 import pyarrow as pa
 
 from storage.blobs import BlobStore
-from storage.errors import Conflict, Forbidden, ImportError_, LabtrainError, NotFound, ValidationError
+from labtrain.errors import Conflict, Forbidden, ImportError_, LabtrainError, NotFound, ValidationError
 from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
 from storage.links import LabelStudioLinks
+from storage.members import ROLE_RANK, ROLES, Member, User, hash_token, parse_member  # noqa: F401 (re-exported)
 from storage.scripts import ScriptStore
 from storage.selection import SelectionParams, preview, write_snapshots
 
-ROLES = ("owner", "manager", "reviewer", "annotator")
-ROLE_RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}  # annotator 0 ... owner 3
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    is_admin: bool
-
-
-@dataclass(frozen=True)
-class Member:
-    username: str
-    role: str
-    priority: int = 0
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_member(spec: str) -> Member:
-    """`name:role[:priority]`, as `labtrain members --set` takes it."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0]:
-        raise LabtrainError(f"member {spec!r}: use NAME:ROLE[:PRIORITY]")
-    role = parts[1].lower()
-    if role not in ROLES:
-        raise LabtrainError(f"member {spec!r}: role {parts[1]!r} is not one of {', '.join(ROLES)}")
-    try:
-        priority = int(parts[2]) if len(parts) == 3 else 0
-    except ValueError:
-        raise LabtrainError(f"member {spec!r}: priority {parts[2]!r} is not an integer") from None
-    return Member(parts[0], role, priority)
 
 
 class Catalog(TrainingHistory, ScriptStore, LabelStudioLinks):

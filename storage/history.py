@@ -8,7 +8,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage.errors import Conflict, NotFound, SelectionError, ValidationError
+from labtrain.errors import Conflict, NotFound, SelectionError, ValidationError
 from storage.labeling_config import deploy_model, parse_labeling_config
 from storage.selection import SelectionParams
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from storage.errors import ImportError_
+from labtrain.errors import ImportError_
 
 GENAI_LAB = "genai_lab"
 LABEL_STUDIO = "label_studio"

@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from storage.errors import ConfigError
+from labtrain.errors import ConfigError
 
 TRAINING_TYPES = ("ner", "assertion", "classification", "relation", "visual_ner")
 TEXT_TAGS = {"Text", "HyperText", "Paragraphs"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from storage.errors import Conflict, NotFound, ValidationError
+from labtrain.errors import Conflict, NotFound, ValidationError
 from storage.history import now
 from storage.secrets import SecretBox
 
@@ -33,7 +33,7 @@ class LabelStudioLinks:
         if other:
             raise Conflict(f"Label Studio project {ls_project} at {url} is already linked to project {other[0]!r}")
         password = "ltb_" + secrets.token_urlsafe(32)
-        from storage.catalog import hash_token
+        from storage.members import hash_token
 
         self.con.execute(
             "INSERT INTO label_studio_links (project_id, url, ls_project, token_sealed, backend_hash, backend_url, "
@@ -80,7 +80,7 @@ class LabelStudioLinks:
 
     def backend_allows(self, name: str, user: str, password: str) -> bool:
         """Whether Label Studio's basic auth opens the project's ML backend routes."""
-        from storage.catalog import hash_token
+        from storage.members import hash_token
 
         row = self.con.execute("SELECT l.backend_hash FROM label_studio_links l JOIN projects p USING (project_id) "
                                "WHERE p.name = ?", [name]).fetchone()

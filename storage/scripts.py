@@ -7,7 +7,7 @@ import hashlib
 import re
 
 from storage.blobs import BlobStore
-from storage.errors import NotFound, ValidationError
+from labtrain.errors import NotFound, ValidationError
 from storage.history import now
 
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

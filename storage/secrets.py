@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 
 class SecretBox:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from storage.errors import SelectionError
+from labtrain.errors import SelectionError
 from storage.importers import REGION_TYPES, SPAN_TYPES
 from storage.labeling_config import LabelingConfig
 

@@ -73,7 +73,7 @@ def test_the_image_carries_what_a_worker_needs_to_train_every_type():
 
 
 def test_node_types_are_read_from_a_launcher_config_or_a_raycluster_and_bad_ones_named(tmp_path):
-    from storage.errors import ValidationError
+    from labtrain.errors import ValidationError
 
     for text, message in (("a: [", "is not YAML"), ("[1, 2]", "must be a mapping"),
                           ("kind: Pod", "neither 'available_node_types'"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 from tests.test_service import new_user
 from tests.test_training_service import toy_project, wait
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, toy_tasks

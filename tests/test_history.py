@@ -8,7 +8,7 @@ import pytest
 from cluster.licenses import LicenseError, LicensePool, parse_licenses
 from cluster.resources import Ledger, bundle_for
 from cluster.scheduler import LicenseSlots
-from storage.errors import Conflict, SelectionError, ValidationError
+from labtrain.errors import Conflict, SelectionError, ValidationError
 from storage.history import training_status
 from storage.labeling_config import deploy_model, parse_labeling_config
 from tests.trainer_data import CONFIG, toy_tasks

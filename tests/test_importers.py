@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from storage.catalog import Catalog
-from storage.errors import ImportError_
+from labtrain.errors import ImportError_
 from storage.importers import parse_export
 from tests.conftest import genai_completion, genai_task, import_tasks, shared_file, span
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from storage.errors import ConfigError
+from labtrain.errors import ConfigError
 from storage.labeling_config import parse_labeling_config
 
 PRODUCT_PAGE_CHOICES = """

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from storage.catalog import Catalog, Member
-from storage.errors import SelectionError
+from labtrain.errors import SelectionError
 from storage.selection import SelectionParams
 from tests.conftest import NER_CONFIG, choice, genai_completion, genai_task, import_tasks, span
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from storage.catalog import Catalog
-from storage.errors import ImportError_
+from labtrain.errors import ImportError_
 from storage.selection import SelectionParams
 from tests.visual_data import CONFIG, draw_form, write_export
 from trainers.dataset import TrainingDataError
@@ -183,7 +183,7 @@ def test_out_of_memory_is_named_whether_torch_or_ray_reports_it():
     import ray
     import torch
 
-    from ray_app.train_run import ray_failure
+    from ray_app.job_worker import ray_failure
 
     assert failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) \
         .startswith("out of memory: CUDA out of memory")

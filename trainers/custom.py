@@ -47,7 +47,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 from trainers import dataset
 from trainers.embeddings import minilm_path
 from trainers.reporting import Reporter

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 from trainers.text import Span
 
 NO_RELATION = "no_relation"

@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 LANGUAGES = ["en", "de", "es", "pt", "it", "da", "ro"]
 BACKENDS = ("pytorch", "sparknlp")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.errors import LabtrainError, ValidationError
+from labtrain.errors import LabtrainError, ValidationError
 from trainers.dataset import NO_RELATION, assertion_text, relation_text
 from trainers.text import Span
 

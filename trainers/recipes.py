@@ -5,10 +5,6 @@ assertion have two recipes, the fine-tuned head's and the few-shot path's (`trai
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-
-from trainers.spec import TrainParams
-
 FEW_SHOT = "few-shot"
 
 RECIPES: dict[tuple[str, ...], dict] = {
@@ -33,17 +29,3 @@ def recipe(training_type: str, embeddings: str | None, path: str = "") -> dict:
     """The recipe's parameters (empty for a custom script or an unknown pair)."""
     key = (training_type, embeddings or "", path) if path else (training_type, embeddings or "")
     return dict(RECIPES.get(key, {}))
-
-
-def with_recipe(params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None,
-                path: str = "") -> TrainParams:
-    """`params` with the recipe's values for every parameter the request did not give."""
-    known = {f.name for f in fields(TrainParams)}
-    return replace(params, **{k: v for k, v in recipe(training_type, embeddings, path).items()
-                              if k in known and k not in given})
-
-
-def defaults(training_type: str, embeddings: str, path: str = "") -> dict:
-    """Every parameter as a training of this type and embeddings gets it when it gives none."""
-    return {f.name: getattr(with_recipe(TrainParams(), frozenset(), training_type, embeddings, path), f.name)
-            for f in fields(TrainParams)}

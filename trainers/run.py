@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage.errors import LabtrainError, disk_full
+from labtrain.errors import LabtrainError, disk_full
 from trainers import dataset
 from trainers.embeddings import REGISTRY
 from trainers.ner import train_ner
@@ -111,7 +111,8 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
         reporter.line(why)
     if few:
         from trainers.fewshot import train_few_shot
-        from trainers.recipes import FEW_SHOT, with_recipe
+        from trainers.recipes import FEW_SHOT
+        from trainers.spec import with_recipe
 
         params = with_recipe(TrainParams(**{k: getattr(spec.params, k) for k in spec.given}), frozenset(spec.given),
                              spec.type, spec.embeddings, FEW_SHOT)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
+from trainers.recipes import recipe
 
 TYPES = ("ner", "assertion", "classification", "relation", "visual_ner")
 
@@ -92,8 +93,6 @@ class TrainSpec:
                 raise SpecError(f"spec field {name!r} is missing")
         spec = cls(**{**data, "params": TrainParams(**params), "given": tuple(sorted(params))})
         spec.check()
-        from trainers.recipes import with_recipe
-
         spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings)
         spec.params.check()
         return spec
@@ -147,3 +146,17 @@ class TrainSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def with_recipe(params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None,
+                path: str = "") -> TrainParams:
+    """`params` with the type's and embeddings' recipe (trainers.recipes) for every parameter the
+    request did not give."""
+    known = {f.name for f in fields(TrainParams)}
+    return replace(params, **{k: v for k, v in recipe(training_type, embeddings, path).items()
+                              if k in known and k not in given})
+
+
+def recipe_defaults(training_type: str, embeddings: str, path: str = "") -> dict:
+    """Every parameter as a training of this type and embeddings gets it when it gives none."""
+    return asdict(with_recipe(TrainParams(), frozenset(), training_type, embeddings, path))

@@ -13,7 +13,7 @@ from ray_app import __version__
 from ray_app.api import (cluster, imports, link, members, ml_backend, projects, registry, scripts, selection,
                          trainings, users)
 from ray_app.settings import ON_THE_HEAD
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 app = FastAPI(title="labtrain", version=__version__,
               description="Train NLP models from the completions of an annotation project.")

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from ray_app.settings import JOB_MANAGER, NAMESPACE, STORAGE_ACTOR
 from ray_app.storage_actor import StorageClient
-from storage.catalog import User
+from storage.members import User
 
 
 def get_storage(request: Request) -> StorageClient:

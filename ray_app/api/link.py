@@ -13,7 +13,7 @@ from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember
 from ray_app.api.ml_backend import model_version, predictions_for
 from ray_app.api.models import LinkRequest, PushRequest
 from ray_app.labelstudio import LabelStudio, sync_project
-from storage.errors import Conflict, LabtrainError, NotFound
+from labtrain.errors import Conflict, LabtrainError, NotFound
 from storage.links import BACKEND_USER
 
 router = APIRouter(prefix="/api/projects/{name}/link", tags=["label studio"])

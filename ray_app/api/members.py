@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from ray_app.api.deps import ProjectManager, ProjectMember, StorageDep
 from ray_app.api.models import MemberPublic, MembersUpdate
-from storage.catalog import Member
+from storage.members import Member
 
 router = APIRouter(prefix="/api/projects/{name}/members", tags=["members"])
 

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from ray_app.api.deps import JobsDep, StorageDep
 from ray_app.api.registry import _loaded
 from ray_app.labelstudio import LabelStudio, sync_project
-from storage.errors import LabtrainError, ValidationError
+from labtrain.errors import LabtrainError, ValidationError
 
 router = APIRouter(prefix="/ml/{name}", tags=["label studio ml backend"])
 log = logging.getLogger(__name__)

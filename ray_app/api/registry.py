@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from ray_app.api.deps import CurrentUser, JobsDep, StorageDep
 from ray_app.api.models import PredictRequest
 from storage.artifacts import cached_folder
-from storage.errors import Forbidden, NotFound, ValidationError
+from labtrain.errors import Forbidden, NotFound, ValidationError
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 LOADED_MODELS = 4  # per replica; the least recently used is dropped

@@ -15,15 +15,14 @@ from fastapi.responses import StreamingResponse
 
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.models import TrainingRequest, TrainingSettings
-from storage.errors import NotFound, ValidationError
+from labtrain.errors import NotFound, ValidationError
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
 from trainers.fewshot import FEW_SHOT_BELOW, FEW_SHOT_TYPES
 from trainers.recipes import FEW_SHOT
-from trainers.recipes import defaults as recipe_defaults
 from trainers.spark import unavailable_reason as spark_unavailable_reason
-from trainers.spec import TYPES, SpecError, TrainParams
+from trainers.spec import TYPES, SpecError, TrainParams, recipe_defaults
 from trainers.sweep import default_space, parse_budget, parse_points, parse_space
 
 router = APIRouter(tags=["trainings"])

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from storage.errors import LabtrainError
+from labtrain.errors import LabtrainError
 
 SPARK_NLP_VERSION = "3.4.4"
 POM = Path(__file__).with_name("pom.xml")
