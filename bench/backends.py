@@ -24,17 +24,25 @@ from common import SHARED, minutes, run_trainer, write_snapshot
 from ner_vs_spacy import LABELS, read_conll, snapshot_rows
 
 NER_SYSTEMS = {
-    "pytorch minilm": {"embeddings": "minilm", "params": {
-        "epochs": 3, "learning_rate": 5e-5, "batch_size": 16, "warmup": 0.1, "decay": 0.5, "bf16": True}},
-    "pytorch bilstm": {"embeddings": "bilstm", "params": {
-        "epochs": 12, "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.5, "decay": 0.05}},
-    "sparknlp NerDL": {"backend": "sparknlp", "params": {
-        "epochs": 10, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8}},
+    "pytorch minilm": {
+        "embeddings": "minilm",
+        "params": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 16, "warmup": 0.1, "decay": 0.5, "bf16": True},
+    },
+    "pytorch bilstm": {
+        "embeddings": "bilstm",
+        "params": {"epochs": 12, "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.5, "decay": 0.05},
+    },
+    "sparknlp NerDL": {
+        "backend": "sparknlp",
+        "params": {"epochs": 10, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8},
+    },
 }
 SMS_SYSTEMS = {
     "pytorch minilm": {"params": {"epochs": 2, "learning_rate": 5e-5, "batch_size": 16}},
-    "sparknlp ClassifierDL": {"backend": "sparknlp", "params": {
-        "epochs": 60, "learning_rate": 3e-4, "dropout": 0.5, "batch_size": 64}},
+    "sparknlp ClassifierDL": {
+        "backend": "sparknlp",
+        "params": {"epochs": 60, "learning_rate": 3e-4, "dropout": 0.5, "batch_size": 64},
+    },
 }
 
 
@@ -52,11 +60,15 @@ def main() -> None:
         rows += ner(work, 30 if args.quick else args.ner_documents, args.quick)
     if args.only in (None, "sms"):
         rows += sms(work, 500 if args.quick else None, args.quick)
-    print(f"\n{'data':<34}{'system':<24}{'test F1 (micro)':>16}{'macro F1':>10}{'epochs':>8}{'train time':>12}"
-          f"{'peak RSS':>10}")
+    print(
+        f"\n{'data':<34}{'system':<24}{'test F1 (micro)':>16}{'macro F1':>10}{'epochs':>8}{'train time':>12}"
+        f"{'peak RSS':>10}"
+    )
     for r in rows:
-        print(f"{r['data']:<34}{r['system']:<24}{r['micro']:16.3f}{r['macro']:10.3f}{r['epochs']:>8}"
-              f"{minutes(r['seconds']):>12}{r['peak_gb']:9.2f}G")
+        print(
+            f"{r['data']:<34}{r['system']:<24}{r['micro']:16.3f}{r['macro']:10.3f}{r['epochs']:>8}"
+            f"{minutes(r['seconds']):>12}{r['peak_gb']:9.2f}G"
+        )
     print(f"\nOne run each, one after another, on this machine; work folder {work}")
 
 
@@ -66,9 +78,11 @@ def quick(params: dict) -> dict:
 
 def ner(work: Path, documents: int, is_quick: bool) -> list[dict]:
     data = SHARED / "conll2003"
-    parts = {"train": read_conll(data / "eng.train.conll")[:documents],
-             "validation": read_conll(data / "eng.dev.conll")[:max(5, documents // 5)],
-             "test": read_conll(data / "eng.test.conll")[:70 if is_quick else None]}
+    parts = {
+        "train": read_conll(data / "eng.train.conll")[:documents],
+        "validation": read_conll(data / "eng.dev.conll")[: max(5, documents // 5)],
+        "test": read_conll(data / "eng.test.conll")[: 70 if is_quick else None],
+    }
     snapshot = work / "conll.parquet"
     write_snapshot(snapshot, snapshot_rows(parts, documents=False))
     name = f"CoNLL-2003 ({sum(map(len, parts['train']))} train sent.)"
@@ -76,11 +90,24 @@ def ner(work: Path, documents: int, is_quick: bool) -> list[dict]:
     out = []
     for system, spec in NER_SYSTEMS.items():
         params = quick(spec["params"]) if is_quick else spec["params"]
-        metrics, wall, peak = run_trainer(work, "ner_" + system.replace(" ", "_"), {
-            "type": "ner", "snapshot": str(snapshot), "labels": LABELS, **spec, "params": params}, tree=True)
+        metrics, wall, peak = run_trainer(
+            work,
+            "ner_" + system.replace(" ", "_"),
+            {"type": "ner", "snapshot": str(snapshot), "labels": LABELS, **spec, "params": params},
+            tree=True,
+        )
         entity = metrics["entity"]
-        out.append({"data": name, "system": system, "micro": entity["micro"]["f1"], "macro": entity["macro"]["f1"],
-                    "epochs": len(metrics["epochs"]), "seconds": wall, "peak_gb": peak})
+        out.append(
+            {
+                "data": name,
+                "system": system,
+                "micro": entity["micro"]["f1"],
+                "macro": entity["macro"]["f1"],
+                "epochs": len(metrics["epochs"]),
+                "seconds": wall,
+                "peak_gb": peak,
+            }
+        )
         print(out[-1], flush=True)
     return out
 
@@ -93,11 +120,23 @@ def sms(work: Path, limit: int | None, is_quick: bool) -> list[dict]:
     out = []
     for system, spec in SMS_SYSTEMS.items():
         params = quick(spec["params"]) if is_quick else spec["params"]
-        metrics, wall, peak = run_trainer(work, "sms_" + system.replace(" ", "_"), {
-            "type": "classification", "snapshot": str(snapshot), "labels": ["ham", "spam"], **spec,
-            "params": params}, tree=True)
-        out.append({"data": name, "system": system, "micro": metrics["micro"]["f1"], "macro": metrics["macro"]["f1"],
-                    "epochs": len(metrics["epochs"]), "seconds": wall, "peak_gb": peak})
+        metrics, wall, peak = run_trainer(
+            work,
+            "sms_" + system.replace(" ", "_"),
+            {"type": "classification", "snapshot": str(snapshot), "labels": ["ham", "spam"], **spec, "params": params},
+            tree=True,
+        )
+        out.append(
+            {
+                "data": name,
+                "system": system,
+                "micro": metrics["micro"]["f1"],
+                "macro": metrics["macro"]["f1"],
+                "epochs": len(metrics["epochs"]),
+                "seconds": wall,
+                "peak_gb": peak,
+            }
+        )
         print(out[-1], flush=True)
     return out
 

@@ -74,9 +74,16 @@ def main() -> None:
     if args.only in (None, "sms_spam"):
         rows = sms_rows(limit)
         write_snapshot(work / "sms.parquet", rows)
-        metrics, wall, peak = run_trainer(work, "sms_spam", {
-            "type": "classification", "snapshot": str(work / "sms.parquet"), "labels": ["ham", "spam"],
-            "params": params})
+        metrics, wall, peak = run_trainer(
+            work,
+            "sms_spam",
+            {
+                "type": "classification",
+                "snapshot": str(work / "sms.parquet"),
+                "labels": ["ham", "spam"],
+                "params": params,
+            },
+        )
         table.append(("SMS Spam (single)", len(rows), metrics, majority_floor(rows, ["ham", "spam"]), wall, peak))
     if args.only in (None, "goemotions"):
         table.append(goemotions(work, limit, params))
@@ -86,18 +93,31 @@ def main() -> None:
 def goemotions(work: Path, limit: int | None, params: dict) -> tuple:
     rows, names = goemotions_rows(limit)
     write_snapshot(work / "goemotions.parquet", rows)
-    metrics, wall, peak = run_trainer(work, "goemotions", {
-        "type": "classification", "snapshot": str(work / "goemotions.parquet"), "labels": names, "multiple": True,
-        "from_name": "emotions", "params": {**params, "learning_rate": 1e-4}})
+    metrics, wall, peak = run_trainer(
+        work,
+        "goemotions",
+        {
+            "type": "classification",
+            "snapshot": str(work / "goemotions.parquet"),
+            "labels": names,
+            "multiple": True,
+            "from_name": "emotions",
+            "params": {**params, "learning_rate": 1e-4},
+        },
+    )
     return "GoEmotions (multiple)", len(rows), metrics, majority_floor(rows, names), wall, peak
 
 
 def print_table(table: list[tuple], work: Path) -> None:
-    print(f"\n{'set':<24}{'examples':>9}{'macro F1':>10}{'micro F1':>10}{'majority macro F1':>19}{'epochs':>8}"
-          f"{'train time':>12}{'peak RSS':>10}")
+    print(
+        f"\n{'set':<24}{'examples':>9}{'macro F1':>10}{'micro F1':>10}{'majority macro F1':>19}{'epochs':>8}"
+        f"{'train time':>12}{'peak RSS':>10}"
+    )
     for name, n, m, floor, wall, peak in table:
-        print(f"{name:<24}{n:>9}{m['macro']['f1']:10.3f}{m['micro']['f1']:10.3f}{floor:19.3f}{len(m['epochs']):>8}"
-              f"{minutes(wall):>12}{peak:9.2f}G")
+        print(
+            f"{name:<24}{n:>9}{m['macro']['f1']:10.3f}{m['micro']['f1']:10.3f}{floor:19.3f}{len(m['epochs']):>8}"
+            f"{minutes(wall):>12}{peak:9.2f}G"
+        )
     print(f"\nMiniLM-L6 fine-tuned, batch 16, max 128 word pieces; one run each on this machine; work folder {work}")
 
 

@@ -51,16 +51,39 @@ class Bench:
         if binary:
             self.s3 = S3Server(folder / "s3").start(binary)
             self.cluster.extra_env.update(self.s3.env())
-        self.cluster.start_head({"node_types": {"cpu_worker": {"resources": {"CPU": 1}, "max_workers": 2}},
-                                 "idle_timeout_s": IDLE_TIMEOUT_S})
+        self.cluster.start_head(
+            {
+                "node_types": {"cpu_worker": {"resources": {"CPU": 1}, "max_workers": 2}},
+                "idle_timeout_s": IDLE_TIMEOUT_S,
+            }
+        )
         self.home = folder / "home"
-        out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home",
-                              str(self.home), "--port", str(free_port()), "--address", self.cluster.address,
-                              *(["--artifacts", self.s3.uri("bench")] if self.s3 else [])],
-                             capture_output=True, text=True, env=self.cluster.env(), cwd=ROOT, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ray_app.cli",
+                "serve",
+                "--detach",
+                "--json",
+                "--home",
+                str(self.home),
+                "--port",
+                str(free_port()),
+                "--address",
+                self.cluster.address,
+                *(["--artifacts", self.s3.uri("bench")] if self.s3 else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=self.cluster.env(),
+            cwd=ROOT,
+            check=True,
+        )
         info = json.loads(out.stdout)
-        self.http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
-                                 timeout=120)
+        self.http = httpx.Client(
+            base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"}, timeout=120
+        )
         self.http.post("/api/projects", json={"name": "bench", "config": CONFIG}).raise_for_status()
         self.http.post("/api/projects/bench/import", content=json.dumps(toy_tasks(60))).raise_for_status()
 
@@ -92,8 +115,12 @@ class Bench:
         return stamp(training["jobs"][0]["started_at"]) - stamp(training["created_at"]), training_at
 
     def stop(self) -> None:
-        subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(self.home)], cwd=ROOT,
-                       env=self.cluster.env(), capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ray_app.cli", "stop", "--home", str(self.home)],
+            cwd=ROOT,
+            env=self.cluster.env(),
+            capture_output=True,
+        )
         self.cluster.stop()
         if self.s3:
             self.s3.stop()
@@ -138,9 +165,14 @@ print(json.dumps(rows))
 def transfers(bench: Bench, repeats: int) -> dict:
     worker = bench.cluster.add_worker(1, [bench.home], "127.0.0.2")
     head = next(n["node_id"] for n in bench.http.get("/api/cluster").json()["nodes"] if n["head"])
-    out = subprocess.run([sys.executable, "-c", TRANSFER, bench.cluster.address, worker.node_id(), head,
-                          str(bench.home), str(repeats)], capture_output=True, text=True, cwd=ROOT,
-                         env=bench.cluster.env(), check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", TRANSFER, bench.cluster.address, worker.node_id(), head, str(bench.home), str(repeats)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=bench.cluster.env(),
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -148,10 +180,13 @@ def checkpoints(bench: Bench) -> list[tuple[int, float, float, float]]:
     """(epoch, MB, seconds to keep it, the epoch's training seconds) of a MiniLM NER run on the worker."""
     training, _ = bench.train({"types": ["ner"], "params": MINILM})
     log = bench.http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-    kept = {int(e): (float(mb), float(s)) for e, mb, s in
-            re.findall(r"checkpoint of epoch (\d+): (\d+) MB kept in ([\d.]+) s", log)}
-    epochs = {int(e): float(s) for e, s in re.findall(r"^\s+(\d+)\s+[\d.-]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)",
-                                                      log, re.M)}
+    kept = {
+        int(e): (float(mb), float(s))
+        for e, mb, s in re.findall(r"checkpoint of epoch (\d+): (\d+) MB kept in ([\d.]+) s", log)
+    }
+    epochs = {
+        int(e): float(s) for e, s in re.findall(r"^\s+(\d+)\s+[\d.-]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", log, re.M)
+    }
     return [(e, mb, s, epochs.get(e, float("nan"))) for e, (mb, s) in sorted(kept.items())]
 
 
@@ -181,15 +216,21 @@ def main() -> None:
     print("| measure | result |\n|---|---|")
     for what, runs in (("the autoscaler adds a 1-CPU node", cold), ("an idle node is there", warm)):
         started, trained = [r[0] for r in runs], [r[1] for r in runs]
-        print(f"| request -> job started, {what} | {statistics.median(started):.1f} s "
-              f"({', '.join(f'{x:.1f}' for x in started)}) |")
-        print(f"| request -> its trainer's first report, {what} | {statistics.median(trained):.1f} s "
-              f"({', '.join(f'{x:.1f}' for x in trained)}) |")
+        print(
+            f"| request -> job started, {what} | {statistics.median(started):.1f} s "
+            f"({', '.join(f'{x:.1f}' for x in started)}) |"
+        )
+        print(
+            f"| request -> its trainer's first report, {what} | {statistics.median(trained):.1f} s "
+            f"({', '.join(f'{x:.1f}' for x in trained)}) |"
+        )
     print(f"| MiniLM model folder back from a worker node through Ray | {rate(moved['ray'])} |")
     print(f"| the same folder copied on the head (shared-filesystem floor) | {rate(moved['shared'])} |")
     for epoch, mb, seconds, trained in kept:
-        print(f"| epoch-{epoch} checkpoint of MiniLM NER kept in S3 (versitygw, loopback) | {mb:.0f} MB in "
-              f"{seconds:.1f} s; the epoch trained in {trained:.1f} s |")
+        print(
+            f"| epoch-{epoch} checkpoint of MiniLM NER kept in S3 (versitygw, loopback) | {mb:.0f} MB in "
+            f"{seconds:.1f} s; the epoch trained in {trained:.1f} s |"
+        )
     if not kept:
         print("| epoch checkpoint | not measured: no versitygw (run .ci/setup) |")
 

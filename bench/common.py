@@ -23,8 +23,9 @@ def timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, fl
     """Run a command under GNU time; (wall seconds, peak RSS in GB, exit code)."""
     started = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", *cmd], stdout=out, stderr=subprocess.STDOUT,
-                              env=env)
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", *cmd], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     wall = time.monotonic() - started
     peak = re.findall(r"PEAK_RSS_KB=(\d+)", log.read_text())
     return wall, (int(peak[-1]) / 1e6 if peak else float("nan")), proc.returncode
@@ -53,8 +54,10 @@ def run_trainer(work: Path, name: str, spec: dict, tree: bool = False) -> tuple[
     spec = {**spec, "output_dir": str(work / f"out_{name}")}
     (work / f"{name}.json").write_text(json.dumps(spec))
     wall, peak, code = (timed_tree if tree else timed)(
-        [sys.executable, "-m", "trainers.run", str(work / f"{name}.json")], work / f"{name}.log",
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [sys.executable, "-m", "trainers.run", str(work / f"{name}.json")],
+        work / f"{name}.log",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if code:
         raise SystemExit(f"{name} failed; see {work / f'{name}.log'}")
     return json.loads((work / f"out_{name}" / "metrics.json").read_text()), wall, peak
@@ -62,9 +65,26 @@ def run_trainer(work: Path, name: str, spec: dict, tree: bool = False) -> tuple[
 
 def serve(home: Path, num_cpus: int, port: int) -> dict:
     """`labtrain serve --detach` on its own home and port; its service.json (url, admin_token, ...)."""
-    out = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-                          "--port", str(port), "--num-cpus", str(num_cpus)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_app.cli",
+            "serve",
+            "--detach",
+            "--json",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--num-cpus",
+            str(num_cpus),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout)
 
 

@@ -25,11 +25,27 @@ from pathlib import Path
 
 from common import SHARED, run_trainer, write_snapshot
 
-EKMAN = {"anger": ["anger", "annoyance", "disapproval"], "disgust": ["disgust"], "fear": ["fear", "nervousness"],
-         "joy": ["joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief", "pride",
-                 "admiration", "desire", "caring"],
-         "sadness": ["sadness", "disappointment", "embarrassment", "grief", "remorse"],
-         "surprise": ["surprise", "realization", "confusion", "curiosity"]}
+EKMAN = {
+    "anger": ["anger", "annoyance", "disapproval"],
+    "disgust": ["disgust"],
+    "fear": ["fear", "nervousness"],
+    "joy": [
+        "joy",
+        "amusement",
+        "approval",
+        "excitement",
+        "gratitude",
+        "love",
+        "optimism",
+        "relief",
+        "pride",
+        "admiration",
+        "desire",
+        "caring",
+    ],
+    "sadness": ["sadness", "disappointment", "embarrassment", "grief", "remorse"],
+    "surprise": ["surprise", "realization", "confusion", "curiosity"],
+}
 NEGEX_LABELS = ["present", "absent", "past", "hypothetical"]
 
 
@@ -68,11 +84,23 @@ def negex() -> dict:
     n_test = len(records) // 5
     parts = {"test": [], "train": []}
     for i, r in enumerate(records):
-        span = {"start": r["begin"], "end": r["end"], "text": r["sentence"][r["begin"]:r["end"]]}
-        result = [{"id": "e", "from_name": "label", "to_name": "text", "type": "labels",
-                   "value": {**span, "labels": ["PROBLEM"]}},
-                  {"id": "a", "from_name": "label", "to_name": "text", "type": "labels",
-                   "value": {**span, "labels": [r["assertion_derived"]]}}]
+        span = {"start": r["begin"], "end": r["end"], "text": r["sentence"][r["begin"] : r["end"]]}
+        result = [
+            {
+                "id": "e",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {**span, "labels": ["PROBLEM"]},
+            },
+            {
+                "id": "a",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {**span, "labels": [r["assertion_derived"]]},
+            },
+        ]
         parts["test" if i < n_test else "train"].append((r["sentence"], r["assertion_derived"], result))
     return {"type": "assertion", "labels": NEGEX_LABELS, **parts}
 
@@ -105,18 +133,39 @@ def main() -> None:
         for size in sizes:
             for seed in range(args.seeds):
                 train = draw(data["train"], data["labels"], size, seed)
-                rows = [{"task_id": i + 1, "split": split, "text": text, "result": json.dumps(result)}
-                        for i, (split, (text, _, result)) in enumerate(
-                            [("train", r) for r in train] + [("test", r) for r in data["test"]])]
+                rows = [
+                    {"task_id": i + 1, "split": split, "text": text, "result": json.dumps(result)}
+                    for i, (split, (text, _, result)) in enumerate(
+                        [("train", r) for r in train] + [("test", r) for r in data["test"]]
+                    )
+                ]
                 snapshot = work / f"{name}-{size}-{seed}.parquet"
                 write_snapshot(snapshot, rows)
                 for path in ("on", "off"):
-                    metrics, wall, peak = run_trainer(work, f"{name}-{size}-{seed}-{path}", {
-                        "type": data["type"], "snapshot": str(snapshot), "labels": data["labels"],
-                        "params": {"seed": seed, "few_shot": path}})
-                    results.append({"set": name, "size": size, "seed": seed, "path": path,
-                                    "macro": metrics["macro"]["f1"], "micro": metrics["micro"]["f1"],
-                                    "seconds": wall, "peak_gb": peak, "train": len(train), "test": len(data["test"])})
+                    metrics, wall, peak = run_trainer(
+                        work,
+                        f"{name}-{size}-{seed}-{path}",
+                        {
+                            "type": data["type"],
+                            "snapshot": str(snapshot),
+                            "labels": data["labels"],
+                            "params": {"seed": seed, "few_shot": path},
+                        },
+                    )
+                    results.append(
+                        {
+                            "set": name,
+                            "size": size,
+                            "seed": seed,
+                            "path": path,
+                            "macro": metrics["macro"]["f1"],
+                            "micro": metrics["micro"]["f1"],
+                            "seconds": wall,
+                            "peak_gb": peak,
+                            "train": len(train),
+                            "test": len(data["test"]),
+                        }
+                    )
                     print(json.dumps(results[-1]), flush=True)
     (work / "fewshot.json").write_text(json.dumps(results, indent=2))
     print_table(results, args.seeds)
@@ -133,10 +182,17 @@ def print_table(results: list[dict], seeds: int) -> None:
             for path in ("on", "off"):
                 runs = [r for r in results if (r["set"], r["size"], r["path"]) == (name, size, path)]
                 f1 = [r["macro"] for r in runs]
-                cells.append((f"{statistics.median(f1):.3f} ({min(f1):.3f}-{max(f1):.3f})",
-                              statistics.median(r["seconds"] for r in runs), max(r["peak_gb"] for r in runs)))
-            print(f"| {name} | {size} | {cells[0][0]} | {cells[1][0]} | {cells[0][1]:.0f} s | {cells[1][1]:.0f} s "
-                  f"| {max(cells[0][2], cells[1][2]):.1f} GB |")
+                cells.append(
+                    (
+                        f"{statistics.median(f1):.3f} ({min(f1):.3f}-{max(f1):.3f})",
+                        statistics.median(r["seconds"] for r in runs),
+                        max(r["peak_gb"] for r in runs),
+                    )
+                )
+            print(
+                f"| {name} | {size} | {cells[0][0]} | {cells[1][0]} | {cells[0][1]:.0f} s | {cells[1][1]:.0f} s "
+                f"| {max(cells[0][2], cells[1][2]):.1f} GB |"
+            )
 
 
 if __name__ == "__main__":

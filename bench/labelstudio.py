@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import serve, stop  # noqa: E402
+
 from tests.label_studio_server import LabelStudioServer, installed  # noqa: E402
 from tests.ray_cluster import free_port  # noqa: E402
 from tests.test_label_studio import NER_CONFIG  # noqa: E402
@@ -61,18 +62,34 @@ def main() -> None:
     info = serve(work / "home", 2, free_port())
     rows = []
     try:
-        http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
-                            timeout=600)
+        http = httpx.Client(
+            base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"}, timeout=600
+        )
         ls = server.client()
         project = ls.post("/api/projects", json={"title": "bench", "label_config": NER_CONFIG}).json()["id"]
-        tasks = [{"data": t["data"], "annotations": [{"result": [r for r in c["result"] if r["type"] == "labels"
-                                                                 and r["value"]["labels"][0] in ("PER", "LOC")]}
-                                                      for c in t["completions"]]} for t in toy_tasks(args.tasks)]
+        tasks = [
+            {
+                "data": t["data"],
+                "annotations": [
+                    {
+                        "result": [
+                            r
+                            for r in c["result"]
+                            if r["type"] == "labels" and r["value"]["labels"][0] in ("PER", "LOC")
+                        ]
+                    }
+                    for c in t["completions"]
+                ],
+            }
+            for t in toy_tasks(args.tasks)
+        ]
         ls.post(f"/api/projects/{project}/import", json=tasks).raise_for_status()
 
         started = time.monotonic()
-        linked = http.post("/api/projects/bench/link", json={"label_studio": server.url, "ls_project": project,
-                                                             "ls_token": server.token, "connect": True})
+        linked = http.post(
+            "/api/projects/bench/link",
+            json={"label_studio": server.url, "ls_project": project, "ls_token": server.token, "connect": True},
+        )
         linked.raise_for_status()
         link_s = time.monotonic() - started
         syncs = []
@@ -81,17 +98,25 @@ def main() -> None:
             http.post("/api/projects/bench/link/sync").raise_for_status()
             syncs.append(time.monotonic() - started)
         rows.append((f"link --connect: pull {args.tasks} tasks, register the backend", f"{link_s:.1f} s"))
-        rows.append((f"sync of {args.tasks} tasks (pulled again, nothing changed)",
-                     f"{statistics.median(syncs):.1f} s (median of 3: {', '.join(f'{s:.1f}' for s in syncs)})"))
+        rows.append(
+            (
+                f"sync of {args.tasks} tasks (pulled again, nothing changed)",
+                f"{statistics.median(syncs):.1f} s (median of 3: {', '.join(f'{s:.1f}' for s in syncs)})",
+            )
+        )
 
         # a manual MiniLM NER training: what "Start Training" trains again, and the model /predict uses
-        manual = http.post("/api/projects/bench/trainings", json={"types": ["ner"], "params": {"epochs": args.epochs},
-                                                                  "deploy": True}).json()
-        manual = wait(lambda: (t := http.get(f"/api/trainings/{manual['id']}").json())["status"] in
-                      ("succeeded", "failed") and t)
+        manual = http.post(
+            "/api/projects/bench/trainings", json={"types": ["ner"], "params": {"epochs": args.epochs}, "deploy": True}
+        ).json()
+        manual = wait(
+            lambda: (t := http.get(f"/api/trainings/{manual['id']}").json())["status"] in ("succeeded", "failed") and t
+        )
         assert manual["status"] == "succeeded", manual
-        auth = {"Authorization": "Basic " + base64.b64encode(
-            f"labtrain:{linked.json()['backend_password']}".encode()).decode()}
+        auth = {
+            "Authorization": "Basic "
+            + base64.b64encode(f"labtrain:{linked.json()['backend_password']}".encode()).decode()
+        }
         texts = [t["data"] for t in tasks]
         http.post("/ml/bench/predict", headers=auth, json={"tasks": [{"id": 1, "data": texts[0]}]})  # loads it
         for n, repeats in ((1, 30), (10, 20), (100, 10)):
@@ -102,27 +127,49 @@ def main() -> None:
                 answer = http.post("/ml/bench/predict", headers=auth, json={"tasks": batch, "project": f"{project}.0"})
                 seconds.append(time.monotonic() - started)
                 assert answer.status_code == 200 and len(answer.json()["results"]) == n, answer.text
-            rows.append((f"/predict, {n} task(s), MiniLM NER ({repeats} calls)",
-                         f"p50 {statistics.median(seconds) * 1000:.0f} ms, p95 {percentile(seconds, 0.95) * 1000:.0f} ms"))
+            rows.append(
+                (
+                    f"/predict, {n} task(s), MiniLM NER ({repeats} calls)",
+                    f"p50 {statistics.median(seconds) * 1000:.0f} ms, p95 {percentile(seconds, 0.95) * 1000:.0f} ms",
+                )
+            )
 
         [backend] = ls.get("/api/ml", params={"project": project}).json()
         started = time.monotonic()
         ls.post(f"/api/ml/{backend['id']}/train").raise_for_status()  # Label Studio's "Start Training"
-        trained = wait(lambda: [t for t in http.get("/api/projects/bench/trainings").json()
-                                if t["source"] == "label studio" and t["status"] in ("succeeded", "failed")])[0]
+        trained = wait(
+            lambda: [
+                t
+                for t in http.get("/api/projects/bench/trainings").json()
+                if t["source"] == "label studio" and t["status"] in ("succeeded", "failed")
+            ]
+        )[0]
         assert trained["status"] == "succeeded", trained
         trained_s = time.monotonic() - started
         version = trained["jobs"][0]["model_name"]
-        retrieved = ls.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
-                            json={"selectedItems": {"all": True, "excluded": []}}, timeout=600)
+        retrieved = ls.post(
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project},
+            json={"selectedItems": {"all": True, "excluded": []}},
+            timeout=600,
+        )
         retrieved.raise_for_status()
         total_s = time.monotonic() - started
         seen = ls.get("/api/tasks", params={"project": project, "fields": "all", "page_size": 100}).json()["tasks"]
         assert all(any(p["model_version"] == version for p in t["predictions"]) for t in seen), "predictions missing"
-        rows.append(("Start Training -> training succeeded and deployed (MiniLM NER, "
-                     f"{args.epochs} epoch(s), {args.tasks} tasks)", f"{trained_s:.1f} s"))
-        rows.append((f"... -> Retrieve predictions: {version} on all {args.tasks} tasks in Label Studio",
-                     f"{total_s:.1f} s in all ({total_s - trained_s:.1f} s for the predictions)"))
+        rows.append(
+            (
+                "Start Training -> training succeeded and deployed (MiniLM NER, "
+                f"{args.epochs} epoch(s), {args.tasks} tasks)",
+                f"{trained_s:.1f} s",
+            )
+        )
+        rows.append(
+            (
+                f"... -> Retrieve predictions: {version} on all {args.tasks} tasks in Label Studio",
+                f"{total_s:.1f} s in all ({total_s - trained_s:.1f} s for the predictions)",
+            )
+        )
     finally:
         stop(work / "home")
         server.stop()

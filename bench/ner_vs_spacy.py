@@ -54,9 +54,16 @@ def to_row(task_id: int, split: str, sentence: list[tuple[str, str]]) -> dict:
         words.append((token, len(text), len(text) + len(token)))
         text += token
     spans = spans_from_bio(words, [tag for _, tag in sentence])
-    result = [{"id": f"e{i}", "from_name": "label", "to_name": "text", "type": "labels",
-               "value": {"start": s.start, "end": s.end, "text": text[s.start:s.end], "labels": [s.label]}}
-              for i, s in enumerate(spans)]
+    result = [
+        {
+            "id": f"e{i}",
+            "from_name": "label",
+            "to_name": "text",
+            "type": "labels",
+            "value": {"start": s.start, "end": s.end, "text": text[s.start : s.end], "labels": [s.label]},
+        }
+        for i, s in enumerate(spans)
+    ]
     return {"task_id": task_id, "split": split, "text": text, "result": json.dumps(result)}
 
 
@@ -64,18 +71,31 @@ def snapshot_rows(parts: dict[str, list], documents: bool) -> list[dict]:
     """One task per sentence, or (documents) one task per CoNLL document, its sentences joined."""
     rows = []
     for split, docs in parts.items():
-        units = [[tok for sentence in doc for tok in sentence] for doc in docs] if documents else \
-            [sentence for doc in docs for sentence in doc]
+        units = (
+            [[tok for sentence in doc for tok in sentence] for doc in docs]
+            if documents
+            else [sentence for doc in docs for sentence in doc]
+        )
         rows += [to_row(len(rows) + 1, split, unit) for unit in units]
     return rows
 
 
 def run_ours(work: Path, snapshot: Path, embeddings: str, params: dict) -> dict:
-    metrics, wall, peak = run_trainer(work, embeddings, {"type": "ner", "snapshot": str(snapshot), "labels": LABELS,
-                                                         "embeddings": embeddings, "params": params})
+    metrics, wall, peak = run_trainer(
+        work,
+        embeddings,
+        {"type": "ner", "snapshot": str(snapshot), "labels": LABELS, "embeddings": embeddings, "params": params},
+    )
     per = {lab: metrics["entity"]["per_label"][lab]["f1"] for lab in LABELS}
-    return {"system": f"labtrain {embeddings}", "f1": metrics["entity"]["micro"]["f1"], "per": per,
-            "seconds": wall, "peak_gb": peak, "params": params, "epochs": len(metrics["epochs"])}
+    return {
+        "system": f"labtrain {embeddings}",
+        "f1": metrics["entity"]["micro"]["f1"],
+        "per": per,
+        "seconds": wall,
+        "peak_gb": peak,
+        "params": params,
+        "epochs": len(metrics["epochs"]),
+    }
 
 
 def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | None) -> dict:
@@ -85,30 +105,67 @@ def run_spacy(work: Path, spacy: str, parts: dict[str, list], max_steps: int | N
         sentences = [sentence for doc in docs for sentence in doc]
         # spaCy's converter wants IOB lines "token tag"; one blank line between sentences.
         (data / f"{split}.iob").write_text("\n".join(" ".join(f"{t}|{tag}" for t, tag in s) for s in sentences))
-        subprocess.run([spacy, "convert", str(data / f"{split}.iob"), str(data), "--converter", "iob",
-                        "--n-sents", "10"], check=True, capture_output=True)
-    subprocess.run([spacy, "init", "config", str(data / "config.cfg"), "--lang", "en", "--pipeline", "ner",
-                    "--optimize", "efficiency", "--force"], check=True, capture_output=True)
+        subprocess.run(
+            [spacy, "convert", str(data / f"{split}.iob"), str(data), "--converter", "iob", "--n-sents", "10"],
+            check=True,
+            capture_output=True,
+        )
+    subprocess.run(
+        [
+            spacy,
+            "init",
+            "config",
+            str(data / "config.cfg"),
+            "--lang",
+            "en",
+            "--pipeline",
+            "ner",
+            "--optimize",
+            "efficiency",
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
+    )
     overrides = ["--paths.train", str(data / "train.spacy"), "--paths.dev", str(data / "validation.spacy")]
     if max_steps:
         overrides += ["--training.max_steps", str(max_steps)]
-    wall, peak, code = timed([spacy, "train", str(data / "config.cfg"), "--output", str(data / "model"),
-                              *overrides], work / "spacy.log")
+    wall, peak, code = timed(
+        [spacy, "train", str(data / "config.cfg"), "--output", str(data / "model"), *overrides], work / "spacy.log"
+    )
     if code:
         raise SystemExit(f"spacy train failed; see {work / 'spacy.log'}")
-    subprocess.run([spacy, "evaluate", str(data / "model" / "model-best"), str(data / "test.spacy"), "--output",
-                    str(data / "test_metrics.json")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            spacy,
+            "evaluate",
+            str(data / "model" / "model-best"),
+            str(data / "test.spacy"),
+            "--output",
+            str(data / "test_metrics.json"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     scores = json.loads((data / "test_metrics.json").read_text())
     per = {lab: round(scores["ents_per_type"].get(lab, {}).get("f", 0.0), 4) for lab in LABELS}
-    return {"system": "spaCy 3 (efficiency NER)", "f1": round(scores["ents_f"], 4), "per": per, "seconds": wall,
-            "peak_gb": peak, "params": {"max_steps": max_steps or "default (stops on dev)"}, "epochs": "-"}
+    return {
+        "system": "spaCy 3 (efficiency NER)",
+        "f1": round(scores["ents_f"], 4),
+        "per": per,
+        "seconds": wall,
+        "peak_gb": peak,
+        "params": {"max_steps": max_steps or "default (stops on dev)"},
+        "epochs": "-",
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 2,000 training sentences, 1 epoch")
-    parser.add_argument("--spacy", default=shutil.which("spacy")
-                        or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy"))
+    parser.add_argument(
+        "--spacy", default=shutil.which("spacy") or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy")
+    )
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
     parser.add_argument("--minilm-epochs", type=int, default=4)
     parser.add_argument("--minilm-lr", type=float, default=1e-4)
@@ -118,17 +175,27 @@ def main() -> None:
     parser.add_argument("--minilm-decay", type=float, default=0.5)
     parser.add_argument("--minilm-seed", type=int, default=0, help="shuffling, dropout and head initialisation")
     parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (default: on)")
-    parser.add_argument("--minilm-average-last", type=float, default=0.25,
-                        help="share of the final steps whose weights are averaged (default 0.25; 0: off)")
+    parser.add_argument(
+        "--minilm-average-last",
+        type=float,
+        default=0.25,
+        help="share of the final steps whose weights are averaged (default 0.25; 0: off)",
+    )
     parser.add_argument("--bilstm-epochs", type=int, default=12)
-    parser.add_argument("--documents", action="store_true",
-                        help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences")
+    parser.add_argument(
+        "--documents",
+        action="store_true",
+        help="our tasks are whole CoNLL documents (context beyond the sentence), not sentences",
+    )
     parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} is missing: this bench reads ../shared/data/conll2003")
-    parts = {"train": read_conll(DATA / "eng.train.conll"), "validation": read_conll(DATA / "eng.dev.conll"),
-             "test": read_conll(DATA / "eng.test.conll")}
+    parts = {
+        "train": read_conll(DATA / "eng.train.conll"),
+        "validation": read_conll(DATA / "eng.dev.conll"),
+        "test": read_conll(DATA / "eng.test.conll"),
+    }
     if args.quick:  # about 2,000 / 500 / 1,000 sentences
         parts = {"train": parts["train"][:130], "validation": parts["validation"][:35], "test": parts["test"][:70]}
     work = Path(args.work or tempfile.mkdtemp(prefix="ner_bench_"))
@@ -136,33 +203,67 @@ def main() -> None:
     snapshot = work / "conll.parquet"
     write_snapshot(snapshot, snapshot_rows(parts, args.documents))
     counts = {k: (len(v), sum(map(len, v))) for k, v in parts.items()}
-    print("CoNLL-2003: " + ", ".join(f"{k} {d} documents / {n} sentences" for k, (d, n) in counts.items())
-          + f"; our tasks are {'documents' if args.documents else 'sentences'}; work folder {work}", flush=True)
+    print(
+        "CoNLL-2003: "
+        + ", ".join(f"{k} {d} documents / {n} sentences" for k, (d, n) in counts.items())
+        + f"; our tasks are {'documents' if args.documents else 'sentences'}; work folder {work}",
+        flush=True,
+    )
     systems = args.only or ["minilm", "bilstm", "spacy"]
     rows = []
     if "minilm" in systems:
-        rows.append(run_ours(work, snapshot, "minilm", {
-            "epochs": 1 if args.quick else args.minilm_epochs, "learning_rate": args.minilm_lr,
-            "batch_size": args.minilm_batch_size, "dropout": 0.1, "max_length": args.minilm_max_length,
-            "warmup": args.minilm_warmup, "decay": args.minilm_decay, "bf16": not args.minilm_fp32,
-            "average_last": args.minilm_average_last, "seed": args.minilm_seed}))
+        rows.append(
+            run_ours(
+                work,
+                snapshot,
+                "minilm",
+                {
+                    "epochs": 1 if args.quick else args.minilm_epochs,
+                    "learning_rate": args.minilm_lr,
+                    "batch_size": args.minilm_batch_size,
+                    "dropout": 0.1,
+                    "max_length": args.minilm_max_length,
+                    "warmup": args.minilm_warmup,
+                    "decay": args.minilm_decay,
+                    "bf16": not args.minilm_fp32,
+                    "average_last": args.minilm_average_last,
+                    "seed": args.minilm_seed,
+                },
+            )
+        )
         print(rows[-1], flush=True)
     if "bilstm" in systems:
-        rows.append(run_ours(work, snapshot, "bilstm", {"epochs": 2 if args.quick else args.bilstm_epochs,
-                                                        "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.5,
-                                                        "decay": 0.05}))
+        rows.append(
+            run_ours(
+                work,
+                snapshot,
+                "bilstm",
+                {
+                    "epochs": 2 if args.quick else args.bilstm_epochs,
+                    "learning_rate": 1e-3,
+                    "batch_size": 16,
+                    "dropout": 0.5,
+                    "decay": 0.05,
+                },
+            )
+        )
         print(rows[-1], flush=True)
     if "spacy" in systems:
         rows.append(run_spacy(work, args.spacy, parts, 300 if args.quick else None))
         print(rows[-1], flush=True)
-    print(f"\n{'system':<26}{'test F1':>8}{'PER':>7}{'LOC':>7}{'ORG':>7}{'MISC':>7}{'epochs':>8}{'train time':>12}"
-          f"{'peak RSS':>10}")
+    print(
+        f"\n{'system':<26}{'test F1':>8}{'PER':>7}{'LOC':>7}{'ORG':>7}{'MISC':>7}{'epochs':>8}{'train time':>12}"
+        f"{'peak RSS':>10}"
+    )
     for r in rows:
         per = "".join(f"{r['per'][lab]:7.3f}" for lab in LABELS)
-        print(f"{r['system']:<26}{r['f1']:8.3f}{per}{str(r['epochs']):>8}{minutes(r['seconds']):>12}"
-              f"{r['peak_gb']:9.2f}G")
-    print("\ntrain time is the whole training command (start-up, training, test evaluation for ours); "
-          "spaCy evaluates separately. One run each, on this machine.")
+        print(
+            f"{r['system']:<26}{r['f1']:8.3f}{per}{str(r['epochs']):>8}{minutes(r['seconds']):>12}{r['peak_gb']:9.2f}G"
+        )
+    print(
+        "\ntrain time is the whole training command (start-up, training, test evaluation for ours); "
+        "spaCy evaluates separately. One run each, on this machine."
+    )
 
 
 if __name__ == "__main__":

@@ -24,30 +24,51 @@ from ner_vs_spacy import LABELS, read_conll, snapshot_rows
 
 EXPERIMENTS = {
     # multiple choice, 28 labels: the epochs and the learning rate of the fine-tuned head
-    "goemotions": [("2 epochs, lr 5e-5 (the old default)", {"epochs": 2, "learning_rate": 5e-5}),
-                   ("5 epochs, lr 5e-5", {"epochs": 5, "learning_rate": 5e-5}),
-                   ("5 epochs, lr 1e-4, warmup 0.1", {"epochs": 5, "learning_rate": 1e-4, "warmup": 0.1})],
+    "goemotions": [
+        ("2 epochs, lr 5e-5 (the old default)", {"epochs": 2, "learning_rate": 5e-5}),
+        ("5 epochs, lr 5e-5", {"epochs": 5, "learning_rate": 5e-5}),
+        ("5 epochs, lr 1e-4, warmup 0.1", {"epochs": 5, "learning_rate": 1e-4, "warmup": 0.1}),
+    ],
     # MiniLM NER on the whole CoNLL-2003 train part, dev as the validation data
-    "conll": [("5 epochs, lr 5e-5 (the old service default)", {"epochs": 5, "learning_rate": 5e-5}),
-              ("4 epochs, lr 1e-4, warmup 0.1, decay 0.5, average of the last 25 %",
-               {"epochs": 4, "learning_rate": 1e-4, "warmup": 0.1, "decay": 0.5, "average_last": 0.25})],
+    "conll": [
+        ("5 epochs, lr 5e-5 (the old service default)", {"epochs": 5, "learning_rate": 5e-5}),
+        (
+            "4 epochs, lr 1e-4, warmup 0.1, decay 0.5, average of the last 25 %",
+            {"epochs": 4, "learning_rate": 1e-4, "warmup": 0.1, "decay": 0.5, "average_last": 0.25},
+        ),
+    ],
     # Spark NLP NerDL on 1,350 CoNLL training sentences
-    "nerdl": [("5 epochs, lr 1e-3, batch 16, dropout 0.1, no decay (the old default)",
-               {"epochs": 5, "learning_rate": 1e-3}),
-              ("10 epochs, Spark NLP's own lr 1e-3, po 0.005, dropout 0.5, batch 8",
-               {"epochs": 10, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8}),
-              ("20 epochs, Spark NLP's own lr 1e-3, po 0.005, dropout 0.5, batch 8",
-               {"epochs": 20, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8}),
-              ("20 epochs, lr 3e-3, po 0.005, dropout 0.5, batch 8",
-               {"epochs": 20, "learning_rate": 3e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8})],
+    "nerdl": [
+        ("5 epochs, lr 1e-3, batch 16, dropout 0.1, no decay (the old default)", {"epochs": 5, "learning_rate": 1e-3}),
+        (
+            "10 epochs, Spark NLP's own lr 1e-3, po 0.005, dropout 0.5, batch 8",
+            {"epochs": 10, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8},
+        ),
+        (
+            "20 epochs, Spark NLP's own lr 1e-3, po 0.005, dropout 0.5, batch 8",
+            {"epochs": 20, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8},
+        ),
+        (
+            "20 epochs, lr 3e-3, po 0.005, dropout 0.5, batch 8",
+            {"epochs": 20, "learning_rate": 3e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8},
+        ),
+    ],
     # Spark NLP ClassifierDL on SMS Spam
-    "classifierdl": [("5 epochs, lr 3e-4, batch 16, dropout 0.1 (the old default)", {"epochs": 5, "learning_rate": 3e-4}),
-                     ("30 epochs, lr 3e-4, batch 64, dropout 0.5",
-                      {"epochs": 30, "learning_rate": 3e-4, "batch_size": 64, "dropout": 0.5}),
-                     ("60 epochs, lr 3e-4, batch 64, dropout 0.5",
-                      {"epochs": 60, "learning_rate": 3e-4, "batch_size": 64, "dropout": 0.5}),
-                     ("30 epochs, lr 1e-3, batch 64, dropout 0.5",
-                      {"epochs": 30, "learning_rate": 1e-3, "batch_size": 64, "dropout": 0.5})],
+    "classifierdl": [
+        ("5 epochs, lr 3e-4, batch 16, dropout 0.1 (the old default)", {"epochs": 5, "learning_rate": 3e-4}),
+        (
+            "30 epochs, lr 3e-4, batch 64, dropout 0.5",
+            {"epochs": 30, "learning_rate": 3e-4, "batch_size": 64, "dropout": 0.5},
+        ),
+        (
+            "60 epochs, lr 3e-4, batch 64, dropout 0.5",
+            {"epochs": 60, "learning_rate": 3e-4, "batch_size": 64, "dropout": 0.5},
+        ),
+        (
+            "30 epochs, lr 1e-3, batch 64, dropout 0.5",
+            {"epochs": 30, "learning_rate": 1e-3, "batch_size": 64, "dropout": 0.5},
+        ),
+    ],
 }
 
 
@@ -55,8 +76,12 @@ def goemotions(work: Path) -> tuple[dict, Path]:
     rows, names = goemotions_rows(None)
     rows = [r for r in rows if r["split"] != "test"]  # train and validation (dev) only
     write_snapshot(work / "goemotions.parquet", rows)
-    return {"type": "classification", "labels": names, "multiple": True, "from_name": "emotions"}, \
-        work / "goemotions.parquet"
+    return {
+        "type": "classification",
+        "labels": names,
+        "multiple": True,
+        "from_name": "emotions",
+    }, work / "goemotions.parquet"
 
 
 def conll(work: Path, sentences: int | None = None) -> tuple[dict, Path]:
@@ -81,10 +106,17 @@ def sms(work: Path) -> tuple[dict, Path]:
         records = list(csv.DictReader(f))
     random.Random(7).shuffle(records)  # a seeded fifth of the train part is the held-out part
     for i, r in enumerate(records):
-        result = [{"id": "c", "from_name": "label", "to_name": "text", "type": "choices",
-                   "value": {"choices": [r["label"]]}}]
-        rows.append({"task_id": i + 1, "split": "test" if i < len(records) // 5 else "train", "text": r["text"],
-                     "result": json.dumps(result)})
+        result = [
+            {"id": "c", "from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [r["label"]]}}
+        ]
+        rows.append(
+            {
+                "task_id": i + 1,
+                "split": "test" if i < len(records) // 5 else "train",
+                "text": r["text"],
+                "result": json.dumps(result),
+            }
+        )
     write_snapshot(work / "sms.parquet", rows)
     return {"type": "classification", "labels": ["ham", "spam"]}, work / "sms.parquet"
 
@@ -111,9 +143,12 @@ def main() -> None:
     rows = []
     for name, params in EXPERIMENTS[args.experiment]:
         key = name.split(" (")[0].replace(" ", "_").replace(",", "")
-        metrics, wall, peak = run_trainer(work, key, {**spec, "snapshot": str(snapshot),
-                                                      "params": {**params, "few_shot": "off"}},
-                                          tree=spec.get("backend") == "sparknlp")
+        metrics, wall, peak = run_trainer(
+            work,
+            key,
+            {**spec, "snapshot": str(snapshot), "params": {**params, "few_shot": "off"}},
+            tree=spec.get("backend") == "sparknlp",
+        )
         scored = metrics.get("entity", metrics)
         if args.experiment == "goemotions":  # its validation part is GoEmotions' dev set: score it there
             scored = validation_scores(work / f"out_{key}", snapshot)

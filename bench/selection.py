@@ -24,9 +24,11 @@ from storage.selection import SelectionParams, label_counts, select_completions,
 
 CONFIG = """<View><Labels name="label" toName="text"><Label value="PER"/><Label value="LOC"/></Labels>
 <Text name="text" value="$text"/></View>"""
-RESULT = ('[{"id":"a","from_name":"label","to_name":"text","type":"labels","value":{"start":0,"end":4,'
-          '"text":"Rita","labels":["PER"]}},{"id":"b","from_name":"label","to_name":"text","type":"labels",'
-          '"value":{"start":14,"end":19,"text":"Paris","labels":["LOC"]}}]')
+RESULT = (
+    '[{"id":"a","from_name":"label","to_name":"text","type":"labels","value":{"start":0,"end":4,'
+    '"text":"Rita","labels":["PER"]}},{"id":"b","from_name":"label","to_name":"text","type":"labels",'
+    '"value":{"start":14,"end":19,"text":"Paris","labels":["LOC"]}}]'
+)
 
 
 def build_project(catalog: Catalog, n_tasks: int, per_task: int) -> int:
@@ -35,9 +37,13 @@ def build_project(catalog: Catalog, n_tasks: int, per_task: int) -> int:
     pid = catalog.project_id("bench")
     catalog.set_members("bench", [Member(f"user{i}", "annotator", i % 7) for i in range(20)])
     con = catalog.con
-    con.execute("INSERT INTO tasks SELECT ?, t, '{\"text\": \"Rita lives in Paris\"}', ['batch' || (t % 10)], "
-                "NULL, 'genai_lab' FROM range(?) r(t)", [pid, n_tasks])
-    con.execute(f"""
+    con.execute(
+        "INSERT INTO tasks SELECT ?, t, '{\"text\": \"Rita lives in Paris\"}', ['batch' || (t % 10)], "
+        "NULL, 'genai_lab' FROM range(?) r(t)",
+        [pid, n_tasks],
+    )
+    con.execute(
+        f"""
         INSERT INTO completions
         SELECT ?, c // {per_task}, c, 'user' || (hash(c) % 22),  -- user20, user21 are not members
                hash(c * 7) % 20 <> 0,
@@ -48,9 +54,14 @@ def build_project(catalog: Catalog, n_tasks: int, per_task: int) -> int:
                CASE WHEN hash(c * 11) % 100 BETWEEN 3 AND 5
                     THEN TIMESTAMP '2024-06-01' + to_seconds((hash(c * 13) % 1000000)::BIGINT) END,
                ?, 'x'
-        FROM range(?) r(c)""", [pid, RESULT, n_tasks * per_task])
-    con.execute("INSERT INTO completion_labels SELECT project_id, task_id, completion_id, 'label', 'labels', l "
-                "FROM completions, (VALUES ('PER'), ('LOC')) v(l) WHERE project_id = ?", [pid])
+        FROM range(?) r(c)""",
+        [pid, RESULT, n_tasks * per_task],
+    )
+    con.execute(
+        "INSERT INTO completion_labels SELECT project_id, task_id, completion_id, 'label', 'labels', l "
+        "FROM completions, (VALUES ('PER'), ('LOC')) v(l) WHERE project_id = ?",
+        [pid],
+    )
     return pid
 
 
@@ -59,8 +70,11 @@ def select_python(con, pid: int, tags: set[str] | None, reviewed_only: bool) -> 
     start = time.perf_counter()
     task_tags = dict(con.execute("SELECT task_id, tags FROM tasks WHERE project_id = ?", [pid]).fetchall())
     priority = dict(con.execute("SELECT username, priority FROM members WHERE project_id = ?", [pid]).fetchall())
-    rows = con.execute("SELECT task_id, completion_id, author, submitted, submitted_at, review, reviewed_at "
-                       "FROM completions WHERE project_id = ?", [pid]).fetchall()
+    rows = con.execute(
+        "SELECT task_id, completion_id, author, submitted, submitted_at, review, reviewed_at "
+        "FROM completions WHERE project_id = ?",
+        [pid],
+    ).fetchall()
     fetched = time.perf_counter()
     by_task = defaultdict(list)
     for row in rows:
@@ -75,8 +89,10 @@ def select_python(con, pid: int, tags: set[str] | None, reviewed_only: bool) -> 
             continue
         accepted = [c for c in usable if c[5] == "accepted"]
         if accepted:
-            best = max(accepted, key=lambda c: (c[6] is not None, c[6] or oldest, priority.get(c[2], -10**9),
-                                                c[4] or oldest, c[1]))
+            best = max(
+                accepted,
+                key=lambda c: (c[6] is not None, c[6] or oldest, priority.get(c[2], -(10**9)), c[4] or oldest, c[1]),
+            )
         elif reviewed_only:
             continue
         else:
@@ -105,39 +121,72 @@ def main() -> None:
         catalog = Catalog(Path(tmp) / "home")
         start = time.perf_counter()
         pid = build_project(catalog, args.tasks, args.per_task)
-        print(f"generated {args.tasks:,} tasks, {args.tasks * args.per_task:,} completions, 20 members "
-              f"in {time.perf_counter() - start:.1f} s")
+        print(
+            f"generated {args.tasks:,} tasks, {args.tasks * args.per_task:,} completions, 20 members "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         con, config = catalog.con, catalog.config("bench")
         rows = []
-        for label, tags, reviewed_only in [("all tasks", None, False), ("tags batch1,batch2", ["batch1", "batch2"],
-                                                                        False), ("reviewed only", None, True)]:
+        for label, tags, reviewed_only in [
+            ("all tasks", None, False),
+            ("tags batch1,batch2", ["batch1", "batch2"], False),
+            ("reviewed only", None, True),
+        ]:
             params = SelectionParams(tags=tags, reviewed_only=reviewed_only, validation_split=0.2, seed=1)
-            sql_s, n = timed(lambda: select_completions(con, pid, params), args.repeats)
+            sql_s, n = timed(lambda params=params: select_completions(con, pid, params), args.repeats)
             sql_choice = dict(con.execute("SELECT task_id, completion_id FROM selection").fetchall())
             counts_s, _ = timed(lambda: label_counts(con, pid, config), args.repeats)
-            py_runs = [select_python(con, pid, set(tags) if tags else None, reviewed_only)
-                       for _ in range(max(1, args.repeats // 2))]
+            py_runs = [
+                select_python(con, pid, set(tags) if tags else None, reviewed_only)
+                for _ in range(max(1, args.repeats // 2))
+            ]
             py_choice = py_runs[-1][0]
             py_fetch = statistics.median(r[1] for r in py_runs)
             py_rules = statistics.median(r[2] for r in py_runs)
-            same = "yes" if py_choice == sql_choice else f"NO ({len(set(py_choice.items()) ^ set(sql_choice.items()))} differ)"
+            same = (
+                "yes"
+                if py_choice == sql_choice
+                else f"NO ({len(set(py_choice.items()) ^ set(sql_choice.items()))} differ)"
+            )
             rows.append((label, n, sql_s, counts_s, py_rules, py_fetch + py_rules, same))
-        snap_s, manifest = timed(lambda: write_snapshots(con, pid, config, SelectionParams(seed=1),
-                                                         Path(tmp) / "snap"), max(1, args.repeats // 2))
+        snap_s, manifest = timed(
+            lambda: write_snapshots(con, pid, config, SelectionParams(seed=1), Path(tmp) / "snap"),
+            max(1, args.repeats // 2),
+        )
         snap_rows = manifest["files"]["ner"]["rows"]
         snap_mb = Path(manifest["files"]["ner"]["path"]).stat().st_size / 1e6
 
-    header = ("selection", "tasks used", "SQL select s", "SQL label counts s", "Python rules s",
-              "Python fetch+rules s", "SQL x faster (rules)", "(fetch+rules)", "same choice")
+    header = (
+        "selection",
+        "tasks used",
+        "SQL select s",
+        "SQL label counts s",
+        "Python rules s",
+        "Python fetch+rules s",
+        "SQL x faster (rules)",
+        "(fetch+rules)",
+        "same choice",
+    )
     widths = [20, 10, 12, 18, 14, 20, 20, 13, 11]
     print("\n" + "  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for label, n, sql_s, counts_s, py_rules, py_all, same in rows:
-        cells = (label, f"{n:,}", f"{sql_s:.3f}", f"{counts_s:.3f}", f"{py_rules:.3f}", f"{py_all:.3f}",
-                 f"{py_rules / sql_s:.1f}", f"{py_all / sql_s:.1f}", same)
+        cells = (
+            label,
+            f"{n:,}",
+            f"{sql_s:.3f}",
+            f"{counts_s:.3f}",
+            f"{py_rules:.3f}",
+            f"{py_all:.3f}",
+            f"{py_rules / sql_s:.1f}",
+            f"{py_all / sql_s:.1f}",
+            same,
+        )
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
     print(f"\nParquet snapshot (select + ner file, {snap_rows:,} rows, {snap_mb:.1f} MB): {snap_s:.3f} s")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"medians of {args.repeats} (Python: {max(1, args.repeats // 2)}) runs")
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+        f"medians of {args.repeats} (Python: {max(1, args.repeats // 2)}) runs"
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,14 @@ sys.path.insert(0, str(ROOT))
 from common import SHARED, minutes, serve, stop  # noqa: E402
 from ner_vs_spacy import LABELS, read_conll, to_row  # noqa: E402
 
-CONLL_CONFIG = """<View>
-  <Labels name="label" toName="text">""" + "".join(f'<Label value="{x}"/>' for x in LABELS) + """</Labels>
+CONLL_CONFIG = (
+    """<View>
+  <Labels name="label" toName="text">"""
+    + "".join(f'<Label value="{x}"/>' for x in LABELS)
+    + """</Labels>
   <Text name="text" value="$text"/>
 </View>"""
+)
 SMS_CONFIG = """<View>
   <Text name="text" value="$text"/>
   <Choices name="label" toName="text" choice="single"><Choice value="ham"/><Choice value="spam"/></Choices>
@@ -43,9 +47,14 @@ ENDED = ("succeeded", "failed", "cancelled")
 
 
 def task(task_id: int, text: str, result: list, test: bool) -> dict:
-    return {"id": task_id, "data": {"text": text}, "tags": ["Test"] if test else [],
-            "completions": [{"id": task_id, "created_username": "bench", "submitted_at": "2024-01-01T00:00:00",
-                             "result": result}]}
+    return {
+        "id": task_id,
+        "data": {"text": text},
+        "tags": ["Test"] if test else [],
+        "completions": [
+            {"id": task_id, "created_username": "bench", "submitted_at": "2024-01-01T00:00:00", "result": result}
+        ],
+    }
 
 
 def conll_export(n_train: int) -> list[dict]:
@@ -66,8 +75,15 @@ def sms_export(n_train: int) -> list[dict]:
             for i, r in enumerate(csv.DictReader(f)):
                 if split == "train" and i >= n_train:
                     break
-                result = [{"id": "c", "from_name": "label", "to_name": "text", "type": "choices",
-                           "value": {"choices": [r["label"]]}}]
+                result = [
+                    {
+                        "id": "c",
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": [r["label"]]},
+                    }
+                ]
                 tasks.append(task(len(tasks) + 1, r["text"], result, split == "test"))
     return tasks
 
@@ -116,8 +132,9 @@ def main() -> None:
     info = serve(home, args.num_cpus, 8793)
     rows, curve = [], None
     try:
-        http = httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"},
-                            timeout=300)
+        http = httpx.Client(
+            base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"}, timeout=300
+        )
         sets = []
         if only & {"conll", "curve"}:
             project(http, "conll", CONLL_CONFIG, conll_export(args.conll_train))
@@ -129,22 +146,39 @@ def main() -> None:
         for title, name, body in sets:
             tasks = http.get(f"/api/projects/{name}").json()["tasks"]
             default, default_s = train(http, name, body)
-            print(f"{title}: default parameters: test F1 {micro_f1(default['jobs'][0]):.3f} in {minutes(default_s)}",
-                  flush=True)
+            print(
+                f"{title}: default parameters: test F1 {micro_f1(default['jobs'][0]):.3f} in {minutes(default_s)}",
+                flush=True,
+            )
             tuned, tuned_s = train(http, name, {**body, "tune": {"trials": args.trials}})
             job = tuned["jobs"][0]
             tuning = job["metrics"]["tuning"]
             ended = [t["end"] for t in tuning["trials"]]
-            print(f"{title}: search of {args.trials} trials: test F1 {micro_f1(job):.3f} in {minutes(tuned_s)}; "
-                  f"best {tuning['best_params']}", flush=True)
-            rows.append({"set": title, "embeddings": body["embeddings"], "tasks": tasks,
-                         "default_f1": micro_f1(default["jobs"][0]), "default_s": default_s,
-                         "default_params": json.loads((Path(default["jobs"][0]["output_dir"]) / "labtrain.json")
-                                                      .read_text())["parameters"],
-                         "tuned_f1": micro_f1(job), "tuned_s": tuned_s, "best": tuning["best_params"],
-                         "best_val": max(t["val_f1"] or 0 for t in tuning["trials"] if t.get("best")),
-                         "finished": ended.count("finished"), "asha": ended.count("stopped early (ASHA)"),
-                         "slots": tuning["slots"], "space": tuning["space"]})
+            print(
+                f"{title}: search of {args.trials} trials: test F1 {micro_f1(job):.3f} in {minutes(tuned_s)}; "
+                f"best {tuning['best_params']}",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "set": title,
+                    "embeddings": body["embeddings"],
+                    "tasks": tasks,
+                    "default_f1": micro_f1(default["jobs"][0]),
+                    "default_s": default_s,
+                    "default_params": json.loads(
+                        (Path(default["jobs"][0]["output_dir"]) / "labtrain.json").read_text()
+                    )["parameters"],
+                    "tuned_f1": micro_f1(job),
+                    "tuned_s": tuned_s,
+                    "best": tuning["best_params"],
+                    "best_val": max(t["val_f1"] or 0 for t in tuning["trials"] if t.get("best")),
+                    "finished": ended.count("finished"),
+                    "asha": ended.count("stopped early (ASHA)"),
+                    "slots": tuning["slots"],
+                    "space": tuning["space"],
+                }
+            )
         if "curve" in only:
             body = {"types": ["ner"], "embeddings": "bilstm", "curve": {"points": args.points, "seeds": args.seeds}}
             done, curve_s = train(http, "conll", body)
@@ -159,16 +193,22 @@ def main() -> None:
         stop(home)
 
     if rows:
-        print(f"\n{args.num_cpus} CPUs; the same project, tasks and Test-tagged test part for both; times are from "
-              "the request to the end of the training")
-        print("| set | tasks (train + test) | default: test F1 | time | tuned: test F1 | time | best parameters "
-              "(validation F1) | trials finished / stopped by ASHA |")
+        print(
+            f"\n{args.num_cpus} CPUs; the same project, tasks and Test-tagged test part for both; times are from "
+            "the request to the end of the training"
+        )
+        print(
+            "| set | tasks (train + test) | default: test F1 | time | tuned: test F1 | time | best parameters "
+            "(validation F1) | trials finished / stopped by ASHA |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             best = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r["best"].items())
-            print(f"| {r['set']} ({r['embeddings']}) | {r['tasks']} | {r['default_f1']:.3f} | "
-                  f"{minutes(r['default_s'])} | {r['tuned_f1']:.3f} | {minutes(r['tuned_s'])} | {best} "
-                  f"({r['best_val']:.3f}) | {r['finished']} / {r['asha']} (at most {r['slots']} at once) |")
+            print(
+                f"| {r['set']} ({r['embeddings']}) | {r['tasks']} | {r['default_f1']:.3f} | "
+                f"{minutes(r['default_s'])} | {r['tuned_f1']:.3f} | {minutes(r['tuned_s'])} | {best} "
+                f"({r['best_val']:.3f}) | {r['finished']} / {r['asha']} (at most {r['slots']} at once) |"
+            )
         for r in rows:
             print(f"{r['set']}: default parameters {json.dumps(r['default_params'])}; space {r['space']}")
     if curve:
@@ -177,8 +217,10 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for p in curve["points"]:
             mean = f"{p['mean']:.3f}" if p["mean"] is not None else "failed"
-            print(f"| {p['percent']} | {p['tasks']} | {mean} | {p['spread']:.3f} | "
-                  f"{', '.join(f'{f:.3f}' for f in p['f1'])} |")
+            print(
+                f"| {p['percent']} | {p['tasks']} | {mean} | {p['spread']:.3f} | "
+                f"{', '.join(f'{f:.3f}' for f in p['f1'])} |"
+            )
         print(f"verdict: {curve['verdict']}\nplot: {curve['png']}")
 
 

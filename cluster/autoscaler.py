@@ -34,8 +34,10 @@ def node_types_from_text(text: str, source: str) -> tuple[NodeType, ...]:
         return _launcher_types(config, source)
     if config.get("kind") == "RayCluster":
         return _kuberay_types(config, source)
-    raise ValidationError(f"autoscaling config {source} has neither 'available_node_types' (a Ray cluster launcher "
-                          "config) nor kind: RayCluster (KubeRay)")
+    raise ValidationError(
+        f"autoscaling config {source} has neither 'available_node_types' (a Ray cluster launcher "
+        "config) nor kind: RayCluster (KubeRay)"
+    )
 
 
 def _launcher_types(config: dict, source: str) -> tuple[NodeType, ...]:

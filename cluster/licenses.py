@@ -116,7 +116,5 @@ class LicensePool:
         return [{**asdict(lic), "in_use": len(lic.holders)} for lic in self.licenses]
 
 
-
 def describe(path: Path | None) -> str:
     return str(path) if path else "embedded default (text scopes, one slot per CPU)"
-

@@ -59,10 +59,17 @@ def cluster_view(ray_module) -> dict:
     nodes = []
     for node in ray_module.nodes():
         res = node.get("Resources", {})
-        nodes.append({"node_id": node["NodeID"], "address": node.get("NodeManagerAddress"), "alive": node["Alive"],
-                      "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0),
-                      "memory_gb": round(res.get("memory", 0.0) / 2**30, 2),
-                      "head": "node:__internal_head__" in res})
+        nodes.append(
+            {
+                "node_id": node["NodeID"],
+                "address": node.get("NodeManagerAddress"),
+                "alive": node["Alive"],
+                "cpus": res.get("CPU", 0.0),
+                "gpus": res.get("GPU", 0.0),
+                "memory_gb": round(res.get("memory", 0.0) / 2**30, 2),
+                "head": "node:__internal_head__" in res,
+            }
+        )
     total, available = ray_module.cluster_resources(), ray_module.available_resources()
     keys = ("CPU", "GPU", "memory")
 
@@ -71,5 +78,9 @@ def cluster_view(ray_module) -> dict:
         out["memory_gb"] = round(out.pop("memory") / 2**30, 2)
         return out
 
-    return {"nodes": nodes, "total": pick(total), "available": pick(available),
-            "gpu_available": total.get("GPU", 0.0) > 0}
+    return {
+        "nodes": nodes,
+        "total": pick(total),
+        "available": pick(available),
+        "gpu_available": total.get("GPU", 0.0) > 0,
+    }

@@ -4,8 +4,8 @@ no I/O here: `ray_app.jobs` reads the cluster, calls `plan`, and carries the pla
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from cluster.resources import describe_bundle, scaled
 
@@ -46,8 +46,10 @@ class Capacity:
         have = ", ".join(f"{_total(self.nodes, k):g} {k}" for k in lacking) or "no node with all of them"
         if self.node_types:
             kinds = "; ".join(f"{t.name}: {describe_bundle(t.resources) or 'nothing'}" for t in self.node_types)
-            return (f"a {wanted} bundle fits no node of this cluster (it has {have}) and no node type its "
-                    f"autoscaler can add ({kinds})")
+            return (
+                f"a {wanted} bundle fits no node of this cluster (it has {have}) and no node type its "
+                f"autoscaler can add ({kinds})"
+            )
         return f"a {wanted} bundle fits no node of this cluster (it has {have}) and the cluster has no autoscaler"
 
     def max_resource(self, key: str) -> float:
@@ -94,8 +96,7 @@ def missing(bundle: Resources, free: Resources) -> str | None:
     return describe_bundle(short) if short else None
 
 
-def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity,
-         licenses: Sequence[LicenseSlots]) -> Plan:
+def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity, licenses: Sequence[LicenseSlots]) -> Plan:
     """Go through the queue in order; a job that waits never holds back a later one that fits.
 
     - A job starts when its bundle fits in what is free and a license slot of its scope is free; a
@@ -114,16 +115,18 @@ def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity,
         return next((lic.id for lic in licenses if scope in lic.scopes and slots[lic.id] > 0), None)
 
     for job in queue:
-        lacking = missing(job.bundle, free) or (None if capacity.holds_now(job.bundle)
-                                                 else describe_bundle(job.bundle))
+        lacking = missing(job.bundle, free) or (None if capacity.holds_now(job.bundle) else describe_bundle(job.bundle))
         license_id = license_for(job.scope)
         if lacking is None:
             if license_id is None:
                 result.waits[job.job_id] = f"waiting for a license with scope {job.scope}"
                 continue
             taken = []
-            while license_id is not None and len(taken) < job.wanted and (
-                    not taken or fits(scaled(job.bundle, len(taken) + 1), free)):
+            while (
+                license_id is not None
+                and len(taken) < job.wanted
+                and (not taken or fits(scaled(job.bundle, len(taken) + 1), free))
+            ):
                 taken.append(license_id)
                 slots[license_id] -= 1
                 license_id = license_for(job.scope)

@@ -59,9 +59,15 @@ def _published_node_types() -> tuple[NodeType, ...]:
         return ()
     if config is None:
         return ()
-    return tuple(NodeType(g.name, {k: float(v) for k, v in g.resources.items() if k in ("CPU", "GPU")},
-                          g.max_count if g.max_count >= 0 else 1_000)
-                 for g in config.node_group_configs if g.max_count != 0)
+    return tuple(
+        NodeType(
+            g.name,
+            {k: float(v) for k, v in g.resources.items() if k in ("CPU", "GPU")},
+            g.max_count if g.max_count >= 0 else 1_000,
+        )
+        for g in config.node_group_configs
+        if g.max_count != 0
+    )
 
 
 def capacity(node_types: tuple[NodeType, ...]) -> Capacity:

@@ -7,15 +7,16 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from labtrain.errors import LabtrainError
 from ray_app.cli_labelstudio import add_commands as add_label_studio_commands
 from ray_app.cli_training import add_commands
 from ray_app.client import ApiClient, export_with_inlined_images
 from ray_app.settings import DEFAULT_HOST, DEFAULT_PORT, api_token, api_url, home_dir
 from storage.members import parse_member
-from labtrain.errors import LabtrainError
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -33,6 +34,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 # --- service ------------------------------------------------------------------------------------
 
+
 def cmd_serve(args: argparse.Namespace) -> Any:
     from ray_app.service import run_service, start_detached
 
@@ -48,9 +50,16 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         return None
     # Detached, this process's output is serve.log: the token stays in the admin_token file only.
     shown = (lambda token: None) if os.environ.get("LABTRAIN_DETACHED") else (lambda token: token)
-    run_service(home, args.host, args.port, args.num_cpus, args.address,
-                on_ready=lambda info, token: _announce(info, shown(token), args.json),
-                autoscaling_config=args.autoscaling_config, artifacts=args.artifacts)
+    run_service(
+        home,
+        args.host,
+        args.port,
+        args.num_cpus,
+        args.address,
+        on_ready=lambda info, token: _announce(info, shown(token), args.json),
+        autoscaling_config=args.autoscaling_config,
+        artifacts=args.artifacts,
+    )
     return None
 
 
@@ -58,12 +67,14 @@ def _announce(info: dict, token: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**info, "admin_token": token}), flush=True)
         return
-    print(f"labtrain API      {info['url']}/api   (OpenAPI: {info['url']}/docs)\n"
-          f"Ray dashboard     {info['dashboard_url']}\n"
-          f"admin token       {token or 'in ' + str(Path(info['home']) / 'admin_token')}\n"
-          f"home              {info['home']}\n"
-          f"stop with         labtrain stop{'' if info['home'] == str(home_dir(None)) else ' --home ' + info['home']}",
-          flush=True)
+    print(
+        f"labtrain API      {info['url']}/api   (OpenAPI: {info['url']}/docs)\n"
+        f"Ray dashboard     {info['dashboard_url']}\n"
+        f"admin token       {token or 'in ' + str(Path(info['home']) / 'admin_token')}\n"
+        f"home              {info['home']}\n"
+        f"stop with         labtrain stop{'' if info['home'] == str(home_dir(None)) else ' --home ' + info['home']}",
+        flush=True,
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> Any:
@@ -78,14 +89,14 @@ def cmd_stop(args: argparse.Namespace) -> Any:
 
 # --- users, projects, members, config -------------------------------------------------------------
 
+
 def cmd_users(args: argparse.Namespace) -> Any:
     client = _client(args)
     if args.action == "add":
         if not args.name:
             raise LabtrainError("users add needs a user NAME")
         answer = client.post("/api/users", json={"name": args.name, "is_admin": args.admin})
-        return answer if args.json else print(f"user {answer['name']} created; token (shown once): "
-                                              f"{answer['token']}")
+        return answer if args.json else print(f"user {answer['name']} created; token (shown once): {answer['token']}")
     users = client.get("/api/users")
     return users if args.json else print(_table(users, ["name", "is_admin", "created_at"]))
 
@@ -103,28 +114,38 @@ def cmd_project(args: argparse.Namespace) -> Any:
         project = client.get(f"/api/projects/{args.name}")
     else:
         projects = client.get("/api/projects")
-        return projects if args.json else print(_table(projects, ["name", "language", "tasks", "completions",
-                                                                  "training_types"]))
+        return (
+            projects
+            if args.json
+            else print(_table(projects, ["name", "language", "tasks", "completions", "training_types"]))
+        )
     if args.json:
         return project
-    print(f"project {project['name']} ({project['language']}): {project['tasks']} tasks, "
-          f"{project['completions']} completions ({project['submitted_completions']} submitted); "
-          f"training types: {', '.join(project['training_types']) or 'none'}")
+    print(
+        f"project {project['name']} ({project['language']}): {project['tasks']} tasks, "
+        f"{project['completions']} completions ({project['submitted_completions']} submitted); "
+        f"training types: {', '.join(project['training_types']) or 'none'}"
+    )
     return None
 
 
 def cmd_import(args: argparse.Namespace) -> Any:
     raw = export_with_inlined_images(Path(args.file), Path(args.images_dir) if args.images_dir else None)
-    answer = _client(args).post(f"/api/projects/{args.name}/import", content=raw,
-                                headers={"Content-Type": "application/json"})
+    answer = _client(args).post(
+        f"/api/projects/{args.name}/import", content=raw, headers={"Content-Type": "application/json"}
+    )
     if args.json:
         return answer
-    print(f"imported {answer['tasks']} tasks, {answer['completions']} completions "
-          f"({', '.join(answer['formats'])}): {answer['inserted']} new, {answer['updated']} updated, "
-          f"{answer['unchanged']} unchanged; {answer['images']} images")
+    print(
+        f"imported {answer['tasks']} tasks, {answer['completions']} completions "
+        f"({', '.join(answer['formats'])}): {answer['inserted']} new, {answer['updated']} updated, "
+        f"{answer['unchanged']} unchanged; {answer['images']} images"
+    )
     if answer.get("active_learning_training"):
-        print(f"active learning started training {answer['active_learning_training']} "
-              f"(labtrain status {answer['active_learning_training']})")
+        print(
+            f"active learning started training {answer['active_learning_training']} "
+            f"(labtrain status {answer['active_learning_training']})"
+        )
     return None
 
 
@@ -155,10 +176,16 @@ def cmd_config(args: argparse.Namespace) -> Any:
 
 # --- selection --------------------------------------------------------------------------------------
 
+
 def cmd_select(args: argparse.Namespace) -> Any:
-    body = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
-            "validation_split": args.validation_split, "seed": args.seed, "test_tag": args.test_tag,
-            "train_tag": args.train_tag}
+    body = {
+        "tags": [t for t in (args.tags or "").split(",") if t] or None,
+        "reviewed_only": args.reviewed_only,
+        "validation_split": args.validation_split,
+        "seed": args.seed,
+        "test_tag": args.test_tag,
+        "train_tag": args.train_tag,
+    }
     client = _client(args)
     if args.snapshot:
         manifest = client.post(f"/api/projects/{args.name}/snapshots", json={**body, "types": args.type})
@@ -171,11 +198,14 @@ def cmd_select(args: argparse.Namespace) -> Any:
     if args.json:
         return answer
     print(_table(answer["tasks"], ["task_id", "completion_id", "author", "split", "reason"]))
-    print(f"\n{answer['tasks_selected']} of {answer['tasks_in_project']} tasks selected: "
-          f"{answer['train']} train, {answer['test']} test")
+    print(
+        f"\n{answer['tasks_selected']} of {answer['tasks_in_project']} tasks selected: "
+        f"{answer['train']} train, {answer['test']} test"
+    )
     for training_type, labels in answer["label_counts"].items():
-        rows = [{"type": training_type, "label": lab, **n, "total": n["train"] + n["test"]}
-                for lab, n in labels.items()]
+        rows = [
+            {"type": training_type, "label": lab, **n, "total": n["train"] + n["test"]} for lab, n in labels.items()
+        ]
         print("\n" + _table(rows, ["type", "label", "train", "test", "total"]))
     for warning in answer["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
@@ -183,6 +213,7 @@ def cmd_select(args: argparse.Namespace) -> Any:
 
 
 # --- parser -----------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -192,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable answer on stdout")
 
     parser = argparse.ArgumentParser(
-        prog="labtrain", description="Train NLP models from the completions of an annotation project, on Ray. "
-        "Reads LABTRAIN_URL and LABTRAIN_TOKEN.")
+        prog="labtrain",
+        description="Train NLP models from the completions of an annotation project, on Ray. "
+        "Reads LABTRAIN_URL and LABTRAIN_TOKEN.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
@@ -206,12 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray head (default: all)")
     p.add_argument("--address", help="join this Ray cluster instead of starting a local head (run it on the head)")
-    p.add_argument("--autoscaling-config", metavar="FILE",
-                   help="the node types the cluster's autoscaler may add (its launcher YAML or KubeRay RayCluster); "
-                        "default: the config of the head's own autoscaler")
-    p.add_argument("--artifacts", metavar="URI",
-                   help="keep models and epoch checkpoints where every node reaches them: s3://bucket/prefix, "
-                        "gs://bucket/prefix or a path mounted on every node (credentials from the environment)")
+    p.add_argument(
+        "--autoscaling-config",
+        metavar="FILE",
+        help="the node types the cluster's autoscaler may add (its launcher YAML or KubeRay RayCluster); "
+        "default: the config of the head's own autoscaler",
+    )
+    p.add_argument(
+        "--artifacts",
+        metavar="URI",
+        help="keep models and epoch checkpoints where every node reaches them: s3://bucket/prefix, "
+        "gs://bucket/prefix or a path mounted on every node (credentials from the environment)",
+    )
     p.add_argument("--detach", action="store_true", help="run in the background; return once it answers")
     command("stop", cmd_stop, "stop the service started with `labtrain serve`")
 

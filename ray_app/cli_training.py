@@ -7,23 +7,42 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ray_app.client import ApiClient
 from labtrain.errors import LabtrainError
+from ray_app.client import ApiClient
 
 ENDED = ("succeeded", "failed", "cancelled")
 
 
 def training_body(args: argparse.Namespace) -> dict:
-    params = {"epochs": args.epochs, "learning_rate": args.learning_rate, "decay": args.decay,
-              "dropout": args.dropout, "batch_size": args.batch_size, "seed": args.seed, "eval_size": args.eval_size,
-              "few_shot": getattr(args, "few_shot", None)}
-    selection = {"tags": [t for t in (args.tags or "").split(",") if t] or None, "reviewed_only": args.reviewed_only,
-                 "validation_split": args.validation_split, "test_tag": args.test_tag, "train_tag": args.train_tag}
-    body = {"types": args.type, "embeddings": args.embeddings,
-            "params": {k: v for k, v in params.items() if v is not None}, "selection": selection,
-            "deploy": args.deploy, "gpu": args.gpu, "backend": args.backend}
+    params = {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "decay": args.decay,
+        "dropout": args.dropout,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "eval_size": args.eval_size,
+        "few_shot": getattr(args, "few_shot", None),
+    }
+    selection = {
+        "tags": [t for t in (args.tags or "").split(",") if t] or None,
+        "reviewed_only": args.reviewed_only,
+        "validation_split": args.validation_split,
+        "test_tag": args.test_tag,
+        "train_tag": args.train_tag,
+    }
+    body = {
+        "types": args.type,
+        "embeddings": args.embeddings,
+        "params": {k: v for k, v in params.items() if v is not None},
+        "selection": selection,
+        "deploy": args.deploy,
+        "gpu": args.gpu,
+        "backend": args.backend,
+    }
     if getattr(args, "max_retries", None) is not None:
         body["max_retries"] = args.max_retries
     if getattr(args, "tune", None):
@@ -32,8 +51,13 @@ def training_body(args: argparse.Namespace) -> dict:
         body["curve"] = {"points": args.points, "seeds": args.seeds}
     if getattr(args, "script", None):
         body.update(script=args.script, script_version=args.script_version)
-        body.update({k: v for k, v in (("script_time_limit_s", args.script_time_limit),
-                                       ("script_memory_mb", args.script_memory)) if v is not None})
+        body.update(
+            {
+                k: v
+                for k, v in (("script_time_limit_s", args.script_time_limit), ("script_memory_mb", args.script_memory))
+                if v is not None
+            }
+        )
     return body
 
 
@@ -60,8 +84,12 @@ def print_sweep(job: dict) -> None:
         names = list(tuning["best_params"])
         print(f"parameter search over {tuning['space']}:")
         print(trials_table(tuning["trials"], names))
-        print(f"best: trial {tuning['best_trial']} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                          for k, v in tuning["best_params"].items()))
+        print(
+            f"best: trial {tuning['best_trial']} "
+            + ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuning["best_params"].items()
+            )
+        )
     if "curve" in metrics:
         from trainers.sweep import CurvePoint, curve_table
 
@@ -74,16 +102,19 @@ def print_sweep(job: dict) -> None:
 def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
     if args.address and not args.submit:
         raise LabtrainError("--address goes with --submit (the Ray dashboard to submit the job to)")
-    training = client.post(f"/api/projects/{args.name}/trainings",
-                           json={**training_body(args), "submit": bool(args.submit)})
+    training = client.post(
+        f"/api/projects/{args.name}/trainings", json={**training_body(args), "submit": bool(args.submit)}
+    )
     if args.submit:
         submit_ray_jobs(client, training, args.address)
     if args.follow:
         training = follow(client, training["id"], quiet=args.json)
     if args.json:
         return training
-    print(f"training {training['id']} of {training['project']}: {training['status']} "
-          f"({', '.join(j['type'] for j in training['jobs'])})")
+    print(
+        f"training {training['id']} of {training['project']}: {training['status']} "
+        f"({', '.join(j['type'] for j in training['jobs'])})"
+    )
     if args.follow:
         _print_jobs(training)
         for job in training["jobs"]:
@@ -144,16 +175,20 @@ def _f1(job: dict) -> str:
 def _print_jobs(training: dict) -> None:
     for job in training["jobs"]:
         detail = job.get("model_name") or job.get("reason") or ""
-        print(f"  job {job['job_id']:<5} {job['type']:<15} {job['status']:<10} {job['progress']:5.1f}%  "
-              f"F1 {_f1(job):<6} {detail}")
+        print(
+            f"  job {job['job_id']:<5} {job['type']:<15} {job['status']:<10} {job['progress']:5.1f}%  "
+            f"F1 {_f1(job):<6} {detail}"
+        )
 
 
 def cmd_status(args: argparse.Namespace, client: ApiClient) -> Any:
     training = client.get(f"/api/trainings/{args.id}")
     if args.json:
         return training
-    print(f"training {training['id']} of {training['project']} ({training['source']}, {training['created_at']}): "
-          f"{training['status']}, {training['progress']}%")
+    print(
+        f"training {training['id']} of {training['project']} ({training['source']}, {training['created_at']}): "
+        f"{training['status']}, {training['progress']}%"
+    )
     _print_jobs(training)
     return None
 
@@ -166,8 +201,14 @@ def cmd_logs(args: argparse.Namespace, client: ApiClient) -> Any:
 
 def cmd_cancel(args: argparse.Namespace, client: ApiClient) -> Any:
     training = client.post(f"/api/trainings/{args.id}/cancel")
-    return training if args.json else print(f"training {training['id']}: cancel requested "
-                                            f"({', '.join(j['type'] + ' ' + j['status'] for j in training['jobs'])})")
+    return (
+        training
+        if args.json
+        else print(
+            f"training {training['id']}: cancel requested "
+            f"({', '.join(j['type'] + ' ' + j['status'] for j in training['jobs'])})"
+        )
+    )
 
 
 def cmd_history(args: argparse.Namespace, client: ApiClient) -> Any:
@@ -176,8 +217,10 @@ def cmd_history(args: argparse.Namespace, client: ApiClient) -> Any:
         return trainings
     for t in trainings:
         rows = t["data"]["rows"]
-        print(f"{t['id']:<5} {t['created_at'][:19]}  {t['source']:<16} {t['status']:<10} by {t['requested_by']}  "
-              f"data: {', '.join(f'{k} {v} tasks' for k, v in rows.items())}")
+        print(
+            f"{t['id']:<5} {t['created_at'][:19]}  {t['source']:<16} {t['status']:<10} by {t['requested_by']}  "
+            f"data: {', '.join(f'{k} {v} tasks' for k, v in rows.items())}"
+        )
         _print_jobs(t)
     return None
 
@@ -189,16 +232,20 @@ def cmd_models(args: argparse.Namespace, client: ApiClient) -> Any:
             return model
         for m in model["versions"]:
             micro = m["metrics"].get("micro") or {}
-            print(f"{m['name']:<40} {m['type']:<15} {m['embeddings']:<12} F1 {micro.get('f1', 0):.3f}  "
-                  f"{m['trained_at'][:19]}{'  deployed' if m['deployed'] else ''}")
+            print(
+                f"{m['name']:<40} {m['type']:<15} {m['embeddings']:<12} F1 {micro.get('f1', 0):.3f}  "
+                f"{m['trained_at'][:19]}{'  deployed' if m['deployed'] else ''}"
+            )
         return None
     models = client.get("/api/models")
     if args.json:
         return models
     for m in models:
         micro = m["metrics"].get("micro") or {}
-        print(f"{m['name']:<40} {m['project']:<20} {m['type']:<15} F1 {micro.get('f1', 0):.3f}"
-              f"{'  deployed' if m['deployed'] else ''}")
+        print(
+            f"{m['name']:<40} {m['project']:<20} {m['type']:<15} F1 {micro.get('f1', 0):.3f}"
+            f"{'  deployed' if m['deployed'] else ''}"
+        )
     return None
 
 
@@ -227,21 +274,27 @@ def cmd_cluster(args: argparse.Namespace, client: ApiClient) -> Any:
     if args.json:
         return view
     total, free = view["total"], view["available"]
-    print(f"nodes {len(view['nodes'])}; CPU {free['CPU']:g}/{total['CPU']:g} free, GPU {free['GPU']:g}/"
-          f"{total['GPU']:g} free, memory {free['memory_gb']:g}/{total['memory_gb']:g} GB free; "
-          f"GPU resource available: {'yes' if view['gpu_available'] else 'no'}")
+    print(
+        f"nodes {len(view['nodes'])}; CPU {free['CPU']:g}/{total['CPU']:g} free, GPU {free['GPU']:g}/"
+        f"{total['GPU']:g} free, memory {free['memory_gb']:g}/{total['memory_gb']:g} GB free; "
+        f"GPU resource available: {'yes' if view['gpu_available'] else 'no'}"
+    )
     print(f"dashboard {view.get('dashboard_url')}")
     scaler = view.get("autoscaler") or {}
     if scaler.get("node_types"):
-        kinds = ", ".join(f"{t['name']} ({' + '.join(f'{v:g} {k}' for k, v in t['resources'].items())}, up to "
-                          f"{t['max_workers']})" for t in scaler["node_types"])
+        kinds = ", ".join(
+            f"{t['name']} ({' + '.join(f'{v:g} {k}' for k, v in t['resources'].items())}, up to {t['max_workers']})"
+            for t in scaler["node_types"]
+        )
         print(f"autoscaler node types {kinds}; demand shown: {len(scaler['demand'])} bundle(s) [{scaler['config']}]")
     if view.get("artifacts"):
         print(f"artifact store {view['artifacts']}")
     for r in view["training_servers"]:
-        print(f"  running job {r['job_id']} ({r['project']} {r['type']}) on {r['bundle']}, license {r['license']}, "
-              f"by {r['started_by']} since {r['started_at'][:19]}"
-              + (f", node {r['worker_node'][:12]}" if r.get("worker_node") else ""))
+        print(
+            f"  running job {r['job_id']} ({r['project']} {r['type']}) on {r['bundle']}, license {r['license']}, "
+            f"by {r['started_by']} since {r['started_at'][:19]}"
+            + (f", node {r['worker_node'][:12]}" if r.get("worker_node") else "")
+        )
     for q in view["queue"]:
         print(f"  queued job {q['job_id']} ({q['type']}): {q['reason']}")
     for lic in view["licenses"]:
@@ -255,17 +308,24 @@ def cmd_settings(args: argparse.Namespace, client: ApiClient) -> Any:
     if args.versioning:
         body["versioning"] = args.versioning == "on"
     if args.active_learning or args.every or args.al_deploy:
-        body["active_learning"] = {k: v for k, v in {
-            "enabled": None if args.active_learning is None else args.active_learning == "on",
-            "every": args.every, "deploy": None if args.al_deploy is None else args.al_deploy == "on"}.items()
-            if v is not None}
+        body["active_learning"] = {
+            k: v
+            for k, v in {
+                "enabled": None if args.active_learning is None else args.active_learning == "on",
+                "every": args.every,
+                "deploy": None if args.al_deploy is None else args.al_deploy == "on",
+            }.items()
+            if v is not None
+        }
     settings = client.put(path, json=body) if body else client.get(path)
     if args.json:
         return settings
     al = settings["active_learning"]
-    print(f"versioning {'on' if settings['versioning'] else 'off'}; active learning "
-          f"{'on' if al['enabled'] else 'off'} (every {al['every']} completions, deploy "
-          f"{'on' if al['deploy'] else 'off'})")
+    print(
+        f"versioning {'on' if settings['versioning'] else 'off'}; active learning "
+        f"{'on' if al['enabled'] else 'off'} (every {al['every']} completions, deploy "
+        f"{'on' if al['deploy'] else 'off'})"
+    )
     return None
 
 
@@ -279,9 +339,15 @@ def cmd_script(args: argparse.Namespace, client: ApiClient) -> Any:
             raise LabtrainError("usage: labtrain script upload PROJECT FILE [--as NAME]")
         file = Path(args.file)
         script = client.post(path, json={"name": args.script_name or file.stem, "source": file.read_text()})
-        return script if args.json else print(f"script {script['name']} version {script['version']} of "
-                                              f"{args.name} (sha256 {script['sha256'][:12]}); train with: labtrain "
-                                              f"train {args.name} --type ner --script {script['name']}")
+        return (
+            script
+            if args.json
+            else print(
+                f"script {script['name']} version {script['version']} of "
+                f"{args.name} (sha256 {script['sha256'][:12]}); train with: labtrain "
+                f"train {args.name} --type ner --script {script['name']}"
+            )
+        )
     if args.action == "show":
         if not args.file:
             raise LabtrainError("usage: labtrain script show PROJECT SCRIPT [--version N]")
@@ -291,8 +357,10 @@ def cmd_script(args: argparse.Namespace, client: ApiClient) -> Any:
     if args.json:
         return scripts
     for s in scripts:
-        print(f"{s['name']:<24} v{s['version']:<4} {s['sha256'][:12]}  {s['size']:>7} bytes  by {s['uploaded_by']} "
-              f"at {s['uploaded_at'][:19]}")
+        print(
+            f"{s['name']:<24} v{s['version']:<4} {s['sha256'][:12]}  {s['size']:>7} bytes  by {s['uploaded_by']} "
+            f"at {s['uploaded_at'][:19]}"
+        )
     return None
 
 
@@ -303,26 +371,40 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--deploy", action="store_true", help="after success, the labeling config names the new model")
     p.add_argument("--submit", action="store_true", help="run each job as a Ray job (Ray's job submission)")
     p.add_argument("--address", help="with --submit: the Ray dashboard, e.g. http://HEAD:8265 (default: the service's)")
-    p.add_argument("--tune", metavar="trials=N", help="search the parameters with Ray Tune: N trials (one --type); "
-                                                      "the best trial's model is kept")
-    p.add_argument("--tune-space", help="e.g. lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32 (default: the "
-                                        "embeddings' learning rate x/10, dropout 0.1:0.5, batch_size 8|16|32)")
+    p.add_argument(
+        "--tune",
+        metavar="trials=N",
+        help="search the parameters with Ray Tune: N trials (one --type); the best trial's model is kept",
+    )
+    p.add_argument(
+        "--tune-space",
+        help="e.g. lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32 (default: the "
+        "embeddings' learning rate x/10, dropout 0.1:0.5, batch_size 8|16|32)",
+    )
     p.add_argument("--tune-budget", help="stop the search after this long, e.g. 30m, 2h, 600s")
     p.add_argument("--script", help="NER: train with this custom script of the project (labtrain script upload)")
     p.add_argument("--script-version", type=int, help="the script's version (default: its latest)")
     p.add_argument("--script-time-limit", type=int, help="seconds before the script is stopped (default 3600)")
-    p.add_argument("--script-memory", type=int, help="MB of resident memory past which the script is stopped "
-                                                    "(default 4096)")
+    p.add_argument(
+        "--script-memory", type=int, help="MB of resident memory past which the script is stopped (default 4096)"
+    )
 
-    p = command("curve", cmd_curve, "train-curve: train one --type on growing shares of the train part, score each "
-                                    "on the same test part, plot it and say whether more annotation will help")
+    p = command(
+        "curve",
+        cmd_curve,
+        "train-curve: train one --type on growing shares of the train part, score each "
+        "on the same test part, plot it and say whether more annotation will help",
+    )
     training_arguments(p)
     p.add_argument("--points", help="percentages of the train part (default 25,50,75,100)")
     p.add_argument("--seeds", type=int, default=1, help="runs per point, each with its own draw (default 1)")
     p.set_defaults(deploy=False)
 
-    p = command("script", cmd_script, "custom NER training scripts: upload PROJECT FILE [--as NAME] | list PROJECT "
-                                      "| show PROJECT SCRIPT")
+    p = command(
+        "script",
+        cmd_script,
+        "custom NER training scripts: upload PROJECT FILE [--as NAME] | list PROJECT | show PROJECT SCRIPT",
+    )
     p.add_argument("action", choices=["upload", "list", "show"])
     p.add_argument("name", help="the project")
     p.add_argument("file", nargs="?", help="upload: the script file; show: the script's name")
@@ -356,31 +438,48 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 def training_arguments(p: argparse.ArgumentParser) -> None:
     """What `train` and `curve` share: the project, the type, embeddings, parameters, the selection."""
     p.add_argument("name")
-    p.add_argument("--type", action="append", required=True,
-                   help="ner, assertion, classification, relation, visual_ner")
-    p.add_argument("--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); "
-                                        "default: each type's first")
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "sparknlp"],
-                   help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / "
-                        "MultiClassifierDL)")
+    p.add_argument(
+        "--type", action="append", required=True, help="ner, assertion, classification, relation, visual_ner"
+    )
+    p.add_argument(
+        "--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); default: each type's first"
+    )
+    p.add_argument(
+        "--backend",
+        default="pytorch",
+        choices=["pytorch", "sparknlp"],
+        help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / MultiClassifierDL)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--decay", type=float)
     p.add_argument("--dropout", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--eval-size", type=float, help="Visual NER: share of the training tasks evaluated after each "
-                                                  "epoch (default: 0.1)")
-    p.add_argument("--few-shot", choices=["auto", "on", "off"], help="classification, assertion: the few-shot "
-                                                                     "path (SetFit's method); auto: when the smallest "
-                                                                     "label has few examples (default)")
+    p.add_argument(
+        "--eval-size",
+        type=float,
+        help="Visual NER: share of the training tasks evaluated after each epoch (default: 0.1)",
+    )
+    p.add_argument(
+        "--few-shot",
+        choices=["auto", "on", "off"],
+        help="classification, assertion: the few-shot "
+        "path (SetFit's method); auto: when the smallest "
+        "label has few examples (default)",
+    )
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
     p.add_argument("--test-tag", help="tasks with this tag are the test set")
     p.add_argument("--train-tag", help="tasks with this tag are the train set")
     p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
     p.add_argument("--reviewed-only", action="store_true")
-    p.add_argument("--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): "
-                                                                  "'Use available GPU'")
-    p.add_argument("--max-retries", type=int, help="start a job again this often when its worker or node is lost "
-                                                   "(default 1; from its last epoch with serve --artifacts)")
+    p.add_argument(
+        "--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): 'Use available GPU'"
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        help="start a job again this often when its worker or node is lost "
+        "(default 1; from its last epoch with serve --artifacts)",
+    )
     p.add_argument("--follow", action="store_true", help="wait, with a progress bar, until it ends")

@@ -30,8 +30,9 @@ class ApiClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise LabtrainError(f"no labtrain service answers at {self.url}; start one with `labtrain serve` "
-                                "or set LABTRAIN_URL") from None
+            raise LabtrainError(
+                f"no labtrain service answers at {self.url}; start one with `labtrain serve` or set LABTRAIN_URL"
+            ) from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -92,4 +93,3 @@ def export_with_inlined_images(path: Path, images_dir: Path | None = None) -> by
             data["image"] = f"data:{mime};base64," + base64.b64encode(file.read_bytes()).decode()
             changed = True
     return json.dumps(payload).encode() if changed else raw
-

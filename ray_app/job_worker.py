@@ -63,18 +63,24 @@ def forwarder(job_id: int, start: dict | None = None):
         sent = manager.event.remote(job_id, event)
         if event["kind"] in ("result", "error"):  # recorded before the task ends and the manager looks
             ray.get(sent)
+
     return forward
 
 
 def ray_failure(exc: Exception) -> str:
     """A short reason from Ray's wrapped exceptions (a dead worker, a failed run)."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, ray.exceptions.OutOfMemoryError) or re.search(r"out of memory|OutOfMemory|low on memory", text, re.I):
-        return "out of memory: Ray's memory monitor or the kernel stopped the training (give it more memory, a " \
-               "smaller batch_size or max_length)"
+    if isinstance(exc, ray.exceptions.OutOfMemoryError) or re.search(
+        r"out of memory|OutOfMemory|low on memory", text, re.I
+    ):
+        return (
+            "out of memory: Ray's memory monitor or the kernel stopped the training (give it more memory, a "
+            "smaller batch_size or max_length)"
+        )
     died = re.search(r"worker process has died|actor is dead|node .* died", text, re.IGNORECASE)
-    if died or isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
-                                ray.exceptions.NodeDiedError)):
+    if died or isinstance(
+        exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError, ray.exceptions.NodeDiedError)
+    ):
         detail = re.search(r"Worker exit detail: (.*?\.)(?: |$)", text)
         return "the training process died" + (f": {detail.group(1)}" if detail else "")
     return f"{type(exc).__name__}: {last_line(exc)[:300]}"

@@ -19,14 +19,14 @@ import ray
 from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
 from cluster.scheduler import Plan, QueuedJob, plan
+from labtrain.errors import Conflict, LabtrainError, NotFound, ValidationError
 from ray_app.autoscaling import Demand, capacity, find_node_types
+from ray_app.job_worker import Resilience, ray_failure
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.storage_actor import StorageClient
-from ray_app.job_worker import Resilience, ray_failure
 from ray_app.train_run import start_job
 from ray_app.workspace import Home
 from storage.artifacts import ArtifactStore
-from labtrain.errors import Conflict, LabtrainError, NotFound, ValidationError
 from storage.history import now
 from trainers.spec import TrainParams
 
@@ -62,8 +62,13 @@ class RunningJob:
 class JobManager:
     """One per service. Async: its methods interleave on one event loop, never in parallel."""
 
-    def __init__(self, home: str, storage: "ray.actor.ActorHandle", autoscaling_config: str | None = None,
-                 artifacts: str | None = None):
+    def __init__(
+        self,
+        home: str,
+        storage: ray.actor.ActorHandle,
+        autoscaling_config: str | None = None,
+        artifacts: str | None = None,
+    ):
         self.home = Path(home)
         self.store = ArtifactStore(artifacts) if artifacts else None
         self.storage = StorageClient(storage)
@@ -122,14 +127,18 @@ class JobManager:
         if impossible and "GPU" in bundle:
             raise ValidationError(f"gpu: {impossible}; train without --gpu, or add a GPU node (or a GPU node type)")
         if impossible:
-            raise ValidationError(f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type "
-                                  "with CPUs")
+            raise ValidationError(
+                f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type with CPUs"
+            )
         submitted = request.get("runner") == "ray_job"
         training = await self.storage("create_training", project, request, user, "ray job" if submitted else source)
         for job in training["jobs"]:
-            self._log(job, f"queued by {user or 'unknown'} ({source}): {job['type']} with {job['embeddings']} "
-                           f"embeddings on a {describe_bundle(bundle_for(job['gpu']))} bundle, "
-                           f"license scope {job['scope']}")
+            self._log(
+                job,
+                f"queued by {user or 'unknown'} ({source}): {job['type']} with {job['embeddings']} "
+                f"embeddings on a {describe_bundle(bundle_for(job['gpu']))} bundle, "
+                f"license scope {job['scope']}",
+            )
             if submitted:
                 await self.storage("update_job", job["job_id"], reason="waiting for its Ray job to start")
             else:
@@ -180,9 +189,15 @@ class JobManager:
         """What the Ray job's driver may do now: run (with its spec, bundle and license), wait, or end."""
         running = self.running.get(job_id)
         if running is not None:
-            return {"state": "run", "spec": await self.storage("job_spec", job_id), "bundle": describe_bundle(
-                running.bundle), "bundle_resources": running.bundle, "license": running.license, "home": self.where,
-                "resilience": self._resilience(running.max_retries)}
+            return {
+                "state": "run",
+                "spec": await self.storage("job_spec", job_id),
+                "bundle": describe_bundle(running.bundle),
+                "bundle_resources": running.bundle,
+                "license": running.license,
+                "home": self.where,
+                "resilience": self._resilience(running.max_retries),
+            }
         job = await self.storage("job", job_id)
         if job_id in self.queue:
             return {"state": "wait", "reason": job["reason"]}
@@ -212,8 +227,9 @@ class JobManager:
                 contents[str(Path(path).parent / cached.name)] = cached.read_bytes()
         return contents
 
-    async def receive_output(self, job_id: int, target: str, relative: str, offset: int, data: bytes,
-                             last: bool) -> None:
+    async def receive_output(
+        self, job_id: int, target: str, relative: str, offset: int, data: bytes, last: bool
+    ) -> None:
         """One chunk of a file a job wrote on a worker node, into its folder in the home."""
         folder = Path(target).resolve()
         file = (folder / relative).resolve()
@@ -275,18 +291,24 @@ class JobManager:
 
     def _restart_line(self, running: RunningJob, event: dict) -> str:
         lost = "alive" if any(n["NodeID"] == running.worker_node and n["Alive"] for n in ray.nodes()) else "lost"
-        where = (f"node {running.worker_node[:12]} {lost}" if lost == "lost" else
-                 f"the training process on node {running.worker_node[:12]} lost")
+        where = (
+            f"node {running.worker_node[:12]} {lost}"
+            if lost == "lost"
+            else f"the training process on node {running.worker_node[:12]} lost"
+        )
         done = f"at epoch {running.epoch} of {running.epochs}" if running.epochs else ""
         if event.get("resumed_epoch"):
             how = f"resumed from the epoch-{event['resumed_epoch']} checkpoint"
         elif event.get("checkpoints"):
             how = "started again from the beginning (no epoch had been checkpointed yet)"
         else:
-            how = ("started again from the beginning (checkpoints need a place every node reaches: "
-                   "labtrain serve --artifacts)")
-        return (f"[labtrain {now().isoformat(timespec='seconds')}] {where} {done}; {how} "
-                f"on node {event['node'][:12]}").replace("  ", " ")
+            how = (
+                "started again from the beginning (checkpoints need a place every node reaches: "
+                "labtrain serve --artifacts)"
+            )
+        return (
+            f"[labtrain {now().isoformat(timespec='seconds')}] {where} {done}; {how} on node {event['node'][:12]}"
+        ).replace("  ", " ")
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -296,22 +318,43 @@ class JobManager:
         waiting = []
         for job_id in self.queue:
             job = await self.storage("job", job_id)
-            waiting.append({"job_id": job_id, "training_id": job["training_id"], "type": job["type"],
-                            "reason": job["reason"]})
+            waiting.append(
+                {"job_id": job_id, "training_id": job["training_id"], "type": job["type"], "reason": job["reason"]}
+            )
         service = read_service(self.home) or {}
-        return {**view, "dashboard_url": service.get("dashboard_url"), "free_for_training": self.ledger.free(),
-                "training_servers": [{"job_id": r.job_id, "training_id": r.training_id, "project": r.project,
-                                      "type": r.type, "bundle": describe_bundle(scaled(r.bundle, r.slots)), "license": r.license,
-                                      "status": "cancelling" if r.cancelled_by else "running",
-                                      "started_by": r.started_by, "started_at": r.started_at,
-                                      "worker_pid": r.worker_pid, "worker_node": r.worker_node}
-                                     for r in self.running.values()],
-                "queue": waiting, "licenses": self.licenses.usage(),
-                "license_file": describe(license_file(self.home)),
-                "artifacts": self.store.uri if self.store else None,
-                "autoscaler": {"config": self.node_types_source, "demand": self.demand.shown,
-                               "node_types": [{"name": t.name, "resources": dict(t.resources),
-                                               "max_workers": t.max_workers} for t in self.node_types]}}
+        return {
+            **view,
+            "dashboard_url": service.get("dashboard_url"),
+            "free_for_training": self.ledger.free(),
+            "training_servers": [
+                {
+                    "job_id": r.job_id,
+                    "training_id": r.training_id,
+                    "project": r.project,
+                    "type": r.type,
+                    "bundle": describe_bundle(scaled(r.bundle, r.slots)),
+                    "license": r.license,
+                    "status": "cancelling" if r.cancelled_by else "running",
+                    "started_by": r.started_by,
+                    "started_at": r.started_at,
+                    "worker_pid": r.worker_pid,
+                    "worker_node": r.worker_node,
+                }
+                for r in self.running.values()
+            ],
+            "queue": waiting,
+            "licenses": self.licenses.usage(),
+            "license_file": describe(license_file(self.home)),
+            "artifacts": self.store.uri if self.store else None,
+            "autoscaler": {
+                "config": self.node_types_source,
+                "demand": self.demand.shown,
+                "node_types": [
+                    {"name": t.name, "resources": dict(t.resources), "max_workers": t.max_workers}
+                    for t in self.node_types
+                ],
+            },
+        }
 
     async def licensed(self, scope: str) -> bool:
         """Whether a license of the license file grants `scope` (pre-annotation checks ocr:inference)."""
@@ -342,8 +385,11 @@ class JobManager:
                 for running in [r for r in self.running.values() if r.submission_id]:
                     state = await asyncio.to_thread(self._ray_job_status, running.submission_id)
                     if state in ("STOPPED", "FAILED", "SUCCEEDED") and running.job_id in self.running:
-                        await self._finish(running, self.errors.get(running.job_id)
-                                           or f"its Ray job {running.submission_id} ended {state} without reporting")
+                        await self._finish(
+                            running,
+                            self.errors.get(running.job_id)
+                            or f"its Ray job {running.submission_id} ended {state} without reporting",
+                        )
             except Exception:  # the next tick tries again
                 log.exception("job manager tick failed")
 
@@ -375,8 +421,10 @@ class JobManager:
                 waiting.append((job, await self.storage("training", job["training_id"])))
             waiting = [(job, training) for job, training in waiting if job["job_id"] in self.queue]
             self._refresh_totals()
-            queued = [QueuedJob(job["job_id"], job["scope"], bundle_for(job["gpu"]), sweep_size(training["request"]))
-                      for job, training in waiting]
+            queued = [
+                QueuedJob(job["job_id"], job["scope"], bundle_for(job["gpu"]), sweep_size(training["request"]))
+                for job, training in waiting
+            ]
             try:
                 self.licenses.reload()
                 decided = plan(queued, self.ledger.free(), self.capacity, self.licenses.slots())
@@ -401,21 +449,40 @@ class JobManager:
                     self.licenses.bind(license_id, job["job_id"])
                 names = list(dict.fromkeys(start.licenses))
                 license_text = ", ".join(names) + (f" ({start.slots} slots)" if start.slots > 1 else "")
-                self.running[job["job_id"]] = RunningJob(job["job_id"], job["training_id"], training["project"],
-                                                         job["type"], bundle, license_text, training["requested_by"],
-                                                         str(now()), job["output_dir"], slots=start.slots,
-                                                         max_retries=training["request"].get("max_retries", 1))
+                self.running[job["job_id"]] = RunningJob(
+                    job["job_id"],
+                    job["training_id"],
+                    training["project"],
+                    job["type"],
+                    bundle,
+                    license_text,
+                    training["requested_by"],
+                    str(now()),
+                    job["output_dir"],
+                    slots=start.slots,
+                    max_retries=training["request"].get("max_retries", 1),
+                )
                 await self._launch(self.running[job["job_id"]], job)
 
     async def _launch(self, running: RunningJob, job: dict) -> None:
         job_id, bundle, license_id = running.job_id, running.bundle, running.license
         try:
             spec = await self.storage("job_spec", job_id)
-            await self.storage("update_job", job_id, status="running", reason=None, license=license_id,
-                               started_at=running.started_at, progress=0.0)
-            self._log(job, f"started on {describe_bundle(bundle)}"
-                           + (f" x {running.slots} (trials at once)" if running.slots > 1 else "")
-                           + f" with license {license_id}")
+            await self.storage(
+                "update_job",
+                job_id,
+                status="running",
+                reason=None,
+                license=license_id,
+                started_at=running.started_at,
+                progress=0.0,
+            )
+            self._log(
+                job,
+                f"started on {describe_bundle(bundle)}"
+                + (f" x {running.slots} (trials at once)" if running.slots > 1 else "")
+                + f" with license {license_id}",
+            )
             if job_id in self.submissions:  # its Ray job's driver runs it (see submission_grant)
                 running.submission_id = self.submissions[job_id]
                 if running.cancelled_by:
@@ -423,7 +490,9 @@ class JobManager:
                     await self._finish(running, None, reschedule=False)
                 return
             running.epochs = spec["params"].get("epochs", TrainParams.epochs)
-            running.ref = start_job(job_id, spec, bundle, running.slots, self.where, self._resilience(running.max_retries))
+            running.ref = start_job(
+                job_id, spec, bundle, running.slots, self.where, self._resilience(running.max_retries)
+            )
         except Exception as exc:  # the catalog or Ray refused: the job fails, nothing stays held
             await self._finish(running, f"could not start: {exc}", reschedule=False)
             return
@@ -454,8 +523,10 @@ class JobManager:
             info = next((n for n in ray.nodes() if n["NodeID"] == node), None)
             if info is None or not info["Alive"]:
                 address = f" ({info['NodeManagerAddress']})" if info and info.get("NodeManagerAddress") else ""
-                return (f"node {node[:12]}{address} running it was lost at epoch {running.epoch} of "
-                        f"{running.epochs}, and no retry was left (max_retries {running.max_retries})")
+                return (
+                    f"node {node[:12]}{address} running it was lost at epoch {running.epoch} of "
+                    f"{running.epochs}, and no retry was left (max_retries {running.max_retries})"
+                )
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(1)
@@ -480,8 +551,12 @@ class JobManager:
         except LabtrainError as exc:
             if exc.status_code == 507:  # the catalog cannot be written now (a full disk): retried every tick
                 self.unrecorded[job_id] = end
-            print(f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc})"
-                  + ("; retrying" if exc.status_code == 507 else ""), file=sys.stderr, flush=True)
+            print(
+                f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc})"
+                + ("; retrying" if exc.status_code == 507 else ""),
+                file=sys.stderr,
+                flush=True,
+            )
         finally:
             self.running.pop(job_id, None)
             self.ledger.give_back(job_id)
@@ -517,8 +592,12 @@ class JobManager:
         if not done["model_name"]:  # a curve: measured, nothing registered
             self._log(job, "succeeded: the curve is in the training's metrics and curve.png")
             return
-        self._log(job, f"succeeded: model {done['model_name']}" + (f" (kept in {kept})" if kept else "")
-                       + (" deployed into the labeling config" if training["request"].get("deploy") else ""))
+        self._log(
+            job,
+            f"succeeded: model {done['model_name']}"
+            + (f" (kept in {kept})" if kept else "")
+            + (" deployed into the labeling config" if training["request"].get("deploy") else ""),
+        )
 
     def _keep_model(self, job: dict) -> str | None:
         """Copy a finished job's model into the artifact store (a curve registers none)."""
@@ -566,9 +645,13 @@ def _with_embeddings(request: dict) -> dict:
     """Each type's embeddings: the request's, else the backend's first option for the type."""
     from trainers.embeddings import embeddings_for
 
-    return {**request, "embeddings": {t: (request.get("embeddings") or {}).get(t)
-                                      or embeddings_for(t, request.get("backend", "pytorch"))[0]
-                                      for t in request["types"]}}
+    return {
+        **request,
+        "embeddings": {
+            t: (request.get("embeddings") or {}).get(t) or embeddings_for(t, request.get("backend", "pytorch"))[0]
+            for t in request["types"]
+        },
+    }
 
 
 def _write_chunk(file: Path, offset: int, data: bytes) -> None:
@@ -578,7 +661,7 @@ def _write_chunk(file: Path, offset: int, data: bytes) -> None:
         out.write(data)
 
 
-def get_job_manager() -> "ray.actor.ActorHandle":
+def get_job_manager() -> ray.actor.ActorHandle:
     try:
         return ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     except ValueError:

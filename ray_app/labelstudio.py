@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -31,10 +32,11 @@ class LabelStudio:
         if not url.startswith(("http://", "https://")):
             raise ValidationError(f"label_studio: {url!r} is not an http(s) URL")
         self.url = url.rstrip("/")
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=timeout_s,
-                                        headers={"Authorization": f"Token {token}"})
+        self.client = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout_s, headers={"Authorization": f"Token {token}"}
+        )
 
-    async def __aenter__(self) -> "LabelStudio":
+    async def __aenter__(self) -> LabelStudio:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -44,11 +46,13 @@ class LabelStudio:
         try:
             answer = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise LabelStudioUnreachable(f"Label Studio at {self.url} cannot be reached ({type(exc).__name__}: "
-                                         f"{exc}); nothing was changed") from None
+            raise LabelStudioUnreachable(
+                f"Label Studio at {self.url} cannot be reached ({type(exc).__name__}: {exc}); nothing was changed"
+            ) from None
         if answer.status_code >= 400:
-            raise LabelStudioRefused(f"Label Studio at {self.url} refused {method} {path}: {answer.status_code} "
-                                     f"{_reason(answer)}")
+            raise LabelStudioRefused(
+                f"Label Studio at {self.url} refused {method} {path}: {answer.status_code} {_reason(answer)}"
+            )
         if answer.status_code == 204 or not answer.content:
             return None
         if "json" not in answer.headers.get("content-type", ""):
@@ -69,8 +73,9 @@ class LabelStudio:
         """Every task of the project with its annotations, page after page."""
         page = 1
         while True:
-            answer = await self.call("GET", "/api/tasks", params={"project": project_id, "page": page,
-                                                                  "page_size": PAGE, "fields": "all"})
+            answer = await self.call(
+                "GET", "/api/tasks", params={"project": project_id, "page": page, "page_size": PAGE, "fields": "all"}
+            )
             for task in answer["tasks"]:
                 yield task
             if page * PAGE >= answer["total"] or not answer["tasks"]:
@@ -100,11 +105,21 @@ class LabelStudio:
             if isinstance(data.get(key), str) and data[key] and not data[key].startswith("data:"):
                 content, kind = await self.file(data[key])
                 data[key] = f"data:{kind};base64,{base64.b64encode(content).decode()}"
-        return {"id": task["id"], "data": data, "annotations": [
-            {"id": a["id"], "result": a.get("result") or [], "was_cancelled": bool(a.get("was_cancelled")),
-             "completed_by": {"email": names.get(a.get("completed_by"), str(a.get("completed_by")))},
-             "created_at": a.get("created_at"), "updated_at": a.get("updated_at")}
-            for a in task.get("annotations") or []]}
+        return {
+            "id": task["id"],
+            "data": data,
+            "annotations": [
+                {
+                    "id": a["id"],
+                    "result": a.get("result") or [],
+                    "was_cancelled": bool(a.get("was_cancelled")),
+                    "completed_by": {"email": names.get(a.get("completed_by"), str(a.get("completed_by")))},
+                    "created_at": a.get("created_at"),
+                    "updated_at": a.get("updated_at"),
+                }
+                for a in task.get("annotations") or []
+            ],
+        }
 
     # --- the ML backend ------------------------------------------------------------------------
 
@@ -113,18 +128,37 @@ class LabelStudio:
         before the backend: Label Studio then skips making its own, which carries no header)."""
         for hook in await self.call("GET", "/api/webhooks/", params={"project": project_id}):
             if hook["url"] == url:
-                await self.call("PATCH", f"/api/webhooks/{hook['id']}/", json={"headers": headers, "is_active": True,
-                                                                              "send_for_all_actions": True})
+                await self.call(
+                    "PATCH",
+                    f"/api/webhooks/{hook['id']}/",
+                    json={"headers": headers, "is_active": True, "send_for_all_actions": True},
+                )
                 return hook["id"]
-        made = await self.call("POST", "/api/webhooks/", json={
-            "project": project_id, "url": url, "headers": headers, "send_payload": True,
-            "send_for_all_actions": True, "is_active": True})
+        made = await self.call(
+            "POST",
+            "/api/webhooks/",
+            json={
+                "project": project_id,
+                "url": url,
+                "headers": headers,
+                "send_payload": True,
+                "send_for_all_actions": True,
+                "is_active": True,
+            },
+        )
         return made["id"]
 
     async def ensure_backend(self, project_id: int, url: str, user: str, password: str) -> int:
         """Register labtrain as the project's ML backend (Label Studio calls /health and /setup now)."""
-        body = {"url": url, "project": project_id, "title": "labtrain", "auth_method": "BASIC_AUTH",
-                "basic_auth_user": user, "basic_auth_pass": password, "is_interactive": False}
+        body = {
+            "url": url,
+            "project": project_id,
+            "title": "labtrain",
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": user,
+            "basic_auth_pass": password,
+            "is_interactive": False,
+        }
         for backend in await self.call("GET", "/api/ml/", params={"project": project_id}):
             if backend["url"].rstrip("/") == url.rstrip("/"):
                 await self.call("PATCH", f"/api/ml/{backend['id']}", json=body)

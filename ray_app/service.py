@@ -12,13 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from ray_app.settings import APP_NAME, JOB_MANAGER, NAMESPACE, STORAGE_ACTOR, read_service, service_file
 from labtrain.errors import Conflict, LabtrainError
+from ray_app.settings import APP_NAME, JOB_MANAGER, NAMESPACE, STORAGE_ACTOR, read_service, service_file
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,16 @@ def _check_port_free(host: str, port: int) -> None:
             raise Conflict(f"port {port} on {host} is already in use; choose another with --port") from None
 
 
-def run_service(home: Path, host: str, port: int, num_cpus: int | None, address: str | None,
-                on_ready=None, autoscaling_config: str | None = None, artifacts: str | None = None) -> None:
+def run_service(
+    home: Path,
+    host: str,
+    port: int,
+    num_cpus: int | None,
+    address: str | None,
+    on_ready=None,
+    autoscaling_config: str | None = None,
+    artifacts: str | None = None,
+) -> None:
     """Run the service in this process until SIGTERM or SIGINT."""
     # Ray 2.60 turns token auth on for a local head; say so explicitly. Ray reads the mode
     # when it is imported, so this must come first.
@@ -97,8 +105,9 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
     home.mkdir(parents=True, exist_ok=True)
     other = running_service(home)
     if other:
-        raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']}); "
-                       "run `labtrain stop` first")
+        raise Conflict(
+            f"labtrain is already serving {other['url']} from {home} (pid {other['pid']}); run `labtrain stop` first"
+        )
     reap_leftovers(home)
     _check_port_free(host, port)
     if artifacts:
@@ -106,26 +115,35 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
 
         ArtifactStore(artifacts).check()  # a store this node cannot write is refused before anything starts
     # "local": a head of our own, never the cluster a `ray start` on this machine left in /tmp/ray
-    context = ray.init(address=address or "local", num_cpus=None if address else num_cpus, namespace=NAMESPACE,
-                       include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    context = ray.init(
+        address=address or "local",
+        num_cpus=None if address else num_cpus,
+        namespace=NAMESPACE,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         node = ray.get_runtime_context().get_node_id()
         if not any(n["NodeID"] == node and "node:__internal_head__" in n["Resources"] for n in ray.nodes()):
-            raise LabtrainError("labtrain serve must run on the head node of the Ray cluster: the API, the catalog and "
-                                "the job manager stay there, so that worker nodes only train and can be retired")
+            raise LabtrainError(
+                "labtrain serve must run on the head node of the Ray cluster: the API, the catalog and "
+                "the job manager stay there, so that worker nodes only train and can be retired"
+            )
         storage = StorageActor.options(
-            name=STORAGE_ACTOR, namespace=NAMESPACE,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home))
+            name=STORAGE_ACTOR,
+            namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(str(home))
         status, admin_token = ray.get(storage.call.remote("ensure_admin_token"))
         if status != "ok":
             raise LabtrainError(f"could not open the catalog in {home}: {admin_token}")
         jobs = JobManager.options(
-            name=JOB_MANAGER, namespace=NAMESPACE,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(home), storage,
-                                                                                        autoscaling_config, artifacts)
+            name=JOB_MANAGER, namespace=NAMESPACE, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        ).remote(str(home), storage, autoscaling_config, artifacts)
         status, interrupted = ray.get(jobs.call.remote("start"))
         if status != "ok":
             raise LabtrainError(f"could not start the job manager: {interrupted}")
@@ -135,10 +153,13 @@ def run_service(home: Path, host: str, port: int, num_cpus: int | None, address:
         serve.run(LabtrainApi.bind(), name=APP_NAME, route_prefix="/")
         dashboard = context.dashboard_url or ""
         info = {
-            "pid": os.getpid(), "url": f"http://{host}:{port}",
+            "pid": os.getpid(),
+            "url": f"http://{host}:{port}",
             "dashboard_url": dashboard if dashboard.startswith("http") else f"http://{dashboard}",
-            "home": str(home), "ray_address": context.address_info.get("address"), "artifacts": artifacts,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "home": str(home),
+            "ray_address": context.address_info.get("address"),
+            "artifacts": artifacts,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "session_leader": os.getsid(0) == os.getpid(),
         }
         service_file(home).write_text(json.dumps(info, indent=2))
@@ -164,15 +185,21 @@ def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
         raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']})")
     log_path = home / "serve.log"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ray_app.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "LABTRAIN_DETACHED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ray_app.cli", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "LABTRAIN_DETACHED": "1"},
+        )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            raise LabtrainError(f"labtrain serve exited with code {proc.returncode}; end of {log_path}:\n"
-                                + "\n".join(tail))
+            raise LabtrainError(
+                f"labtrain serve exited with code {proc.returncode}; end of {log_path}:\n" + "\n".join(tail)
+            )
         service = read_service(home)
         if service and service.get("pid") == proc.pid:
             try:

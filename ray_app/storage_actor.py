@@ -6,8 +6,8 @@ from typing import Any
 
 import ray
 
-from storage.catalog import Catalog
 from labtrain.errors import LabtrainError, StorageFull, disk_full
+from storage.catalog import Catalog
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -28,8 +28,10 @@ class StorageActor:
         except Exception as exc:
             if not disk_full(exc):
                 raise
-            full = StorageFull(f"the disk of labtrain's home {self.catalog.home} is full ({' '.join(str(exc).split())[:300]}); "
-                               "nothing of this request was written: free some space and try again")
+            full = StorageFull(
+                f"the disk of labtrain's home {self.catalog.home} is full ({' '.join(str(exc).split())[:300]}); "
+                "nothing of this request was written: free some space and try again"
+            )
             return "error", (type(full).__name__, full.status_code, str(full))
 
 
@@ -37,7 +39,7 @@ class StorageClient:
     """Async facade over an actor with a `call(method, ...)` (the storage actor, the job
     manager): domain errors come back raised as `LabtrainError` with their HTTP status."""
 
-    def __init__(self, actor: "ray.actor.ActorHandle"):
+    def __init__(self, actor: ray.actor.ActorHandle):
         self.actor = actor
 
     async def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:

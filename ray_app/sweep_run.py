@@ -12,12 +12,11 @@ from pathlib import Path
 
 import ray
 
-from ray_app.settings import ON_THE_HEAD
 from ray_app.job_worker import Resilience, forwarder, last_line, lower_priority
+from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
-from trainers.sweep import (CurvePoint, curve_table, describe_space, save_curve_png, trials_table, verdict,
-                            write_subset)
+from trainers.sweep import CurvePoint, curve_table, describe_space, save_curve_png, trials_table, verdict, write_subset
 
 TRIAL_MEMORY = 64 * 2**20  # the trial's own actor: no CPU (its Train worker holds the bundle), a token of memory
 
@@ -84,14 +83,26 @@ def trial_driver(config: dict) -> None:
         tune.report(NOTHING_YET)
         return
     trainer = TorchTrainer(
-        trial_worker, train_loop_config={"spec": spec, "deadline": config.get("deadline"), "job_id": config["job_id"],
-                                         "home": config["home"]},
+        trial_worker,
+        train_loop_config={
+            "spec": spec,
+            "deadline": config.get("deadline"),
+            "job_id": config["job_id"],
+            "home": config["home"],
+        },
         scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
         torch_config=TorchConfig(backend="gloo"),  # one worker: see train_run.run_job
-        run_config=RunConfig(name=f"{config['name']}-trial-{index:02d}", storage_path=config["storage_path"],
-                             callbacks=[TuneReportCallback()],
-                             failure_config=FailureConfig(max_failures=config["max_retries"], controller_failure_limit=0,
-                                                          max_preemption_failures=config["max_retries"])))
+        run_config=RunConfig(
+            name=f"{config['name']}-trial-{index:02d}",
+            storage_path=config["storage_path"],
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(
+                max_failures=config["max_retries"],
+                controller_failure_limit=0,
+                max_preemption_failures=config["max_retries"],
+            ),
+        ),
+    )
     trainer.fit()
 
 
@@ -159,8 +170,15 @@ def run_sweep(job_id: int, spec: dict, bundle: dict, slots: int, home: Home, res
     forward = forwarder(job_id)
     sweep = spec.pop("sweep")
     storage_path = str(Path(home.path) / "ray_results")
-    common = {"spec": spec, "bundle": bundle, "storage_path": storage_path, "name": f"labtrain-job-{job_id}",
-              "job_id": job_id, "home": home, "max_retries": resilience.max_retries}
+    common = {
+        "spec": spec,
+        "bundle": bundle,
+        "storage_path": storage_path,
+        "name": f"labtrain-job-{job_id}",
+        "job_id": job_id,
+        "home": home,
+        "max_retries": resilience.max_retries,
+    }
     try:
         if sweep["kind"] == "tune":
             result = _search(job_id, spec, sweep, slots, storage_path, forward, common)
@@ -182,10 +200,14 @@ def _tuner(trainable_config: dict, tune_config, progress: Progress, storage_path
     tune_config.trial_dirname_creator = lambda trial: trial.trial_id  # "<experiment>_<n>": see trial_index
     # the trial's driver stays on the head (it writes a curve point's share of the snapshot into the
     # home, and its Train controller goes where it is): workers carry only the trials' Train workers
-    return tune.Tuner(tune.with_resources(trial_driver, {"CPU": 0, "memory": TRIAL_MEMORY, **ON_THE_HEAD}),
-                      param_space=trainable_config, tune_config=tune_config,
-                      run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0,
-                                                callbacks=[_tune_callback(progress)]))
+    return tune.Tuner(
+        tune.with_resources(trial_driver, {"CPU": 0, "memory": TRIAL_MEMORY, **ON_THE_HEAD}),
+        param_space=trainable_config,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, verbose=0, callbacks=[_tune_callback(progress)]
+        ),
+    )
 
 
 def _search(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, forward, common: dict) -> dict:
@@ -203,33 +225,48 @@ def _search(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str,
         else:
             dims[name] = (tune.loguniform if d["log"] else tune.uniform)(d["low"], d["high"])
     progress = Progress(forward, trials, epochs, lambda c: ", ".join(f"{n}={_fmt(c['params'][n])}" for n in names))
-    progress.log(f"parameter search: {trials} trials over {describe_space(space)}; at most {slots} at once; "
-                 f"ASHA stops poor trials after 1 epoch or more" + (f"; time budget {budget:g} s" if budget else ""))
+    progress.log(
+        f"parameter search: {trials} trials over {describe_space(space)}; at most {slots} at once; "
+        f"ASHA stops poor trials after 1 epoch or more" + (f"; time budget {budget:g} s" if budget else "")
+    )
     started = time.monotonic()
     # max_t past the last epoch: ASHA stops a trial that reaches max_t at once, which would cut off
     # the test evaluation and the model's save that follow a trial's last epoch.
     scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs + 1, grace_period=1, reduction_factor=2)
-    grid = _tuner({**common, "params": dims, "deadline": time.time() + budget if budget else None},
-                  tune.TuneConfig(metric="best_f1", mode="max", num_samples=trials, max_concurrent_trials=slots,
-                                  scheduler=scheduler,
-                                  # the request's seed draws the trials' parameters: the same request, the same
-                                  # trials; a search algorithm of one's own must limit the trials at once itself
-                                  search_alg=BasicVariantGenerator(max_concurrent=slots,
-                                                                   random_state=spec["params"].get("seed", 0))),
-                  progress, storage_path, f"labtrain-job-{job_id}").fit()
+    grid = _tuner(
+        {**common, "params": dims, "deadline": time.time() + budget if budget else None},
+        tune.TuneConfig(
+            metric="best_f1",
+            mode="max",
+            num_samples=trials,
+            max_concurrent_trials=slots,
+            scheduler=scheduler,
+            # the request's seed draws the trials' parameters: the same request, the same
+            # trials; a search algorithm of one's own must limit the trials at once itself
+            search_alg=BasicVariantGenerator(max_concurrent=slots, random_state=spec["params"].get("seed", 0)),
+        ),
+        progress,
+        storage_path,
+        f"labtrain-job-{job_id}",
+    ).fit()
     seconds = time.monotonic() - started
     rows = []
     for result in grid:
         index = trial_index(Path(result.path).name)
         folder = Path(spec["output_dir"]) / "trials" / f"{index:02d}"
         metrics = result.metrics or {}
-        row = {"trial": index, "params": {n: result.config["params"][n] for n in names},
-               "epochs": metrics.get("epoch"), "val_f1": metrics.get("best_f1")}
+        row = {
+            "trial": index,
+            "params": {n: result.config["params"][n] for n in names},
+            "epochs": metrics.get("epoch"),
+            "val_f1": metrics.get("best_f1"),
+        }
         if (folder / "metrics.json").exists():
             row["end"] = "finished"
         elif result.error is not None or (folder / "failure.txt").exists():
-            reason = (folder / "failure.txt").read_text() if (folder / "failure.txt").exists() else \
-                last_line(result.error)
+            reason = (
+                (folder / "failure.txt").read_text() if (folder / "failure.txt").exists() else last_line(result.error)
+            )
             row["end"] = "failed: " + " ".join(reason.split())[:200]
         elif (folder / BUDGET_SPENT).exists():
             row["end"] = (folder / BUDGET_SPENT).read_text()
@@ -241,25 +278,41 @@ def _search(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str,
     if finished:
         max(finished, key=lambda r: (r["val_f1"] or 0.0, -r["trial"]))["best"] = True
     progress.log("")
-    progress.log(f"parameter search, {len(rows)} trials in {seconds:.0f} s (* = best validation F1, its model is kept):")
+    progress.log(
+        f"parameter search, {len(rows)} trials in {seconds:.0f} s (* = best validation F1, its model is kept):"
+    )
     for line in trials_table(rows, names).splitlines():
         progress.log(line)
     if not finished:
         failed = [r for r in rows if r["end"].startswith("failed")]
         if failed:
             raise SweepError(f"no trial of the search finished: {failed[0]['end']}")
-        raise SweepError("no trial of the search finished" + (f" within the time budget of {budget:g} s; give it "
-                                                                "more time" if budget else ""))
+        raise SweepError(
+            "no trial of the search finished"
+            + (f" within the time budget of {budget:g} s; give it more time" if budget else "")
+        )
     (best,) = [r for r in rows if r.get("best")]
     source = Path(spec["output_dir"]) / "trials" / f"{best['trial']:02d}"
     _adopt(source, Path(spec["output_dir"]))
-    progress.log(f"best: trial {best['trial']} ({progress.describe({'params': best['params']})}), "
-                 f"validation F1 {best['val_f1']:.3f}")
+    progress.log(
+        f"best: trial {best['trial']} ({progress.describe({'params': best['params']})}), "
+        f"validation F1 {best['val_f1']:.3f}"
+    )
     test = json.loads((Path(spec["output_dir"]) / "metrics.json").read_text())
     test = test.get("entity", test)
-    return {"micro": test.get("micro"), "macro": test.get("macro"), "seconds": round(seconds, 1),
-            "tuning": {"space": describe_space(space), "slots": slots, "budget_s": budget, "trials": rows,
-                       "best_trial": best["trial"], "best_params": best["params"]}}
+    return {
+        "micro": test.get("micro"),
+        "macro": test.get("macro"),
+        "seconds": round(seconds, 1),
+        "tuning": {
+            "space": describe_space(space),
+            "slots": slots,
+            "budget_s": budget,
+            "trials": rows,
+            "best_trial": best["trial"],
+            "best_params": best["params"],
+        },
+    }
 
 
 def _adopt(trial: Path, output: Path) -> None:
@@ -283,13 +336,21 @@ def _curve(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, 
     points, seeds = sweep["points"], sweep["seeds"]
     runs = [[p, s] for p in points for s in range(seeds)]
     epochs = spec["params"].get("epochs", TrainParams.epochs)
-    progress = Progress(forward, len(runs), epochs, lambda c: f"{c['point'][0]} % of the train part, seed {c['point'][1]}")
-    progress.log(f"train-curve: {', '.join(f'{p} %' for p in points)} of the train part x {seeds} seed(s), "
-                 f"the same test part; at most {slots} at once")
+    progress = Progress(
+        forward, len(runs), epochs, lambda c: f"{c['point'][0]} % of the train part, seed {c['point'][1]}"
+    )
+    progress.log(
+        f"train-curve: {', '.join(f'{p} %' for p in points)} of the train part x {seeds} seed(s), "
+        f"the same test part; at most {slots} at once"
+    )
     started = time.monotonic()
-    _tuner({**common, "point": tune.grid_search(runs)},
-           tune.TuneConfig(num_samples=1, max_concurrent_trials=slots), progress, storage_path,
-           f"labtrain-job-{job_id}").fit()
+    _tuner(
+        {**common, "point": tune.grid_search(runs)},
+        tune.TuneConfig(num_samples=1, max_concurrent_trials=slots),
+        progress,
+        storage_path,
+        f"labtrain-job-{job_id}",
+    ).fit()
     out = Path(spec["output_dir"])
     curve, failures = [], []
     for percent in points:
@@ -323,5 +384,7 @@ def _curve(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, 
     save_curve_png(curve, out / "curve.png", f"train-curve: {spec['type']} ({spec.get('embeddings')})", line)
     table = [{"percent": p.percent, "tasks": p.tasks, "f1": p.f1, "mean": p.mean, "spread": p.spread} for p in curve]
     (out / "curve.json").write_text(json.dumps({"points": table, "verdict": line, "seeds": seeds}, indent=2))
-    return {"seconds": round(seconds, 1), "curve": {"points": table, "verdict": line, "seeds": seeds,
-                                                    "slots": slots, "failures": failures}}
+    return {
+        "seconds": round(seconds, 1),
+        "curve": {"points": table, "verdict": line, "seeds": seeds, "slots": slots, "failures": failures},
+    }

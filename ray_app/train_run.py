@@ -36,8 +36,10 @@ def train_loop_per_worker(config: dict) -> None:
     resumed = ray.train.get_checkpoint()
     epoch = (resumed.get_metadata() or {}).get("epoch") if resumed else None
     forward = forwarder(job_id, {"resumed_epoch": epoch, "checkpoints": bool(checkpoints)})
-    with job_files(job_id, config["spec"], config["home"]) as spec, tempfile.TemporaryDirectory(
-            prefix=f"labtrain-checkpoint-{job_id}-") as scratch:
+    with (
+        job_files(job_id, config["spec"], config["home"]) as spec,
+        tempfile.TemporaryDirectory(prefix=f"labtrain-checkpoint-{job_id}-") as scratch,
+    ):
         listeners = [forward]
         if checkpoints:
             resume = resumed.to_directory(str(Path(scratch) / "resume")) if resumed else None
@@ -54,6 +56,7 @@ def train_loop_per_worker(config: dict) -> None:
 def checkpoint_keeper(forward):
     """Hands each epoch's state to Ray Train, which copies it into its storage (the artifact store),
     where a retry on another node finds it; the job's log says how big it was and how long it took."""
+
     def keep(event: dict) -> None:
         if event["kind"] != "checkpoint":
             return
@@ -64,8 +67,14 @@ def checkpoint_keeper(forward):
         checkpoint = ray.train.Checkpoint.from_directory(event["path"])
         checkpoint.set_metadata({"epoch": event["epoch"]})
         ray.train.report({"epoch": event["epoch"]}, checkpoint=checkpoint)
-        forward({"kind": "log", "line": f"checkpoint of epoch {event['epoch']}: {size / 2**20:.0f} MB kept in "
-                                        f"{time.monotonic() - started:.1f} s"})
+        forward(
+            {
+                "kind": "log",
+                "line": f"checkpoint of epoch {event['epoch']}: {size / 2**20:.0f} MB kept in "
+                f"{time.monotonic() - started:.1f} s",
+            }
+        )
+
     return keep
 
 
@@ -79,16 +88,23 @@ def run_job(job_id: int, spec: dict, bundle: dict, home: Home, resilience: Resil
     if resilience.autoscaling:  # a retry may wait for the autoscaler to add a node (read by the controller)
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(NODE_WAIT_S))
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"job_id": job_id, "spec": spec, "home": home,
-                                                  "checkpoints": resilience.checkpoints},
+        train_loop_per_worker,
+        train_loop_config={"job_id": job_id, "spec": spec, "home": home, "checkpoints": resilience.checkpoints},
         scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
         # one worker, no collective operation: gloo even on a GPU (NCCL fails on a node whose GPU is not
         # usable, where the trainer itself falls back to the CPU and says so)
         torch_config=TorchConfig(backend="gloo"),
-        run_config=RunConfig(name=f"labtrain-job-{job_id}", storage_path=resilience.storage_path,
-                             storage_filesystem=resilience.storage_fs,
-                             failure_config=FailureConfig(max_failures=resilience.max_retries, controller_failure_limit=0,
-                                                          max_preemption_failures=resilience.max_retries)))
+        run_config=RunConfig(
+            name=f"labtrain-job-{job_id}",
+            storage_path=resilience.storage_path,
+            storage_filesystem=resilience.storage_fs,
+            failure_config=FailureConfig(
+                max_failures=resilience.max_retries,
+                controller_failure_limit=0,
+                max_preemption_failures=resilience.max_retries,
+            ),
+        ),
+    )
     trainer.fit()
 
 
@@ -109,10 +125,15 @@ def _run_child(spec: dict, forward) -> None:
     (out / "spec.json").write_text(json.dumps(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABTRAIN_TOKEN")}
     with open(out / "process.log", "ab") as log_file:
-        child = subprocess.Popen([sys.executable, "-m", "trainers.run", "--events", str(out / "spec.json")],
-                                 stdout=subprocess.PIPE,
-                                 stderr=log_file, env=env, cwd=str(Path(__file__).resolve().parents[1]),
-                                 preexec_fn=_die_with_parent, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "trainers.run", "--events", str(out / "spec.json")],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            env=env,
+            cwd=str(Path(__file__).resolve().parents[1]),
+            preexec_fn=_die_with_parent,
+            text=True,
+        )
         ended = None
         for line in child.stdout:
             try:
@@ -123,8 +144,11 @@ def _run_child(spec: dict, forward) -> None:
             forward(event)
         code = child.wait()
     if code != 0:
-        reason = ended["error"] if ended and ended.get("kind") == "error" else \
-            f"the training process exited with code {code} (see process.log)"
+        reason = (
+            ended["error"]
+            if ended and ended.get("kind") == "error"
+            else f"the training process exited with code {code} (see process.log)"
+        )
         raise RuntimeError(reason)
 
 
@@ -134,7 +158,7 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def start_job(job_id: int, spec: dict, bundle: dict, slots: int, home: Home, resilience: Resilience) -> "ray.ObjectRef":
+def start_job(job_id: int, spec: dict, bundle: dict, slots: int, home: Home, resilience: Resilience) -> ray.ObjectRef:
     """The job's Ray task: a Ray Train run, a search or curve (Ray Tune, up to `slots` trials at once,
     each on one `bundle`), or (sparknlp) a process task that takes the bundle itself. Its files
     live in `home` (see ray_app.workspace)."""
@@ -144,6 +168,11 @@ def start_job(job_id: int, spec: dict, bundle: dict, slots: int, home: Home, res
         return run_sweep.remote(job_id, spec, bundle, slots, home, resilience)
     if spec.get("backend") == "sparknlp":  # Ray runs the task again when its worker or node is lost
         extra = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
-        return run_process.options(num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0), resources=extra or None,
-                                   max_retries=resilience.max_retries, retry_exceptions=False).remote(job_id, spec, home)
+        return run_process.options(
+            num_cpus=bundle.get("CPU", 1),
+            num_gpus=bundle.get("GPU", 0),
+            resources=extra or None,
+            max_retries=resilience.max_retries,
+            retry_exceptions=False,
+        ).remote(job_id, spec, home)
     return run_job.remote(job_id, spec, bundle, home, resilience)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import ray
 

@@ -18,8 +18,14 @@ from urllib.parse import parse_qsl, urlsplit
 from labtrain.errors import ValidationError
 
 SECRET_PARAMETERS = ("access_key", "secret_key", "session_token", "credentials", "token", "password")
-MODEL_FILES = ("model", "labtrain.json", "metrics.json", "confusion_matrix.json", "confusion_matrix.png",
-               "training.log")
+MODEL_FILES = (
+    "model",
+    "labtrain.json",
+    "metrics.json",
+    "confusion_matrix.json",
+    "confusion_matrix.png",
+    "training.log",
+)
 CACHE = Path(os.environ.get("LABTRAIN_MODEL_CACHE", "~/.cache/labtrain/models")).expanduser()
 
 
@@ -28,9 +34,11 @@ def check_uri(uri: str) -> str:
     parts = urlsplit(uri)
     secret = [k for k, _ in parse_qsl(parts.query) if k.lower() in SECRET_PARAMETERS]
     if secret or parts.password:
-        raise ValidationError(f"--artifacts: the URI carries credentials ({', '.join(secret) or 'a password'}); "
-                              "give them to every node's environment instead (AWS_ACCESS_KEY_ID and "
-                              "AWS_SECRET_ACCESS_KEY, an instance role, GOOGLE_APPLICATION_CREDENTIALS)")
+        raise ValidationError(
+            f"--artifacts: the URI carries credentials ({', '.join(secret) or 'a password'}); "
+            "give them to every node's environment instead (AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, an instance role, GOOGLE_APPLICATION_CREDENTIALS)"
+        )
     if parts.scheme not in ("", "file", "s3", "gs", "gcs", "hdfs", "abfs"):
         raise ValidationError(f"--artifacts: scheme {parts.scheme!r} is not one of s3, gs, hdfs, abfs or a path")
     if not parts.scheme and not Path(uri).is_absolute():
@@ -49,8 +57,10 @@ class ArtifactStore:
     def __init__(self, uri: str):
         self.uri = check_uri(uri)
         parts = urlsplit(self.uri)
-        self._base, self._query = (f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else self.uri,
-                                   f"?{parts.query}" if parts.query else "")
+        self._base, self._query = (
+            f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else self.uri,
+            f"?{parts.query}" if parts.query else "",
+        )
         self.fs, self.root = open_uri(self.uri)
 
     def uri_of(self, *parts: str) -> str:
@@ -72,8 +82,9 @@ class ArtifactStore:
                 assert data.read() == b"labtrain"
             self.fs.delete_file(marker)
         except Exception as exc:
-            raise ValidationError(f"--artifacts {self.uri}: the store cannot be written: "
-                                  f"{' '.join(str(exc).split())[:300]}") from None
+            raise ValidationError(
+                f"--artifacts {self.uri}: the store cannot be written: {' '.join(str(exc).split())[:300]}"
+            ) from None
 
     def put_model(self, output_dir: Path, *parts: str) -> str:
         """Copy a job's model into the store (its `model/` folder and the files that describe it, what
@@ -85,8 +96,9 @@ class ArtifactStore:
         local = fs.LocalFileSystem()
         for item in sorted(output_dir.iterdir()):
             if item.name in MODEL_FILES:
-                fs.copy_files(str(item), f"{target}/{item.name}", source_filesystem=local,
-                              destination_filesystem=self.fs)
+                fs.copy_files(
+                    str(item), f"{target}/{item.name}", source_filesystem=local, destination_filesystem=self.fs
+                )
         return self.uri_of(*parts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from labtrain.errors import Conflict, NotFound, SelectionError, ValidationError
@@ -14,18 +14,50 @@ from storage.selection import SelectionParams
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
-SCOPES = {"ner": "training:ner", "assertion": "training:assertion", "classification": "training:classification",
-          "relation": "training:relation", "visual_ner": "ocr:training"}
-JOB_FIELDS = ("job_id", "training_id", "type", "embeddings", "scope", "gpu", "status", "reason", "progress", "epoch",
-              "metrics", "license", "output_dir", "model_name", "ray_job_id", "started_at", "ended_at")
+SCOPES = {
+    "ner": "training:ner",
+    "assertion": "training:assertion",
+    "classification": "training:classification",
+    "relation": "training:relation",
+    "visual_ner": "ocr:training",
+}
+JOB_FIELDS = (
+    "job_id",
+    "training_id",
+    "type",
+    "embeddings",
+    "scope",
+    "gpu",
+    "status",
+    "reason",
+    "progress",
+    "epoch",
+    "metrics",
+    "license",
+    "output_dir",
+    "model_name",
+    "ray_job_id",
+    "started_at",
+    "ended_at",
+)
 JSON_FIELDS = {"metrics"}
-UPDATABLE = {"status", "reason", "progress", "epoch", "metrics", "license", "model_name", "ray_job_id",
-             "started_at", "ended_at"}
+UPDATABLE = {
+    "status",
+    "reason",
+    "progress",
+    "epoch",
+    "metrics",
+    "license",
+    "model_name",
+    "ray_job_id",
+    "started_at",
+    "ended_at",
+}
 ACTIVE_LEARNING_EVERY = (50, 100, 200)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def training_status(jobs: list[dict]) -> str:
@@ -43,8 +75,9 @@ def training_status(jobs: list[dict]) -> str:
 
 
 def model_family(training_type: str, project: str, choices_name: str | None) -> str:
-    return f"{training_type}_{project}" + (f"_{choices_name}" if training_type == "classification"
-                                           and choices_name else "")
+    return f"{training_type}_{project}" + (
+        f"_{choices_name}" if training_type == "classification" and choices_name else ""
+    )
 
 
 class TrainingHistory:
@@ -54,14 +87,16 @@ class TrainingHistory:
 
     def training_settings(self, name: str) -> dict:
         pid = self.project_id(name)
-        row = self.con.execute("SELECT versioning, active_learning FROM training_settings WHERE project_id = ?",
-                               [pid]).fetchone()
+        row = self.con.execute(
+            "SELECT versioning, active_learning FROM training_settings WHERE project_id = ?", [pid]
+        ).fetchone()
         if not row:
             return {"versioning": False, "active_learning": {"enabled": False, "every": 50, "deploy": False}}
         return {"versioning": row[0], "active_learning": json.loads(row[1])}
 
-    def set_training_settings(self, name: str, versioning: bool | None = None,
-                              active_learning: dict | None = None) -> dict:
+    def set_training_settings(
+        self, name: str, versioning: bool | None = None, active_learning: dict | None = None
+    ) -> dict:
         """Versioning cannot change while a training of the project is queued or running (the
         name its model gets would change under it)."""
         pid = self.project_id(name)
@@ -71,22 +106,27 @@ class TrainingHistory:
         if active_learning is not None:
             every = active_learning.get("every", current["active_learning"]["every"])
             if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-                raise ValidationError(f"active_learning.every={every!r} must be an integer >= 1 "
-                                      f"(the page offers {', '.join(map(str, ACTIVE_LEARNING_EVERY))})")
+                raise ValidationError(
+                    f"active_learning.every={every!r} must be an integer >= 1 "
+                    f"(the page offers {', '.join(map(str, ACTIVE_LEARNING_EVERY))})"
+                )
             active_learning = {**current["active_learning"], **active_learning, "every": every}
             if active_learning.get("enabled") and not current["active_learning"].get("enabled"):
                 # counting starts now: completions submitted before active learning was on do not count
                 active_learning["baseline"] = self._submitted_completions(pid)
-        settings = {"versioning": current["versioning"] if versioning is None else bool(versioning),
-                    "active_learning": active_learning or current["active_learning"]}
-        self.con.execute("INSERT INTO training_settings VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
-                         "versioning = excluded.versioning, active_learning = excluded.active_learning",
-                         [pid, settings["versioning"], json.dumps(settings["active_learning"])])
+        settings = {
+            "versioning": current["versioning"] if versioning is None else bool(versioning),
+            "active_learning": active_learning or current["active_learning"],
+        }
+        self.con.execute(
+            "INSERT INTO training_settings VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
+            "versioning = excluded.versioning, active_learning = excluded.active_learning",
+            [pid, settings["versioning"], json.dumps(settings["active_learning"])],
+        )
         return settings
 
     def _submitted_completions(self, pid: int) -> int:
-        (n,) = self.con.execute("SELECT count(*) FROM completions WHERE project_id = ? AND submitted",
-                                [pid]).fetchone()
+        (n,) = self.con.execute("SELECT count(*) FROM completions WHERE project_id = ? AND submitted", [pid]).fetchone()
         return n
 
     def active_learning_due(self, name: str) -> dict | None:
@@ -104,12 +144,16 @@ class TrainingHistory:
             return None
         (running,) = self.con.execute(
             "SELECT count(*) FROM trainings t JOIN jobs j USING (training_id) WHERE t.project_id = ? "
-            "AND t.source = 'active learning' AND j.status IN ('queued', 'running')", [pid]).fetchone()
+            "AND t.source = 'active learning' AND j.status IN ('queued', 'running')",
+            [pid],
+        ).fetchone()
         if running:
             return None
         request = self.saved_request(name, deploy=bool(al.get("deploy")))
-        self.con.execute("UPDATE training_settings SET active_learning = ? WHERE project_id = ?",
-                         [json.dumps({**al, "baseline": submitted}), pid])
+        self.con.execute(
+            "UPDATE training_settings SET active_learning = ? WHERE project_id = ?",
+            [json.dumps({**al, "baseline": submitted}), pid],
+        )
         return request
 
     def saved_request(self, name: str, deploy: bool) -> dict:
@@ -118,12 +162,25 @@ class TrainingHistory:
         selection), else every type its config offers with the defaults; on the tasks tagged `Test`
         when there are any, so that versions compare on the same test set."""
         pid = self.project_id(name)
-        last = self.con.execute("SELECT request FROM trainings WHERE project_id = ? AND source IN ('manual', 'ray job') "
-                                "ORDER BY training_id DESC LIMIT 1", [pid]).fetchone()
-        request = json.loads(last[0]) if last else {"types": self.config(name).training_types(), "embeddings": {},
-                                                    "params": {}, "gpu": False, "backend": "pytorch"}
-        (tagged,) = self.con.execute("SELECT count(*) FROM tasks WHERE project_id = ? AND list_contains(tags, 'Test')",
-                                     [pid]).fetchone()
+        last = self.con.execute(
+            "SELECT request FROM trainings WHERE project_id = ? AND source IN ('manual', 'ray job') "
+            "ORDER BY training_id DESC LIMIT 1",
+            [pid],
+        ).fetchone()
+        request = (
+            json.loads(last[0])
+            if last
+            else {
+                "types": self.config(name).training_types(),
+                "embeddings": {},
+                "params": {},
+                "gpu": False,
+                "backend": "pytorch",
+            }
+        )
+        (tagged,) = self.con.execute(
+            "SELECT count(*) FROM tasks WHERE project_id = ? AND list_contains(tags, 'Test')", [pid]
+        ).fetchone()
         selection = dict(request.get("selection") or {})
         if tagged:
             selection.update(test_tag="Test", validation_split=None)
@@ -131,8 +188,11 @@ class TrainingHistory:
         return request
 
     def _active_jobs(self, pid: int) -> int:
-        (n,) = self.con.execute("SELECT count(*) FROM jobs j JOIN trainings t USING (training_id) "
-                                "WHERE t.project_id = ? AND j.status IN ('queued', 'running')", [pid]).fetchone()
+        (n,) = self.con.execute(
+            "SELECT count(*) FROM jobs j JOIN trainings t USING (training_id) "
+            "WHERE t.project_id = ? AND j.status IN ('queued', 'running')",
+            [pid],
+        ).fetchone()
         return n
 
     # --- trainings and jobs -------------------------------------------------------------------
@@ -146,28 +206,36 @@ class TrainingHistory:
         offered = config.training_types()
         for t in types:
             if t not in offered:
-                raise ValidationError(f"training type {t!r} is not offered by project {name!r} "
-                                      f"(its config offers: {', '.join(offered) or 'none'})")
+                raise ValidationError(
+                    f"training type {t!r} is not offered by project {name!r} "
+                    f"(its config offers: {', '.join(offered) or 'none'})"
+                )
         if request.get("script"):
             request = {**request, "script": self._script_for(name, types, request["script"])}
         (tid,) = self.con.execute("SELECT nextval('training_ids')").fetchone()
         folder = self.home / "trainings" / str(tid)
         try:
-            manifest = self.snapshot(name, SelectionParams(**request.get("selection", {})), types,
-                                     out_dir=folder / "snapshot")
+            manifest = self.snapshot(
+                name, SelectionParams(**request.get("selection", {})), types, out_dir=folder / "snapshot"
+            )
             empty = [t for t in types if manifest["files"][t]["rows"] == 0]
             if empty:
-                raise SelectionError(f"no task qualifies for {', '.join(empty)}: check the tags, the review filter "
-                                     "and that completions are submitted")
+                raise SelectionError(
+                    f"no task qualifies for {', '.join(empty)}: check the tags, the review filter "
+                    "and that completions are submitted"
+                )
             with self.transaction():
-                self.con.execute("INSERT INTO trainings (training_id, project_id, source, requested_by, request, "
-                                 "data) VALUES (?, ?, ?, ?, ?, ?)", [tid, pid, source, requested_by,
-                                                                     json.dumps(request), json.dumps(manifest)])
+                self.con.execute(
+                    "INSERT INTO trainings (training_id, project_id, source, requested_by, request, "
+                    "data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [tid, pid, source, requested_by, json.dumps(request), json.dumps(manifest)],
+                )
                 for t in types:
                     self.con.execute(
                         "INSERT INTO jobs (training_id, type, embeddings, scope, gpu, status, reason, output_dir) "
                         "VALUES (?, ?, ?, ?, ?, 'queued', 'waiting to be scheduled', ?)",
-                        [tid, t, request["embeddings"][t], SCOPES[t], bool(request.get("gpu")), str(folder / t)])
+                        [tid, t, request["embeddings"][t], SCOPES[t], bool(request.get("gpu")), str(folder / t)],
+                    )
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -176,16 +244,25 @@ class TrainingHistory:
     def _script_for(self, project: str, types: list[str], wanted: dict) -> dict:
         """The script version a training runs, as its request keeps it (name, version, sha256, limits)."""
         if types != ["ner"]:
-            raise ValidationError(f"a custom training script trains NER only; this training asks for "
-                                  f"{', '.join(types)} (train the other types without a script)")
+            raise ValidationError(
+                f"a custom training script trains NER only; this training asks for "
+                f"{', '.join(types)} (train the other types without a script)"
+            )
         script = self.script(project, wanted["name"], wanted.get("version"))
-        return {"name": script["name"], "version": script["version"], "sha256": script["sha256"],
-                "time_limit_s": wanted["time_limit_s"], "memory_mb": wanted["memory_mb"]}
+        return {
+            "name": script["name"],
+            "version": script["version"],
+            "sha256": script["sha256"],
+            "time_limit_s": wanted["time_limit_s"],
+            "memory_mb": wanted["memory_mb"],
+        }
 
     def training(self, training_id: int) -> dict:
         row = self.con.execute(
             "SELECT t.training_id, p.name, t.source, t.requested_by, t.created_at, t.request, t.data "
-            "FROM trainings t JOIN projects p USING (project_id) WHERE t.training_id = ?", [training_id]).fetchone()
+            "FROM trainings t JOIN projects p USING (project_id) WHERE t.training_id = ?",
+            [training_id],
+        ).fetchone()
         if not row:
             raise NotFound(f"training {training_id} does not exist")
         return self._training_dict(row)
@@ -194,25 +271,38 @@ class TrainingHistory:
         tid, project, source, by, created, request, data = row
         jobs = self.jobs_of(tid)
         manifest = json.loads(data)
-        return {"id": tid, "project": project, "source": source, "requested_by": by, "created_at": str(created),
-                "status": training_status(jobs),
-                "progress": round(sum(j["progress"] for j in jobs) / max(1, len(jobs)), 1),
-                "request": json.loads(request),
-                "data": {"selection": manifest["params"], "snapshot": str(Path(next(iter(
-                    manifest["files"].values()))["path"]).parent) if manifest["files"] else None,
-                    "rows": {t: f["rows"] for t, f in manifest["files"].items()}},
-                "jobs": jobs}
+        return {
+            "id": tid,
+            "project": project,
+            "source": source,
+            "requested_by": by,
+            "created_at": str(created),
+            "status": training_status(jobs),
+            "progress": round(sum(j["progress"] for j in jobs) / max(1, len(jobs)), 1),
+            "request": json.loads(request),
+            "data": {
+                "selection": manifest["params"],
+                "snapshot": str(Path(next(iter(manifest["files"].values()))["path"]).parent)
+                if manifest["files"]
+                else None,
+                "rows": {t: f["rows"] for t, f in manifest["files"].items()},
+            },
+            "jobs": jobs,
+        }
 
     def trainings(self, name: str, limit: int = 100) -> list[dict]:
         rows = self.con.execute(
             "SELECT t.training_id, p.name, t.source, t.requested_by, t.created_at, t.request, t.data "
             "FROM trainings t JOIN projects p USING (project_id) WHERE t.project_id = ? "
-            "ORDER BY t.training_id DESC LIMIT ?", [self.project_id(name), limit]).fetchall()
+            "ORDER BY t.training_id DESC LIMIT ?",
+            [self.project_id(name), limit],
+        ).fetchall()
         return [self._training_dict(r) for r in rows]
 
     def jobs_of(self, training_id: int) -> list[dict]:
-        rows = self.con.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE training_id = ? ORDER BY job_id",
-                                [training_id]).fetchall()
+        rows = self.con.execute(
+            f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE training_id = ? ORDER BY job_id", [training_id]
+        ).fetchall()
         return [self._job_dict(r) for r in rows]
 
     def job(self, job_id: int) -> dict:
@@ -231,8 +321,9 @@ class TrainingHistory:
         return job
 
     def active_jobs(self) -> list[dict]:
-        rows = self.con.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE status IN ('queued', 'running') "
-                                "ORDER BY job_id").fetchall()
+        rows = self.con.execute(
+            f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE status IN ('queued', 'running') ORDER BY job_id"
+        ).fetchall()
         return [self._job_dict(r) for r in rows]
 
     def update_job(self, job_id: int, **changes) -> dict:
@@ -247,8 +338,9 @@ class TrainingHistory:
             return self.job(job_id)
         values = [json.dumps(v) if k in JSON_FIELDS and v is not None else v for k, v in changes.items()]
         sets = ", ".join(f"{k} = ?" for k in changes)
-        self.con.execute(f"UPDATE jobs SET {sets} WHERE job_id = ? AND status IN ('queued', 'running')",
-                         [*values, job_id])
+        self.con.execute(
+            f"UPDATE jobs SET {sets} WHERE job_id = ? AND status IN ('queued', 'running')", [*values, job_id]
+        )
         return self.job(job_id)
 
     def end_job(self, job_id: int, status: str, reason: str | None = None) -> dict:
@@ -267,7 +359,9 @@ class TrainingHistory:
         job = self.job(job_id)
         (project, language, request, data) = self.con.execute(
             "SELECT p.name, p.language, t.request, t.data FROM trainings t JOIN projects p USING (project_id) "
-            "WHERE t.training_id = ?", [job["training_id"]]).fetchone()
+            "WHERE t.training_id = ?",
+            [job["training_id"]],
+        ).fetchone()
         request, file = json.loads(request), json.loads(data)["files"][job["type"]]
         config = self.config(project)
         from_name, to_name, multiple, result_type = "label", "text", False, "labels"
@@ -280,13 +374,25 @@ class TrainingHistory:
             result_type = "rectanglelabels" if group.tag == "RectangleLabels" else "labels"
         elif config.text_groups:
             from_name, to_name = config.text_groups[0].name, config.text_groups[0].to_name
-        return {"type": job["type"], "snapshot": file["path"], "output_dir": job["output_dir"],
-                "labels": file["labels"], "embeddings": job["embeddings"], "backend": request.get("backend", "pytorch"),
-                "params": request.get("params", {}),
-                "device": "cuda" if job["gpu"] else "cpu", "multiple": multiple, "language": language,
-                "from_name": from_name, "to_name": to_name, "result_type": result_type,
-                "script": {**request["script"], "path": str(self.script_blobs.path(request["script"]["sha256"] + ".py"))}
-                if request.get("script") else None, **_sweep(request)}
+        return {
+            "type": job["type"],
+            "snapshot": file["path"],
+            "output_dir": job["output_dir"],
+            "labels": file["labels"],
+            "embeddings": job["embeddings"],
+            "backend": request.get("backend", "pytorch"),
+            "params": request.get("params", {}),
+            "device": "cuda" if job["gpu"] else "cpu",
+            "multiple": multiple,
+            "language": language,
+            "from_name": from_name,
+            "to_name": to_name,
+            "result_type": result_type,
+            "script": {**request["script"], "path": str(self.script_blobs.path(request["script"]["sha256"] + ".py"))}
+            if request.get("script")
+            else None,
+            **_sweep(request),
+        }
 
     # --- models --------------------------------------------------------------------------------
 
@@ -299,11 +405,16 @@ class TrainingHistory:
             return job
         project, pid, request, source = self.con.execute(
             "SELECT p.name, p.project_id, t.request, t.source FROM trainings t JOIN projects p USING (project_id) "
-            "WHERE t.training_id = ?", [job["training_id"]]).fetchone()
+            "WHERE t.training_id = ?",
+            [job["training_id"]],
+        ).fetchone()
         request = json.loads(request)
         if source == "curve":  # its points' models are only measured, never registered
-            self.con.execute("UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, metrics = ?, "
-                             "ended_at = ? WHERE job_id = ?", [json.dumps(metrics), now(), job_id])
+            self.con.execute(
+                "UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, metrics = ?, "
+                "ended_at = ? WHERE job_id = ?",
+                [json.dumps(metrics), now(), job_id],
+            )
             return self.job(job_id)
         config = self.config(project)
         group = config.classification_group
@@ -319,10 +430,25 @@ class TrainingHistory:
             self.con.execute(
                 "INSERT OR REPLACE INTO models (name, family, version, project_id, type, embeddings, job_id, path, "
                 "metrics, created_at, artifact_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, family, version, pid, job["type"], job["embeddings"], job_id, job["output_dir"],
-                 json.dumps(metrics), now(), artifact_uri])
-            self.con.execute("UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, model_name = ?, "
-                             "metrics = ?, ended_at = ? WHERE job_id = ?", [name, json.dumps(metrics), now(), job_id])
+                [
+                    name,
+                    family,
+                    version,
+                    pid,
+                    job["type"],
+                    job["embeddings"],
+                    job_id,
+                    job["output_dir"],
+                    json.dumps(metrics),
+                    now(),
+                    artifact_uri,
+                ],
+            )
+            self.con.execute(
+                "UPDATE jobs SET status = 'succeeded', progress = 100, reason = NULL, model_name = ?, "
+                "metrics = ?, ended_at = ? WHERE job_id = ?",
+                [name, json.dumps(metrics), now(), job_id],
+            )
             if request.get("deploy"):
                 xml = deploy_model(config.xml, job["type"], name)
                 self.con.execute("UPDATE projects SET config_xml = ? WHERE project_id = ?", [xml, pid])
@@ -332,7 +458,8 @@ class TrainingHistory:
         rows = self.con.execute(
             "SELECT m.name FROM models m JOIN projects p USING (project_id) WHERE $admin OR EXISTS (SELECT 1 FROM "
             "members x WHERE x.project_id = m.project_id AND x.username = $user) ORDER BY m.family, m.version",
-            {"admin": user is None or user.is_admin, "user": user.name if user else None}).fetchall()
+            {"admin": user is None or user.is_admin, "user": user.name if user else None},
+        ).fetchall()
         return [self.model(n) for (n,) in rows]
 
     def model(self, name: str, with_versions: bool = False) -> dict:
@@ -340,18 +467,33 @@ class TrainingHistory:
             "SELECT m.name, m.family, m.version, p.name, m.type, m.embeddings, m.job_id, j.training_id, m.path, "
             "m.metrics, m.created_at, m.artifact_uri, p.config_xml FROM models m JOIN projects p USING (project_id) "
             "JOIN jobs j USING (job_id) WHERE m.name = ? OR (m.family = ? AND m.version IS NOT NULL) "
-            "ORDER BY m.name = ? DESC, m.version DESC LIMIT 1", [name, name, name]).fetchone()
+            "ORDER BY m.name = ? DESC, m.version DESC LIMIT 1",
+            [name, name, name],
+        ).fetchone()
         if not row:
             raise NotFound(f"model {name!r} does not exist")
-        keys = ("name", "family", "version", "project", "type", "embeddings", "job_id", "training_id", "path",
-                "metrics", "trained_at", "artifact_uri")
+        keys = (
+            "name",
+            "family",
+            "version",
+            "project",
+            "type",
+            "embeddings",
+            "job_id",
+            "training_id",
+            "path",
+            "metrics",
+            "trained_at",
+            "artifact_uri",
+        )
         model = dict(zip(keys, row[:-1]))
         model["metrics"] = json.loads(model["metrics"])
         model["trained_at"] = str(model["trained_at"])
         model["deployed"] = model["name"] in parse_labeling_config(row[-1]).summary()["models"]
         if with_versions:
-            names = self.con.execute("SELECT name FROM models WHERE family = ? ORDER BY version NULLS FIRST",
-                                     [model["family"]]).fetchall()
+            names = self.con.execute(
+                "SELECT name FROM models WHERE family = ? ORDER BY version NULLS FIRST", [model["family"]]
+            ).fetchall()
             model["versions"] = [self.model(n) for (n,) in names]
         return model
 
@@ -360,10 +502,15 @@ class TrainingHistory:
         folder = Path(model["path"])
         metrics = json.loads((folder / "metrics.json").read_text())
         confusion = folder / "confusion_matrix.json"
-        return {"model": model["name"], "type": model["type"], "metrics": metrics,
-                "confusion_matrix": json.loads(confusion.read_text()) if confusion.exists() else None,
-                "confusion_matrix_png": str(folder / "confusion_matrix.png")
-                if (folder / "confusion_matrix.png").exists() else None}
+        return {
+            "model": model["name"],
+            "type": model["type"],
+            "metrics": metrics,
+            "confusion_matrix": json.loads(confusion.read_text()) if confusion.exists() else None,
+            "confusion_matrix_png": str(folder / "confusion_matrix.png")
+            if (folder / "confusion_matrix.png").exists()
+            else None,
+        }
 
 
 def _sweep(request: dict) -> dict:

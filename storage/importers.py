@@ -11,10 +11,11 @@ import base64
 import hashlib
 import json
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labtrain.errors import ImportError_
 
@@ -49,14 +50,14 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, tz=timezone.utc).replace(tzinfo=None)
+            return datetime.fromtimestamp(value, tz=UTC).replace(tzinfo=None)
         if not isinstance(value, str):
             raise ValueError("not a string")
         parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"timestamp {repr(value)[:60]} is not an ISO 8601 date and time") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -74,6 +75,7 @@ def _user_name(value: Any) -> str | None:
 
 # --- review adapters: one per format -------------------------------------------------------
 
+
 def review_genai_lab(completion: dict) -> ReviewState:
     """Generative AI Lab: `review_status` is {approved: bool, reviewer, reviewed_at|updated_at}
     (older versions: a string 'approved'/'accepted'/'rejected')."""
@@ -84,8 +86,11 @@ def review_genai_lab(completion: dict) -> ReviewState:
     if not isinstance(status, dict) or status.get("approved") is None:
         return ReviewState()
     verdict = "accepted" if status["approved"] in (True, "true", 1) else "rejected"
-    return ReviewState(verdict, _user_name(status.get("reviewer") or status.get("reviewed_by")),
-                       parse_timestamp(status.get("reviewed_at") or status.get("updated_at")))
+    return ReviewState(
+        verdict,
+        _user_name(status.get("reviewer") or status.get("reviewed_by")),
+        parse_timestamp(status.get("reviewed_at") or status.get("updated_at")),
+    )
 
 
 def review_label_studio(annotation: dict) -> ReviewState:
@@ -93,11 +98,12 @@ def review_label_studio(annotation: dict) -> ReviewState:
     reviews = [r for r in annotation.get("reviews") or [] if isinstance(r, dict) and r.get("accepted") is not None]
     if not reviews:
         return ReviewState()
-    latest = max(reviews, key=lambda r: (parse_timestamp(r.get("updated_at") or r.get("created_at"))
-                                         or datetime.min))
-    return ReviewState("accepted" if latest["accepted"] else "rejected",
-                       _user_name(latest.get("created_by") or latest.get("reviewer")),
-                       parse_timestamp(latest.get("updated_at") or latest.get("created_at")))
+    latest = max(reviews, key=lambda r: parse_timestamp(r.get("updated_at") or r.get("created_at")) or datetime.min)
+    return ReviewState(
+        "accepted" if latest["accepted"] else "rejected",
+        _user_name(latest.get("created_by") or latest.get("reviewer")),
+        parse_timestamp(latest.get("updated_at") or latest.get("created_at")),
+    )
 
 
 @dataclass(frozen=True)
@@ -112,23 +118,29 @@ class FormatAdapter:
 
 ADAPTERS = {
     GENAI_LAB: FormatAdapter(
-        GENAI_LAB, "completions",
+        GENAI_LAB,
+        "completions",
         author=lambda c: _user_name(c.get("created_username")),
         submitted=lambda c: c.get("submitted_at") not in (None, "") and not c.get("cancelled"),
         submitted_at=lambda c: c.get("submitted_at"),
-        review=review_genai_lab),
+        review=review_genai_lab,
+    ),
     LABEL_STUDIO: FormatAdapter(
-        LABEL_STUDIO, "annotations",
+        LABEL_STUDIO,
+        "annotations",
         author=lambda c: _user_name(c.get("completed_by")),
         submitted=lambda c: not c.get("was_cancelled"),
         submitted_at=lambda c: c.get("updated_at") or c.get("created_at"),
-        review=review_label_studio),
+        review=review_label_studio,
+    ),
     LABEL_STUDIO_LEGACY: FormatAdapter(
-        LABEL_STUDIO_LEGACY, "completions",
+        LABEL_STUDIO_LEGACY,
+        "completions",
         author=lambda c: _user_name(c.get("completed_by")),
         submitted=lambda c: not c.get("was_cancelled"),
         submitted_at=lambda c: c.get("created_at") or c.get("updated_at"),
-        review=review_label_studio),
+        review=review_label_studio,
+    ),
 }
 
 
@@ -143,6 +155,7 @@ def detect_format(task: dict) -> FormatAdapter:
 
 
 # --- parsing ---------------------------------------------------------------------------------
+
 
 def load_export(raw: bytes | str) -> list[dict]:
     try:
@@ -167,7 +180,7 @@ def _int_id(value: Any, what: str) -> int:
     except (TypeError, ValueError, OverflowError):
         shown = repr(value) if not isinstance(value, str) else repr(value[:50])
         raise ValueError(f"{what} {shown[:60]} is missing or not an integer id") from None
-    if not -2**63 <= number < 2**63:
+    if not -(2**63) <= number < 2**63:
         raise ValueError(f"{what} {number} is out of range (ids are 64-bit integers)")
     return number
 
@@ -195,9 +208,11 @@ def read_image(value: str, search_dirs: list[Path] | None) -> tuple[bytes, str]:
         suffix = mimetypes.guess_extension(header[5:].split(";")[0]) or ".bin"
         return base64.b64decode(body, validate=False), suffix
     if search_dirs is None:
-        raise ValueError(f"image {value[:200]!r} is not a data URI: over HTTP give images as data URIs "
-                         "(`labtrain import` inlines the files next to the export); the service reads no paths "
-                         "named by a request")
+        raise ValueError(
+            f"image {value[:200]!r} is not a data URI: over HTTP give images as data URIs "
+            "(`labtrain import` inlines the files next to the export); the service reads no paths "
+            "named by a request"
+        )
     path = find_image_file(value, search_dirs)
     if path is None:
         raise ValueError(f"image {value!r} is neither a data URI nor a readable file")
@@ -210,8 +225,9 @@ def find_image_file(name: str, search_dirs: list[Path]) -> Path | None:
     candidates = [Path(name)] if Path(name).is_absolute() else []
     for base in search_dirs:
         inside = Path(base).resolve()
-        candidates += [c for c in (base / name.lstrip("/"), base / Path(name).name)
-                       if c.resolve().is_relative_to(inside)]  # no way out with '..' or a link
+        candidates += [
+            c for c in (base / name.lstrip("/"), base / Path(name).name) if c.resolve().is_relative_to(inside)
+        ]  # no way out with '..' or a link
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -273,8 +289,11 @@ def check_ocr(ocr: Any) -> None:
             raise ValueError(f"data.ocr[{i}] must be an object with a string 'text'")
         box = word.get("bbox")
         if box is not None:
-            if not (isinstance(box, list) and len(box) == 4 and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in box)):
+            if not (
+                isinstance(box, list)
+                and len(box) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in box)
+            ):
                 raise ValueError(f"data.ocr[{i}].bbox must be [x0, y0, x1, y1], pixels >= 0")
         else:
             _check_box(word, f"data.ocr[{i}]")
@@ -292,7 +311,9 @@ def parse_export(raw: bytes | str, image_dirs: list[Path] | None = None) -> Pars
             _parse_task(task, parsed, seen_tasks, image_dirs)
         except ValueError as exc:
             task_id = task.get("id") if isinstance(task, dict) else None
-            raise ImportError_(f"task #{index} (id {repr(task_id)[:60]}): {str(exc)[:2000]}; nothing was imported") from None
+            raise ImportError_(
+                f"task #{index} (id {repr(task_id)[:60]}): {str(exc)[:2000]}; nothing was imported"
+            ) from None
     return parsed
 
 
@@ -314,8 +335,9 @@ def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dir
     image = data.get("image") or data.get("ocr_image")
     if isinstance(image, str) and image:
         parsed.images[task_id] = read_image(image, image_dirs)
-    parsed.tasks.append({"task_id": task_id, "data": json.dumps(data, sort_keys=True), "tags": _tags(task),
-                         "format": adapter.name})
+    parsed.tasks.append(
+        {"task_id": task_id, "data": json.dumps(data, sort_keys=True), "tags": _tags(task), "format": adapter.name}
+    )
     seen_completions: set[int] = set()
     for completion in task[adapter.completions_key]:
         if not isinstance(completion, dict):
@@ -335,16 +357,28 @@ def _parse_task(task: Any, parsed: ParsedExport, seen_tasks: set[int], image_dir
             updated_at = parse_timestamp(completion.get("updated_at"))
             for r in result:
                 for kind, label in _check_result(r, text, ids):
-                    parsed.labels.append({
-                        "task_id": task_id, "completion_id": cid, "from_name": r.get("from_name") or "",
-                        "result_type": kind, "label": label})
+                    parsed.labels.append(
+                        {
+                            "task_id": task_id,
+                            "completion_id": cid,
+                            "from_name": r.get("from_name") or "",
+                            "result_type": kind,
+                            "label": label,
+                        }
+                    )
         except ValueError as exc:
             raise ValueError(f"completion {cid}: {exc}") from None
         row = {
-            "task_id": task_id, "completion_id": cid, "author": adapter.author(completion),
-            "submitted": submitted, "submitted_at": submitted_at, "updated_at": updated_at,
-            "honeypot": bool(completion.get("honeypot")), "review": review.verdict,
-            "reviewer": review.reviewer, "reviewed_at": review.reviewed_at,
+            "task_id": task_id,
+            "completion_id": cid,
+            "author": adapter.author(completion),
+            "submitted": submitted,
+            "submitted_at": submitted_at,
+            "updated_at": updated_at,
+            "honeypot": bool(completion.get("honeypot")),
+            "review": review.verdict,
+            "reviewer": review.reviewer,
+            "reviewed_at": review.reviewed_at,
             "result": json.dumps(result, sort_keys=True),
         }
         row["row_hash"] = hashlib.sha256(repr(sorted(row.items())).encode()).hexdigest()[:16]

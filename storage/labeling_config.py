@@ -140,7 +140,9 @@ class LabelingConfig:
             "training_types": self.training_types(),
             "ner_labels": self.ner_labels,
             "assertion_labels": self.assertion_labels,
-            "classification": None if group is None else {
+            "classification": None
+            if group is None
+            else {
                 "name": group.name,
                 "choice": "multiple" if group.multiple else "single",
                 "choices": list(group.choices),
@@ -148,8 +150,10 @@ class LabelingConfig:
             "choices_groups": [c.name for c in self.choices],
             "relations": self.relations,
             "visual_ner_labels": self.visual_labels,
-            "models": sorted({lab.model for g in self.label_groups for lab in g.labels if lab.model}
-                             | {c.model for c in self.choices if c.model}),
+            "models": sorted(
+                {lab.model for g in self.label_groups for lab in g.labels if lab.model}
+                | {c.model for c in self.choices if c.model}
+            ),
         }
 
 
@@ -164,8 +168,10 @@ def _data_key(value: str | None) -> str:
 def parse_labeling_config(xml: str) -> LabelingConfig:
     """Parse and validate a labeling config; raises `ConfigError` naming the tag or label at fault."""
     if re.search(r"<!\s*(DOCTYPE|ENTITY)", xml, re.IGNORECASE):
-        raise ConfigError("labeling config declares a DOCTYPE or entities; labtrain takes plain XML only "
-                          "(no DTD, no entity expansion, no external references)")
+        raise ConfigError(
+            "labeling config declares a DOCTYPE or entities; labtrain takes plain XML only "
+            "(no DTD, no entity expansion, no external references)"
+        )
     try:
         root = ET.fromstring(xml.strip())
     except ET.ParseError as exc:
@@ -213,8 +219,9 @@ def _choices_group(el: ET.Element) -> ChoicesGroup:
     values = tuple(c.get("value") for c in el.iter("Choice") if c.get("value"))
     if not values:
         raise ConfigError(f"<Choices name={name!r}> has no <Choice value=...>")
-    return ChoicesGroup(name, el.get("toName") or "", kind == "multiple", _is_true(el.get("train")),
-                        values, el.get("model"))
+    return ChoicesGroup(
+        name, el.get("toName") or "", kind == "multiple", _is_true(el.get("train")), values, el.get("model")
+    )
 
 
 def _validate(config: LabelingConfig) -> None:
@@ -234,14 +241,15 @@ def _validate(config: LabelingConfig) -> None:
                 raise ConfigError(
                     f"label {lab.value!r} is an assertion status label but its model {lab.model!r} is a NER "
                     "model: it is not possible to mark a label as an Assertion Status label and use a NER "
-                    "model to predict it")
+                    "model to predict it"
+                )
             assertion_models.setdefault(lab.model, lab.value)
     if len(assertion_models) > 1:
         names = ", ".join(f"{m!r} (label {v!r})" for m, v in assertion_models.items())
         raise ConfigError(f"only one Assertion Status model is allowed in a project; this config uses {names}")
     trained = [c.name for c in config.choices if c.train]
     if len(trained) > 1:
-        raise ConfigError(f"only one <Choices> group may have train=\"true\"; found {', '.join(map(repr, trained))}")
+        raise ConfigError(f'only one <Choices> group may have train="true"; found {", ".join(map(repr, trained))}')
 
 
 def deploy_model(xml: str, training_type: str, model_name: str) -> str:

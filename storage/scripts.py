@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from storage.blobs import BlobStore
 from labtrain.errors import NotFound, ValidationError
+from storage.blobs import BlobStore
 from storage.history import now
 
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -27,11 +27,14 @@ class ScriptStore:
         pid = self.project_id(project)
         offered = self.config(project).training_types()
         if "ner" not in offered:
-            raise ValidationError(f"project {project!r} does not train NER (its config offers: "
-                                  f"{', '.join(offered) or 'none'}); only NER projects take custom training scripts")
+            raise ValidationError(
+                f"project {project!r} does not train NER (its config offers: "
+                f"{', '.join(offered) or 'none'}); only NER projects take custom training scripts"
+            )
         if not isinstance(name, str) or not SCRIPT_NAME.match(name):
-            raise ValidationError(f"script name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting "
-                                  "with a letter or digit")
+            raise ValidationError(
+                f"script name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
         data = source.encode("utf-8")
         if not source.strip():
             raise ValidationError(f"script {name!r} is empty")
@@ -44,21 +47,25 @@ class ScriptStore:
         except ValueError as exc:  # e.g. a NUL byte
             raise ValidationError(f"script {name!r} is not valid Python: {exc}") from None
         sha = hashlib.sha256(data).hexdigest()
-        latest = self.con.execute("SELECT version, sha256 FROM scripts WHERE project_id = ? AND name = ? "
-                                  "ORDER BY version DESC LIMIT 1", [pid, name]).fetchone()
+        latest = self.con.execute(
+            "SELECT version, sha256 FROM scripts WHERE project_id = ? AND name = ? ORDER BY version DESC LIMIT 1",
+            [pid, name],
+        ).fetchone()
         if latest and latest[1] == sha:
             return self.script(project, name, latest[0])
         self.script_blobs.put(data, ".py")
         version = (latest[0] if latest else 0) + 1
-        self.con.execute("INSERT INTO scripts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [pid, name, version, sha, len(data), uploaded_by, now()])
+        self.con.execute(
+            "INSERT INTO scripts VALUES (?, ?, ?, ?, ?, ?, ?)", [pid, name, version, sha, len(data), uploaded_by, now()]
+        )
         return self.script(project, name, version)
 
     def scripts(self, project: str) -> list[dict]:
         """Every script of the project, each with its latest version first among its versions."""
         pid = self.project_id(project)
-        rows = self.con.execute("SELECT name, version FROM scripts WHERE project_id = ? ORDER BY name, version DESC",
-                                [pid]).fetchall()
+        rows = self.con.execute(
+            "SELECT name, version FROM scripts WHERE project_id = ? ORDER BY name, version DESC", [pid]
+        ).fetchall()
         return [self.script(project, n, v) for n, v in rows]
 
     def script(self, project: str, name: str, version: int | None = None) -> dict:
@@ -67,12 +74,20 @@ class ScriptStore:
         row = self.con.execute(
             "SELECT name, version, sha256, size, uploaded_by, uploaded_at FROM scripts WHERE project_id = ? AND "
             "name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1",
-            [pid, name, version, version]).fetchone()
+            [pid, name, version, version],
+        ).fetchone()
         if not row:
-            known = [n for (n,) in self.con.execute("SELECT DISTINCT name FROM scripts WHERE project_id = ? "
-                                                    "ORDER BY name", [pid]).fetchall()]
-            raise NotFound(f"project {project!r} has no script {name!r}" + (f" version {version}" if version else "")
-                           + f" (its scripts: {', '.join(known) or 'none'}; upload one with `labtrain script upload`)")
+            known = [
+                n
+                for (n,) in self.con.execute(
+                    "SELECT DISTINCT name FROM scripts WHERE project_id = ? ORDER BY name", [pid]
+                ).fetchall()
+            ]
+            raise NotFound(
+                f"project {project!r} has no script {name!r}"
+                + (f" version {version}" if version else "")
+                + f" (its scripts: {', '.join(known) or 'none'}; upload one with `labtrain script upload`)"
+            )
         keys = ("name", "version", "sha256", "size", "uploaded_by", "uploaded_at")
         script = dict(zip(keys, row))
         script["uploaded_at"] = str(script["uploaded_at"])

@@ -26,5 +26,7 @@ class SecretBox:
         try:
             return self.fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise LabtrainError("a kept secret cannot be opened with this home's secret.key (was the key "
-                                "replaced?); link the project again") from None
+            raise LabtrainError(
+                "a kept secret cannot be opened with this home's secret.key (was the key "
+                "replaced?); link the project again"
+            ) from None

@@ -32,7 +32,7 @@ class SelectionParams:
     test_tag: str | None = None
     train_tag: str | None = None
 
-    def checked(self) -> "SelectionParams":
+    def checked(self) -> SelectionParams:
         """Validated copy with the default split filled in."""
         if self.test_tag and self.validation_split is not None:
             raise SelectionError("give either a validation split or a test tag, not both")
@@ -44,8 +44,9 @@ class SelectionParams:
             if not (isinstance(split, (int, float)) and 0 <= split < 1) or math.isnan(split):
                 raise SelectionError(f"validation_split {split!r} must be a number in [0, 1)")
         tags = sorted({t.strip() for t in self.tags or [] if t.strip()}) or None
-        return SelectionParams(tags, bool(self.reviewed_only), split, int(self.seed), self.test_tag or None,
-                               self.train_tag or None)
+        return SelectionParams(
+            tags, bool(self.reviewed_only), split, int(self.seed), self.test_tag or None, self.train_tag or None
+        )
 
 
 SELECTION_SQL = """
@@ -89,9 +90,18 @@ def select_completions(con: duckdb.DuckDBPyConnection, project_id: int, params: 
     """Build the temp table `selection` (one row per used task); return how many tasks it holds
     (tasks that fall in neither the train nor the test tag are kept with split NULL)."""
     p = params.checked()
-    con.execute(SELECTION_SQL, {"project": project_id, "tags": p.tags, "reviewed_only": p.reviewed_only,
-                                "test_tag": p.test_tag, "train_tag": p.train_tag, "seed": p.seed,
-                                "split": p.validation_split or 0.0})
+    con.execute(
+        SELECTION_SQL,
+        {
+            "project": project_id,
+            "tags": p.tags,
+            "reviewed_only": p.reviewed_only,
+            "test_tag": p.test_tag,
+            "train_tag": p.train_tag,
+            "seed": p.seed,
+            "split": p.validation_split or 0.0,
+        },
+    )
     return con.execute("SELECT count(*) FROM selection").fetchone()[0]
 
 
@@ -119,9 +129,12 @@ def label_counts(con: duckdb.DuckDBPyConnection, project_id: int, config: Labeli
     rows = con.execute(
         "SELECT l.from_name, l.result_type, l.label, s.split, count(*) FROM selection s "
         "JOIN completion_labels l ON l.project_id = ? AND l.task_id = s.task_id "
-        "AND l.completion_id = s.completion_id WHERE s.split IS NOT NULL GROUP BY ALL", [project_id]).fetchall()
+        "AND l.completion_id = s.completion_id WHERE s.split IS NOT NULL GROUP BY ALL",
+        [project_id],
+    ).fetchall()
     counts: dict[str, dict[str, dict[str, int]]] = {
-        t: {lab: {"train": 0, "test": 0} for lab in config.labels_for(t)} for t in config.training_types()}
+        t: {lab: {"train": 0, "test": 0} for lab in config.labels_for(t)} for t in config.training_types()
+    }
     unknown: dict[tuple[str, str | None], int] = {}
     for from_name, result_type, label, split, n in rows:
         training_type = _type_of_label(config, from_name, result_type, label)
@@ -135,31 +148,42 @@ def label_counts(con: duckdb.DuckDBPyConnection, project_id: int, config: Labeli
         for label, n in by_label.items():
             total = n["train"] + n["test"]
             if total < RECOMMENDED_EXAMPLES:
-                warnings.append(f"{training_type} label {label!r} has {total} examples; "
-                                f"{RECOMMENDED_EXAMPLES}-50 per label are recommended")
+                warnings.append(
+                    f"{training_type} label {label!r} has {total} examples; "
+                    f"{RECOMMENDED_EXAMPLES}-50 per label are recommended"
+                )
     for (result_type, label), n in sorted(unknown.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        warnings.append(f"label {label!r} ({result_type}) occurs {n} times but no training type of the "
-                        "config uses it")
+        warnings.append(f"label {label!r} ({result_type}) occurs {n} times but no training type of the config uses it")
     return counts, warnings
 
 
-def preview(con: duckdb.DuckDBPyConnection, project_id: int, config: LabelingConfig, params: SelectionParams,
-            limit: int | None = None) -> dict:
+def preview(
+    con: duckdb.DuckDBPyConnection,
+    project_id: int,
+    config: LabelingConfig,
+    params: SelectionParams,
+    limit: int | None = None,
+) -> dict:
     """What a training would use: per task the chosen completion and its split, counts, warnings."""
     p = params.checked()
     select_completions(con, project_id, p)
     n_train, n_test, n_none = con.execute(
         "SELECT count(*) FILTER (split = 'train'), count(*) FILTER (split = 'test'), count(*) FILTER "
-        "(split IS NULL) FROM selection").fetchone()
+        "(split IS NULL) FROM selection"
+    ).fetchone()
     (n_tasks,) = con.execute("SELECT count(*) FROM tasks WHERE project_id = ?", [project_id]).fetchone()
     counts, warnings = label_counts(con, project_id, config)
     if n_none:
-        warnings.append(f"{n_none} tasks carry neither the test tag {p.test_tag!r} nor the train tag "
-                        f"{p.train_tag!r} and are left out")
+        warnings.append(
+            f"{n_none} tasks carry neither the test tag {p.test_tag!r} nor the train tag "
+            f"{p.train_tag!r} and are left out"
+        )
     if n_train + n_test == 0:
         warnings.append("no task qualifies: check the tags, the review filter and that completions are submitted")
-    sql = ("SELECT task_id, completion_id, author, review, reason, split FROM selection "
-           "WHERE split IS NOT NULL ORDER BY task_id")
+    sql = (
+        "SELECT task_id, completion_id, author, review, reason, split FROM selection "
+        "WHERE split IS NOT NULL ORDER BY task_id"
+    )
     rows = con.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
     return {
         "params": asdict(p),
@@ -174,9 +198,15 @@ def preview(con: duckdb.DuckDBPyConnection, project_id: int, config: LabelingCon
     }
 
 
-def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: LabelingConfig,
-                    params: SelectionParams, out_dir: Path, types: list[str] | None = None,
-                    blob_root: Path | None = None) -> dict:
+def write_snapshots(
+    con: duckdb.DuckDBPyConnection,
+    project_id: int,
+    config: LabelingConfig,
+    params: SelectionParams,
+    out_dir: Path,
+    types: list[str] | None = None,
+    blob_root: Path | None = None,
+) -> dict:
     """Snapshot the selection to Parquet, one file per training type, plus `manifest.json`.
     Each file holds the chosen completion of every selected task with only the results that
     type reads (see `LabelingConfig.result_rule`; Visual NER also keeps the OCR transcriptions,
@@ -187,8 +217,9 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: Lab
     types = types or offered
     for t in types:
         if t not in offered:
-            raise SelectionError(f"training type {t!r} is not offered by this project's config "
-                                 f"(offered: {', '.join(offered) or 'none'})")
+            raise SelectionError(
+                f"training type {t!r} is not offered by this project's config (offered: {', '.join(offered) or 'none'})"
+            )
     select_completions(con, project_id, p)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,9 +244,15 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, project_id: int, config: Lab
             "FROM selection s JOIN tasks t ON t.project_id = $project AND t.task_id = s.task_id "
             "JOIN completions c ON c.project_id = $project AND c.task_id = s.task_id "
             "AND c.completion_id = s.completion_id WHERE s.split IS NOT NULL ORDER BY s.task_id",
-            {"project": project_id, "text_key": text_key, "types": sorted(rule.result_types),
-             "blob_root": None if blob_root is None else str(blob_root),
-             "names": sorted(rule.from_names), "labels": None if rule.labels is None else sorted(rule.labels)})
+            {
+                "project": project_id,
+                "text_key": text_key,
+                "types": sorted(rule.result_types),
+                "blob_root": None if blob_root is None else str(blob_root),
+                "names": sorted(rule.from_names),
+                "labels": None if rule.labels is None else sorted(rule.labels),
+            },
+        )
         con.execute(f"COPY snapshot TO '{_sql_path(path)}' (FORMAT parquet, COMPRESSION zstd)")
         (rows,) = con.execute("SELECT count(*) FROM snapshot").fetchone()
         files[training_type] = {"path": str(path), "rows": rows, "labels": config.labels_for(training_type)}

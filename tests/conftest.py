@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,19 +33,36 @@ NER_CONFIG = """
 
 def span(text: str, word: str, label: str, rid: str | None = None, from_name: str = "label") -> dict:
     start = text.index(word)
-    return {"id": rid or f"{label}-{start}", "from_name": from_name, "to_name": "text", "type": "labels",
-            "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}}
+    return {
+        "id": rid or f"{label}-{start}",
+        "from_name": from_name,
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]},
+    }
 
 
 def choice(value: str, from_name: str = "topic") -> dict:
-    return {"id": f"c-{value}", "from_name": from_name, "to_name": "text", "type": "choices",
-            "value": {"choices": [value]}}
+    return {
+        "id": f"c-{value}",
+        "from_name": from_name,
+        "to_name": "text",
+        "type": "choices",
+        "value": {"choices": [value]},
+    }
 
 
-def genai_completion(cid: int, author: str, result: list, submitted_at: str | None = "2024-01-01T10:00:00",
-                     review: dict | None = None) -> dict:
-    completion = {"id": cid, "created_username": author, "result": result, "honeypot": False,
-                  "submitted_at": submitted_at, "updated_at": submitted_at}
+def genai_completion(
+    cid: int, author: str, result: list, submitted_at: str | None = "2024-01-01T10:00:00", review: dict | None = None
+) -> dict:
+    completion = {
+        "id": cid,
+        "created_username": author,
+        "result": result,
+        "honeypot": False,
+        "submitted_at": submitted_at,
+        "updated_at": submitted_at,
+    }
     if review is not None:
         completion["review_status"] = review
     return completion
@@ -108,8 +126,13 @@ class Service:
         env.pop("LABTRAIN_TOKEN", None)
         if token:
             env["LABTRAIN_TOKEN"] = token
-        return subprocess.run([sys.executable, "-m", "ray_app.cli", *args, "--home", str(self.home)],
-                              capture_output=True, text=True, env=env, timeout=HANG_S)
+        return subprocess.run(
+            [sys.executable, "-m", "ray_app.cli", *args, "--home", str(self.home)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=HANG_S,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -118,8 +141,24 @@ def service(tmp_path_factory) -> Service:
     home = tmp_path_factory.mktemp("labtrain-home")
     port = _free_port()
     started = subprocess.run(
-        [sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-         "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=HANG_S)
+        [
+            sys.executable,
+            "-m",
+            "ray_app.cli",
+            "serve",
+            "--detach",
+            "--json",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert started.returncode == 0, started.stderr + started.stdout
     info = json.loads(started.stdout)
     yield Service(home, info["url"], info["admin_token"])
@@ -144,3 +183,28 @@ def _no_training_outlives_its_test(request):
             for training_id in left:
                 http.post(f"/api/trainings/{training_id}/cancel")
             time.sleep(1)
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium through Selenium (the Train page's tests)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()

@@ -46,7 +46,7 @@ class LabelStudioServer:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.token}"}, timeout=120)
 
-    def start(self) -> "LabelStudioServer":
+    def start(self) -> LabelStudioServer:
         template = self.venv / "template"
         if not (template / "account.json").exists():
             self._make_template(template)
@@ -62,8 +62,11 @@ class LabelStudioServer:
         fresh = self.venv / f"template.{os.getpid()}"
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir()
-        self.account = {"email": "admin@example.com", "password": secrets.token_urlsafe(12),
-                        "token": secrets.token_hex(20)}
+        self.account = {
+            "email": "admin@example.com",
+            "password": secrets.token_urlsafe(12),
+            "token": secrets.token_hex(20),
+        }
         self._run(fresh)
         self.stop()
         (fresh / "account.json").write_text(json.dumps(self.account))
@@ -74,18 +77,37 @@ class LabelStudioServer:
 
     def _run(self, data: Path) -> None:
         self.port = free_port()
-        env = {**os.environ, "LABEL_STUDIO_USERNAME": self.account["email"],
-               "LABEL_STUDIO_PASSWORD": self.account["password"], "LABEL_STUDIO_USER_TOKEN": self.account["token"],
-               "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_BASE_DATA_DIR": str(data),
-               # labtrain is on loopback: Label Studio refuses ML backends and webhooks there unless told
-               "ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
+        env = {
+            **os.environ,
+            "LABEL_STUDIO_USERNAME": self.account["email"],
+            "LABEL_STUDIO_PASSWORD": self.account["password"],
+            "LABEL_STUDIO_USER_TOKEN": self.account["token"],
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+            # labtrain is on loopback: Label Studio refuses ML backends and webhooks there unless told
+            "ML_BLOCK_LOCAL_IP": "false",
+            "SSRF_PROTECTION_ENABLED": "false",
+        }
         for key in ("LABTRAIN_URL", "LABTRAIN_TOKEN", "RAY_ADDRESS"):
             env.pop(key, None)
         log = open(self.folder / "label-studio.log", "ab")
-        self.pid = subprocess.Popen([str(self.venv / "bin" / "label-studio"), "start", "--no-browser",
-                                     "--internal-host", "127.0.0.1", "--port", str(self.port)],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True, cwd=self.folder).pid
+        self.pid = subprocess.Popen(
+            [
+                str(self.venv / "bin" / "label-studio"),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=self.folder,
+        ).pid
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             try:

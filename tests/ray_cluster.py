@@ -43,17 +43,36 @@ def unshare_available() -> str | None:
 def fake_autoscaler_config(gcs_port: int, node_types: dict, idle_timeout_s: float) -> dict:
     """A config for Ray's fake multi-node provider (its own example.yaml is not in the wheel)."""
     return {
-        "cluster_name": "labtrain-test", "max_workers": sum(t["max_workers"] for t in node_types.values()),
-        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                     "disable_launch_config_check": True, "gcs_address": f"127.0.0.1:{gcs_port}"},
-        "available_node_types": {"ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
-                                 **{name: {"node_config": {}, "min_workers": 0, **spec}
-                                    for name, spec in node_types.items()}},
-        "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0,
-        "idle_timeout_minutes": idle_timeout_s / 60, "docker": {}, "initialization_commands": [],
-        "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
-        "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
-        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": []}
+        "cluster_name": "labtrain-test",
+        "max_workers": sum(t["max_workers"] for t in node_types.values()),
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": f"127.0.0.1:{gcs_port}",
+        },
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            **{name: {"node_config": {}, "min_workers": 0, **spec} for name, spec in node_types.items()},
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": idle_timeout_s / 60,
+        "docker": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
 
 
 @dataclass
@@ -112,15 +131,33 @@ class RayCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         # a temp dir of its own: `ray start` writes the cluster's address there, where a later
         # `ray.init()` of this machine would otherwise find it
-        command = [*RAY, "start", "--head", "--block", "--num-cpus", "0", "--node-ip-address", "127.0.0.1",
-                   "--temp-dir", self.temp_dir,
-                   "--port", str(self.port), "--dashboard-port", str(free_port()), "--disable-usage-stats",
-                   "--object-store-memory", str(400 * 2**20)]
+        command = [
+            *RAY,
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus",
+            "0",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--temp-dir",
+            self.temp_dir,
+            "--port",
+            str(self.port),
+            "--dashboard-port",
+            str(free_port()),
+            "--disable-usage-stats",
+            "--object-store-memory",
+            str(400 * 2**20),
+        ]
         env = self.env()
         if autoscaling:
             config = self.folder / "autoscaling.yaml"
-            config.write_text(yaml.safe_dump(fake_autoscaler_config(self.port, autoscaling["node_types"],
-                                                                    autoscaling["idle_timeout_s"])))
+            config.write_text(
+                yaml.safe_dump(
+                    fake_autoscaler_config(self.port, autoscaling["node_types"], autoscaling["idle_timeout_s"])
+                )
+            )
             command += ["--autoscaling-config", str(config)]
             env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         self.head_pid = self._spawn(command, env, self.folder / "head.log")
@@ -130,8 +167,20 @@ class RayCluster:
         """A worker node in a mount namespace of its own, with a fresh tmpfs over each of `hidden`:
         it shares no disk with the head there (the service's home above all)."""
         mounts = " && ".join(f"mount -t tmpfs tmpfs {p}" for p in hidden)
-        start = [*RAY, "start", "--address", self.address, "--block", "--num-cpus", str(num_cpus),
-                 "--node-ip-address", ip, "--disable-usage-stats", "--object-store-memory", str(300 * 2**20)]
+        start = [
+            *RAY,
+            "start",
+            "--address",
+            self.address,
+            "--block",
+            "--num-cpus",
+            str(num_cpus),
+            "--node-ip-address",
+            ip,
+            "--disable-usage-stats",
+            "--object-store-memory",
+            str(300 * 2**20),
+        ]
         if resources:
             start += ["--resources", json.dumps(resources)]
         script = (mounts + " && " if mounts else "") + "exec " + " ".join(f"'{a}'" for a in start)
@@ -142,10 +191,20 @@ class RayCluster:
         return node
 
     def alive_nodes(self) -> list[dict]:
-        probe = subprocess.run([sys.executable, "-c", (
-            "import json, ray; ray.init(address=%r, log_to_driver=False); "
-            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
-        ) % self.address], capture_output=True, text=True, env=self.env(), timeout=HANG_S)
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                (
+                    f"import json, ray; ray.init(address={self.address!r}, log_to_driver=False); "
+                    "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=HANG_S,
+        )
         if probe.returncode != 0:
             return []
         return json.loads(probe.stdout.strip().splitlines()[-1])
@@ -161,8 +220,9 @@ class RayCluster:
     @staticmethod
     def _spawn(command: list[str], env: dict, log: Path) -> int:
         with open(log, "ab") as out:
-            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True).pid
+            return subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            ).pid
 
     def stop(self) -> None:
         for node in self.workers:
@@ -202,12 +262,24 @@ class S3Server:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
     pid: int | None = None
 
-    def start(self, binary: Path) -> "S3Server":
+    def start(self, binary: Path) -> S3Server:
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
-        self.pid = RayCluster._spawn([str(binary), "--port", f"127.0.0.1:{self.port}", "--access", self.access_key,
-                                      "--secret", self.secret_key, "posix", str(data)], os.environ.copy(),
-                                     self.folder / "s3.log")
+        self.pid = RayCluster._spawn(
+            [
+                str(binary),
+                "--port",
+                f"127.0.0.1:{self.port}",
+                "--access",
+                self.access_key,
+                "--secret",
+                self.secret_key,
+                "posix",
+                str(data),
+            ],
+            os.environ.copy(),
+            self.folder / "s3.log",
+        )
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -216,9 +288,14 @@ class S3Server:
             time.sleep(0.2)
         from pyarrow import fs
 
-        store = fs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key, scheme="http",
-                                endpoint_override=f"127.0.0.1:{self.port}", region="us-east-1",
-                                allow_bucket_creation=True)
+        store = fs.S3FileSystem(
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            scheme="http",
+            endpoint_override=f"127.0.0.1:{self.port}",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
         store.create_dir("labtrain")
         return self
 
@@ -227,8 +304,11 @@ class S3Server:
 
     def env(self) -> dict:
         """The credentials, as every node's environment gives them (never in the URI)."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     def stop(self) -> None:
         if self.pid:

@@ -71,21 +71,35 @@ def world(service):
     it, and a user who manages another project only."""
     project = toy_project(service, 20)
     with service.client() as http:
-        training = wait(http, start(http, project, types=["ner"], embeddings="bilstm",
-                                    params={**BILSTM, "epochs": 1})["id"])
+        training = wait(
+            http, start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 1})["id"]
+        )
         assert training["status"] == "succeeded", training
-        assert http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+        assert (
+            http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+        )
     users = {role: new_user(service) for role in ("annotator", "manager", "outsider")}
     with service.client() as http:
-        http.put(f"/api/projects/{project}/members", json={"set": [
-            {"username": users["annotator"][0], "role": "annotator"},
-            {"username": users["manager"][0], "role": "manager"}]})
+        http.put(
+            f"/api/projects/{project}/members",
+            json={
+                "set": [
+                    {"username": users["annotator"][0], "role": "annotator"},
+                    {"username": users["manager"][0], "role": "manager"},
+                ]
+            },
+        )
     other = toy_project(service, 5)
     with service.client() as http:
         http.put(f"/api/projects/{other}/members", json={"set": [{"username": users["outsider"][0], "role": "owner"}]})
     values = {"name": project, "training_id": str(training["id"]), "script": "s"}
-    return {"project": project, "training": training, "model": training["jobs"][0]["model_name"], "users": users,
-            "values": values}
+    return {
+        "project": project,
+        "training": training,
+        "model": training["jobs"][0]["model_name"],
+        "users": users,
+        "values": values,
+    }
 
 
 def routes(service) -> list[tuple[str, str]]:
@@ -143,11 +157,15 @@ def test_a_role_below_the_routes_gets_403_and_one_at_or_above_it_gets_through(se
 def test_no_token_in_answers_logs_or_catalog_files(service, world):
     tokens = [service.token] + [token for _, token in world["users"].values()]
     with service.client() as http:
-        seen = [http.get("/api/users").text, http.get("/api/me").text,
-                http.get(f"/api/projects/{world['project']}/trainings").text,
-                http.get(f"/api/trainings/{world['training']['id']}/logs", params={"follow": False}).text,
-                http.get(f"/api/trainings/{world['training']['id']}/logs/download").content.decode("latin-1"),
-                http.get("/api/cluster").text, http.get(f"/api/models/{world['model']}/benchmark").text]
+        seen = [
+            http.get("/api/users").text,
+            http.get("/api/me").text,
+            http.get(f"/api/projects/{world['project']}/trainings").text,
+            http.get(f"/api/trainings/{world['training']['id']}/logs", params={"follow": False}).text,
+            http.get(f"/api/trainings/{world['training']['id']}/logs/download").content.decode("latin-1"),
+            http.get("/api/cluster").text,
+            http.get(f"/api/models/{world['model']}/benchmark").text,
+        ]
         assert not [u for u in http.get("/api/users").json() if "token" in u or "token_hash" in u]
     for text in seen:
         assert not [t for t in tokens if t in text]

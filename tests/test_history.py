@@ -13,8 +13,14 @@ from storage.history import training_status
 from storage.labeling_config import deploy_model, parse_labeling_config
 from tests.trainer_data import CONFIG, toy_tasks
 
-REQUEST = {"types": ["ner"], "embeddings": {"ner": "bilstm"}, "params": {"epochs": 1}, "selection": {},
-           "deploy": False, "gpu": False}
+REQUEST = {
+    "types": ["ner"],
+    "embeddings": {"ner": "bilstm"},
+    "params": {"epochs": 1},
+    "selection": {},
+    "deploy": False,
+    "gpu": False,
+}
 
 
 @pytest.fixture
@@ -33,8 +39,11 @@ def succeed(catalog, training: dict, f1: float = 0.9) -> list[dict]:
 
 
 def test_a_training_snapshots_its_data_and_queues_one_job_per_type(project):
-    training = project.create_training("toy", {**REQUEST, "types": ["ner", "classification"],
-                                               "embeddings": {"ner": "bilstm", "classification": "minilm"}}, "owner1")
+    training = project.create_training(
+        "toy",
+        {**REQUEST, "types": ["ner", "classification"], "embeddings": {"ner": "bilstm", "classification": "minilm"}},
+        "owner1",
+    )
     assert training["status"] == "queued"
     assert [j["type"] for j in training["jobs"]] == ["ner", "classification"]
     assert [j["scope"] for j in training["jobs"]] == ["training:ner", "training:classification"]
@@ -106,9 +115,17 @@ def test_ended_jobs_keep_their_end_and_interrupted_ones_fail(project):
     assert project.training(training["id"])["status"] == "failed"
 
 
-@pytest.mark.parametrize("states, expected", [
-    (["queued", "queued"], "queued"), (["running", "queued"], "running"), (["succeeded", "queued"], "running"),
-    (["succeeded", "failed"], "failed"), (["cancelled", "succeeded"], "cancelled"), (["succeeded"], "succeeded")])
+@pytest.mark.parametrize(
+    "states, expected",
+    [
+        (["queued", "queued"], "queued"),
+        (["running", "queued"], "running"),
+        (["succeeded", "queued"], "running"),
+        (["succeeded", "failed"], "failed"),
+        (["cancelled", "succeeded"], "cancelled"),
+        (["succeeded"], "succeeded"),
+    ],
+)
 def test_training_status_from_its_jobs(states, expected):
     assert training_status([{"status": s} for s in states]) == expected
 
@@ -117,8 +134,9 @@ def test_license_file_errors_name_the_license_and_field():
     with pytest.raises(LicenseError, match="license #0 .*unknown scope"):
         parse_licenses('{"licenses": [{"id": "a", "scopes": ["training:everything"]}]}', "f")
     with pytest.raises(LicenseError, match="license #1 .*'max_jobs'"):
-        parse_licenses("licenses:\n- {id: a, scopes: [training:ner]}\n- {id: b, scopes: [ocr:training], "
-                       "max_jobs: 0}\n", "f")
+        parse_licenses(
+            "licenses:\n- {id: a, scopes: [training:ner]}\n- {id: b, scopes: [ocr:training], max_jobs: 0}\n", "f"
+        )
     with pytest.raises(LicenseError, match="used twice"):
         parse_licenses("licenses:\n- {id: a, scopes: [training:ner]}\n- {id: a, scopes: [training:ner]}\n", "f")
 
@@ -135,8 +153,12 @@ def test_a_license_binds_one_job_per_slot_until_released(tmp_path):
 
 def test_embedded_default_grants_text_scopes_one_slot_per_cpu(tmp_path):
     pool = LicensePool(tmp_path, cpu_bundles=2)
-    assert {s.scopes: s.free for s in pool.slots()} == {("training:ner",): 2, ("training:assertion",): 2,
-                                                        ("training:classification",): 2, ("training:relation",): 2}
+    assert {s.scopes: s.free for s in pool.slots()} == {
+        ("training:ner",): 2,
+        ("training:assertion",): 2,
+        ("training:classification",): 2,
+        ("training:relation",): 2,
+    }
 
 
 def test_ledger_counts_what_running_jobs_hold():

@@ -49,17 +49,32 @@ BAD_EXPORTS = [
     ("end past the text", changed(lambda t: first_span(t)["value"].update(end=10_000)), "past the end"),
     ("negative start", changed(lambda t: first_span(t)["value"].update(start=-3)), "start"),
     ("start after end", changed(lambda t: first_span(t)["value"].update(start=9, end=2)), "start"),
-    ("unknown label", changed(lambda t: first_span(t)["value"].update(labels=["NOPE"])),
-     "label 'NOPE' of 'label' is not in the labeling config"),
-    ("huge label", changed(lambda t: first_span(t)["value"].update(labels=["X" * 1_000_000])),
-     "is not in the labeling config"),
-    ("huge text, span out of range", changed(lambda t: (t[0]["data"].update(text="a" * 3_000_000),
-                                                        first_span(t)["value"].update(start=3_000_001,
-                                                                                      end=3_000_005))),
-     "past the end"),
+    (
+        "unknown label",
+        changed(lambda t: first_span(t)["value"].update(labels=["NOPE"])),
+        "label 'NOPE' of 'label' is not in the labeling config",
+    ),
+    (
+        "huge label",
+        changed(lambda t: first_span(t)["value"].update(labels=["X" * 1_000_000])),
+        "is not in the labeling config",
+    ),
+    (
+        "huge text, span out of range",
+        changed(
+            lambda t: (
+                t[0]["data"].update(text="a" * 3_000_000),
+                first_span(t)["value"].update(start=3_000_001, end=3_000_005),
+            )
+        ),
+        "past the end",
+    ),
     ("image path", changed(lambda t: t[0]["data"].update(image="/etc/passwd")), "not a data URI"),
-    ("image path leading out", changed(lambda t: t[0]["data"].update(image="../../../../etc/passwd")),
-     "not a data URI"),
+    (
+        "image path leading out",
+        changed(lambda t: t[0]["data"].update(image="../../../../etc/passwd")),
+        "not a data URI",
+    ),
 ]
 
 
@@ -90,11 +105,19 @@ def test_a_broken_export_gets_422_naming_the_fault_and_changes_nothing(service, 
 
 def test_overlapping_spans_are_nested_annotations_and_import(service, project):
     """Label Studio allows nested entities; BIO tagging takes the longer span (see trainers.text)."""
+
     def overlap(tasks):
         text = tasks[0]["data"]["text"]
         tasks[0]["completions"][0]["result"].append(
-            {"id": "o", "from_name": "label", "to_name": "text", "type": "labels",
-             "value": {"start": 0, "end": len(text.split()[0]) + 6, "labels": ["LOC"]}})
+            {
+                "id": "o",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 0, "end": len(text.split()[0]) + 6, "labels": ["LOC"]},
+            }
+        )
+
     with service.client() as http:
         assert http.post(f"/api/projects/{project}/import", content=changed(overlap)).status_code == 200
 
@@ -116,9 +139,9 @@ def test_fuzzed_exports_get_200_or_422_never_a_5xx_and_a_422_changes_nothing(ser
                     if choice < 0.4:
                         data[i] = rng.randrange(256)
                     elif choice < 0.7:
-                        del data[i:i + rng.randint(1, 50)]
+                        del data[i : i + rng.randint(1, 50)]
                     else:
-                        data[i:i] = data[i:i + rng.randint(1, 50)]
+                        data[i:i] = data[i : i + rng.randint(1, 50)]
                 payload = bytes(data)
             else:
                 tasks = copy.deepcopy(VALID)
@@ -146,8 +169,7 @@ def _random_slot(tree, rng: random.Random):
         node = child
 
 
-@pytest.mark.parametrize("xml, words", [(BOMB, "DOCTYPE"), (XXE, "DOCTYPE"),
-                                        ("<View>" * 50_000, "not valid XML")])
+@pytest.mark.parametrize("xml, words", [(BOMB, "DOCTYPE"), (XXE, "DOCTYPE"), ("<View>" * 50_000, "not valid XML")])
 def test_configs_with_entity_bombs_or_external_entities_are_refused(service, project, xml, words):
     with service.client() as http:
         name = "x" + uuid.uuid4().hex[:8]
@@ -160,14 +182,17 @@ def test_configs_with_entity_bombs_or_external_entities_are_refused(service, pro
         assert state(http, project) == before and "root:" not in answer.text
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("POST", "/api/projects", {"name": "../escape", "config": CONFIG}),
-    ("POST", "/api/projects", {"name": "a/b", "config": CONFIG}),
-    ("POST", "/api/projects/{p}/scripts", {"name": "../../x", "source": "print(1)"}),
-    ("POST", "/api/projects/{p}/scripts", {"name": "x/..", "source": "print(1)"}),
-    ("GET", "/api/models/..%2F..%2Fcatalog.duckdb", None),
-    ("GET", "/api/projects/{p}/scripts/..%2F..%2Fadmin_token", None),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/api/projects", {"name": "../escape", "config": CONFIG}),
+        ("POST", "/api/projects", {"name": "a/b", "config": CONFIG}),
+        ("POST", "/api/projects/{p}/scripts", {"name": "../../x", "source": "print(1)"}),
+        ("POST", "/api/projects/{p}/scripts", {"name": "x/..", "source": "print(1)"}),
+        ("GET", "/api/models/..%2F..%2Fcatalog.duckdb", None),
+        ("GET", "/api/projects/{p}/scripts/..%2F..%2Fadmin_token", None),
+    ],
+)
 def test_names_that_lead_out_of_their_folder_are_refused(service, project, method, path, body):
     with service.client() as http:
         answer = http.request(method, path.format(p=project), json=body)

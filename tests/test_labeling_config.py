@@ -76,27 +76,37 @@ def test_image_rectangle_labels_offer_visual_ner():
 
 
 def test_assertion_label_predicted_by_a_ner_model_is_rejected():
-    xml = MIXED.replace('value="Past" assertion="true" model="assertion_jsl_annotation_manual.model"',
-                        'value="Past" assertion="true" model="ner_clinical"')
+    xml = MIXED.replace(
+        'value="Past" assertion="true" model="assertion_jsl_annotation_manual.model"',
+        'value="Past" assertion="true" model="ner_clinical"',
+    )
     with pytest.raises(ConfigError, match="'Past'.*not possible to mark a label as an Assertion Status label"):
         parse_labeling_config(xml)
 
 
 def test_more_than_one_assertion_model_is_rejected():
-    xml = MIXED.replace('value="Past" assertion="true" model="assertion_jsl_annotation_manual.model"',
-                        'value="Past" assertion="true" model="assertion_other"')
+    xml = MIXED.replace(
+        'value="Past" assertion="true" model="assertion_jsl_annotation_manual.model"',
+        'value="Past" assertion="true" model="assertion_other"',
+    )
     with pytest.raises(ConfigError, match="only one Assertion Status model"):
         parse_labeling_config(xml)
 
 
-@pytest.mark.parametrize("xml, fault", [
-    ("<View><Labels", "not valid XML"),
-    ('<View><Labels toName="text"><Label value="A"/></Labels></View>', "'name' and 'toName'"),
-    ('<View><Choices name="c" choice="some"><Choice value="a"/></Choices></View>', "choice='some'"),
-    ('<View><Choices name="c"/></View>', "no <Choice"),
-    ('<View><Choices name="a" train="true"><Choice value="x"/></Choices>'
-     '<Choices name="b" train="true"><Choice value="y"/></Choices></View>', "train=\"true\""),
-])
+@pytest.mark.parametrize(
+    "xml, fault",
+    [
+        ("<View><Labels", "not valid XML"),
+        ('<View><Labels toName="text"><Label value="A"/></Labels></View>', "'name' and 'toName'"),
+        ('<View><Choices name="c" choice="some"><Choice value="a"/></Choices></View>', "choice='some'"),
+        ('<View><Choices name="c"/></View>', "no <Choice"),
+        (
+            '<View><Choices name="a" train="true"><Choice value="x"/></Choices>'
+            '<Choices name="b" train="true"><Choice value="y"/></Choices></View>',
+            'train="true"',
+        ),
+    ],
+)
 def test_malformed_configs_name_the_fault(xml, fault):
     with pytest.raises(ConfigError, match=re.escape(fault)):
         parse_labeling_config(xml)

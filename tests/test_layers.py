@@ -39,7 +39,9 @@ def imports(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names}
     return {m for m in out if m.split(".")[0] in PACKAGES}
@@ -51,9 +53,12 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_every_package_imports_only_the_layers_below_it():
-    wrong = [(name, target) for name, targets in graph().items() for target in targets
-             if target.split(".")[0] != name.split(".")[0]
-             and target.split(".")[0] not in MAY_IMPORT[name.split(".")[0]]]
+    wrong = [
+        (name, target)
+        for name, targets in graph().items()
+        for target in targets
+        if target.split(".")[0] != name.split(".")[0] and target.split(".")[0] not in MAY_IMPORT[name.split(".")[0]]
+    ]
     assert wrong == [], wrong
 
 
@@ -65,7 +70,7 @@ def test_no_module_imports_itself_back_through_others():
         state[node] = "open"
         for target in sorted(edges[node]):
             if state.get(target) == "open":
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target, path + [target])
         state[node] = "done"
@@ -77,8 +82,16 @@ def test_no_module_imports_itself_back_through_others():
 
 
 def test_the_cli_loads_neither_duckdb_nor_pyarrow_nor_ray_nor_torch():
-    loaded = subprocess.run([sys.executable, "-c", "import sys, ray_app.cli; print(sorted(m for m in "
-                             "('duckdb', 'pyarrow', 'ray', 'torch') if m in sys.modules))"],
-                            capture_output=True, text=True, cwd=ROOT)
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ray_app.cli; print(sorted(m for m in "
+            "('duckdb', 'pyarrow', 'ray', 'torch') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[]"

@@ -7,8 +7,10 @@ from cluster.scheduler import Capacity, LicenseSlots, NodeType, QueuedJob, plan
 CPU, GPU = {"CPU": 1.0}, {"CPU": 1.0, "GPU": 1.0}
 TWO_CPUS = Capacity(nodes=({"CPU": 2.0},))
 HEAD_ONLY = ({"CPU": 0.0},)  # a cloud config's head: it takes no training
-AUTOSCALING = Capacity(nodes=HEAD_ONLY, node_types=(NodeType("cpu_worker", {"CPU": 1.0}, 3),
-                                                    NodeType("gpu_worker", {"CPU": 1.0, "GPU": 1.0}, 1)))
+AUTOSCALING = Capacity(
+    nodes=HEAD_ONLY,
+    node_types=(NodeType("cpu_worker", {"CPU": 1.0}, 3), NodeType("gpu_worker", {"CPU": 1.0, "GPU": 1.0}, 1)),
+)
 TEXT = LicenseSlots("text", ("training:ner", "training:classification"), 8)
 
 
@@ -36,18 +38,23 @@ def test_a_waiting_job_does_not_hold_back_a_later_one_that_fits():
 
 def test_a_job_without_a_free_license_slot_waits_for_one():
     one = LicenseSlots("one", ("training:ner",), 1)
-    result = plan([ner(1), ner(2), ner(3, scope="training:classification")], {"CPU": 3.0},
-                  Capacity(nodes=({"CPU": 3.0},)), [one])
+    result = plan(
+        [ner(1), ner(2), ner(3, scope="training:classification")], {"CPU": 3.0}, Capacity(nodes=({"CPU": 3.0},)), [one]
+    )
     assert [s.job_id for s in result.starts] == [1]
-    assert result.waits == {2: "waiting for a license with scope training:ner",
-                            3: "waiting for a license with scope training:classification"}
+    assert result.waits == {
+        2: "waiting for a license with scope training:ner",
+        3: "waiting for a license with scope training:classification",
+    }
 
 
 def test_on_an_autoscaling_cluster_a_job_that_does_not_fit_is_demand_and_says_a_node_is_coming():
     result = plan([ner(1), ner(2, GPU)], {"CPU": 0.0}, AUTOSCALING, [TEXT])
     assert result.starts == []
-    assert result.waits == {1: "waiting for 1 CPU (the autoscaler is adding a node)",
-                            2: "waiting for 1 CPU + 1 GPU (the autoscaler is adding a node)"}
+    assert result.waits == {
+        1: "waiting for 1 CPU (the autoscaler is adding a node)",
+        2: "waiting for 1 CPU + 1 GPU (the autoscaler is adding a node)",
+    }
     assert result.demand == [CPU, GPU]
 
 
@@ -61,8 +68,10 @@ def test_a_job_waiting_for_a_license_adds_no_node():
 def test_a_license_slot_spoken_for_by_a_job_waiting_for_a_node_is_not_promised_twice():
     one = LicenseSlots("one", ("training:ner",), 1)
     result = plan([ner(1), ner(2)], {"CPU": 0.0}, AUTOSCALING, [one])
-    assert result.waits == {1: "waiting for 1 CPU (the autoscaler is adding a node)",
-                            2: "waiting for a license with scope training:ner"}
+    assert result.waits == {
+        1: "waiting for 1 CPU (the autoscaler is adding a node)",
+        2: "waiting for a license with scope training:ner",
+    }
     assert result.demand == [CPU]  # one node for the one job that may run
 
 
@@ -94,13 +103,19 @@ def test_a_bundle_no_node_and_no_node_type_can_hold_is_impossible_and_says_why()
     assert AUTOSCALING.impossible(GPU) is None  # none now, but the autoscaler has a GPU type
     assert TWO_CPUS.impossible(CPU) is None
     fixed = TWO_CPUS.impossible(GPU)
-    assert fixed == ("a 1 CPU + 1 GPU bundle fits no node of this cluster (it has 0 GPU) and the cluster "
-                     "has no autoscaler")
+    assert fixed == (
+        "a 1 CPU + 1 GPU bundle fits no node of this cluster (it has 0 GPU) and the cluster has no autoscaler"
+    )
     cpu_only = Capacity(nodes=HEAD_ONLY, node_types=(NodeType("cpu_worker", {"CPU": 8.0}, 4),))
-    assert cpu_only.impossible(GPU) == ("a 1 CPU + 1 GPU bundle fits no node of this cluster (it has 0 CPU, "
-                                        "0 GPU) and no node type its autoscaler can add (cpu_worker: 8 CPU)")
-    assert Capacity(nodes=HEAD_ONLY).impossible(CPU).startswith("a 1 CPU bundle fits no node of this cluster "
-                                                                "(it has 0 CPU)")
+    assert cpu_only.impossible(GPU) == (
+        "a 1 CPU + 1 GPU bundle fits no node of this cluster (it has 0 CPU, "
+        "0 GPU) and no node type its autoscaler can add (cpu_worker: 8 CPU)"
+    )
+    assert (
+        Capacity(nodes=HEAD_ONLY)
+        .impossible(CPU)
+        .startswith("a 1 CPU bundle fits no node of this cluster (it has 0 CPU)")
+    )
 
 
 def test_the_most_a_cluster_may_have_counts_what_its_node_types_may_add():

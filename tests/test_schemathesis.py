@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.conftest import HANG_S
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
+
 def schemathesis_command() -> list[str]:
     """Its console script, or its module with this Python (the test environment sees the
     dependencies through a .pth file, so their scripts are not on its PATH)."""
@@ -23,9 +24,12 @@ def schemathesis_command() -> list[str]:
 def test_schemathesis_finds_no_server_error_on_any_route(service, tmp_path):
     project = toy_project(service, 20)
     with service.client() as http:
-        training = wait(http, start(http, project, types=["ner"], embeddings="bilstm",
-                                    params={**BILSTM, "epochs": 1})["id"])
-        assert http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+        training = wait(
+            http, start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 1})["id"]
+        )
+        assert (
+            http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+        )
     model = training["jobs"][0]["model_name"]
     config = tmp_path / "schemathesis.toml"
     config.write_text(f'''
@@ -40,11 +44,36 @@ parameters = {{ "path.name" = "{model}" }}
 ''')
     try:
         run = subprocess.run(
-            [*schemathesis_command(), "--config-file", str(config), "run", f"{service.url}/openapi.json",
-             "-H", f"Authorization: Bearer {service.token}", "--checks", "not_a_server_error",
-             "--phases", "coverage,fuzzing", "--workers", "1", "--max-time", "30", "--request-timeout", "60",
-             "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
+            [
+                *schemathesis_command(),
+                "--config-file",
+                str(config),
+                "run",
+                f"{service.url}/openapi.json",
+                "-H",
+                f"Authorization: Bearer {service.token}",
+                "--checks",
+                "not_a_server_error",
+                "--phases",
+                "coverage,fuzzing",
+                "--workers",
+                "1",
+                "--max-time",
+                "30",
+                "--request-timeout",
+                "60",
+                "--seed",
+                "1",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+            cwd=tmp_path,
+        )
     finally:  # generated requests may have started trainings of the project: stop them
         with service.client() as http:
             for t in http.get(f"/api/projects/{project}/trainings").json():

@@ -31,8 +31,14 @@ def test_health_answers_without_a_token_and_docs_list_the_routes(service):
     with service.client(token=None) as http:
         assert http.get("/api/health").json()["status"] == "ok"
         paths = http.get("/openapi.json").json()["paths"]
-    for path in ("/api/projects", "/api/projects/{name}/import", "/api/projects/{name}/members",
-                 "/api/projects/{name}/config", "/api/projects/{name}/selection", "/api/projects/{name}/snapshots"):
+    for path in (
+        "/api/projects",
+        "/api/projects/{name}/import",
+        "/api/projects/{name}/members",
+        "/api/projects/{name}/config",
+        "/api/projects/{name}/selection",
+        "/api/projects/{name}/snapshots",
+    ):
         assert path in paths
 
 
@@ -73,8 +79,13 @@ def test_manager_cannot_grant_the_owner_role(service):
     with service.client(token) as http:
         answer = http.put(f"/api/projects/{project}/members", json={"set": [{"username": "z", "role": "owner"}]})
         assert answer.status_code == 403
-        assert http.put(f"/api/projects/{project}/members",
-                        json={"set": [{"username": "z", "role": "annotator", "priority": 2}]}).status_code == 200
+        assert (
+            http.put(
+                f"/api/projects/{project}/members",
+                json={"set": [{"username": "z", "role": "annotator", "priority": 2}]},
+            ).status_code
+            == 200
+        )
 
 
 def test_malformed_import_over_http_is_rejected_whole_with_the_task_index(service):
@@ -89,8 +100,9 @@ def test_malformed_import_over_http_is_rejected_whole_with_the_task_index(servic
 
 def test_invalid_config_is_rejected_and_the_old_one_kept(service):
     project = new_project(service)
-    bad = NER_CONFIG.replace('<Label value="ABSENT" assertion="true"/>',
-                             '<Label value="ABSENT" assertion="true" model="ner_x"/>')
+    bad = NER_CONFIG.replace(
+        '<Label value="ABSENT" assertion="true"/>', '<Label value="ABSENT" assertion="true" model="ner_x"/>'
+    )
     with service.client() as http:
         answer = http.put(f"/api/projects/{project}/config", json={"config": bad})
         assert answer.status_code == 422 and "'ABSENT'" in answer.json()["detail"]
@@ -102,10 +114,21 @@ def test_cli_walkthrough_create_import_members_select_snapshot(service, tmp_path
     config = tmp_path / "config.xml"
     config.write_text(NER_CONFIG)
     export = tmp_path / "export.json"
-    export.write_text(json.dumps([
-        genai_task(i, TEXT, [genai_completion(i * 10, "alice", [span(TEXT, "Rita", "PER")]),
-                             genai_completion(i * 10 + 1, "bob", [span(TEXT, "Paris", "LOC")])])
-        for i in range(1, 11)]))
+    export.write_text(
+        json.dumps(
+            [
+                genai_task(
+                    i,
+                    TEXT,
+                    [
+                        genai_completion(i * 10, "alice", [span(TEXT, "Rita", "PER")]),
+                        genai_completion(i * 10 + 1, "bob", [span(TEXT, "Paris", "LOC")]),
+                    ],
+                )
+                for i in range(1, 11)
+            ]
+        )
+    )
     name = "cli" + uuid.uuid4().hex[:6]
 
     created = service.cli("project", "create", name, "--config", str(config), "--json", token=service.token)
@@ -115,8 +138,9 @@ def test_cli_walkthrough_create_import_members_select_snapshot(service, tmp_path
     assert json.loads(imported.stdout)["inserted"] == 20
     again = service.cli("import", name, str(export), "--json", token=service.token)
     assert json.loads(again.stdout)["unchanged"] == 20
-    members = service.cli("members", name, "--set", "alice:annotator:1", "--set", "bob:annotator:3", "--json",
-                          token=service.token)
+    members = service.cli(
+        "members", name, "--set", "alice:annotator:1", "--set", "bob:annotator:3", "--json", token=service.token
+    )
     assert [m["username"] for m in json.loads(members.stdout)][:2] == ["bob", "alice"]
 
     selected = service.cli("select", name, "--validation-split", "0.3", "--seed", "7", "--json", token=service.token)
@@ -148,8 +172,12 @@ def test_cli_errors_go_to_stderr_with_a_nonzero_exit(service, tmp_path):
 
 
 def test_second_serve_on_the_same_home_is_refused(service):
-    again = subprocess.run([sys.executable, "-m", "ray_app.cli", "serve", "--home", str(service.home),
-                            "--port", "1"], capture_output=True, text=True, timeout=HANG_S)
+    again = subprocess.run(
+        [sys.executable, "-m", "ray_app.cli", "serve", "--home", str(service.home), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert again.returncode == 1 and "already serving" in again.stderr
 
 
@@ -157,8 +185,10 @@ def test_second_serve_on_the_same_home_is_refused(service):
 def test_real_label_studio_export_through_the_cli(service, tmp_path):
     export = shared_file("labelstudio_export", "street_ninja_project-1-at-2025-01-24-22-16-54047e52.json")
     config = tmp_path / "c.xml"
-    config.write_text('<View><Labels name="label" toName="text"><Label value="RESOURCE"/><Label value="ADDRESS"/>'
-                      '</Labels><Text name="text" value="$text"/></View>')
+    config.write_text(
+        '<View><Labels name="label" toName="text"><Label value="RESOURCE"/><Label value="ADDRESS"/>'
+        '</Labels><Text name="text" value="$text"/></View>'
+    )
     name = "ls" + uuid.uuid4().hex[:6]
     service.cli("project", "create", name, "--config", str(config), token=service.token)
     service.cli("import", name, str(export), token=service.token)

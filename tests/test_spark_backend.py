@@ -24,14 +24,24 @@ CLASSIFIER = {"epochs": 12, "batch_size": 8, "learning_rate": 5e-3}  # fast on a
 
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory) -> dict:
-    return {**build_snapshot(tmp_path_factory.mktemp("toy"), CONFIG, toy_tasks(80)),
-            "multi": build_snapshot(tmp_path_factory.mktemp("multi"), MULTI_CONFIG, multi_tasks(90))["classification"]}
+    return {
+        **build_snapshot(tmp_path_factory.mktemp("toy"), CONFIG, toy_tasks(80)),
+        "multi": build_snapshot(tmp_path_factory.mktemp("multi"), MULTI_CONFIG, multi_tasks(90))["classification"],
+    }
 
 
 def test_nerdl_learns_the_toy_entities_and_its_pipeline_folder_annotates_new_text(snapshots, tmp_path):
     out = tmp_path / "ner"
-    result = run({"type": "ner", "snapshot": snapshots["ner"], "output_dir": str(out), "labels": ["PER", "LOC"],
-                  "backend": "sparknlp", "params": NERDL})
+    result = run(
+        {
+            "type": "ner",
+            "snapshot": snapshots["ner"],
+            "output_dir": str(out),
+            "labels": ["PER", "LOC"],
+            "backend": "sparknlp",
+            "params": NERDL,
+        }
+    )
     assert result.metrics["entity"]["micro"]["f1"] > 0.9
     info = json.loads((out / "labtrain.json").read_text())
     assert info["backend"] == "sparknlp" and info["embeddings"] == "minilm_words"
@@ -58,35 +68,60 @@ def test_nerdl_learns_the_toy_entities_and_its_pipeline_folder_annotates_new_tex
 
 
 def test_classifierdl_and_multiclassifierdl_learn_their_choices(snapshots, tmp_path):
-    single = run({"type": "classification", "snapshot": snapshots["classification"], "output_dir": str(tmp_path / "s"),
-                  "labels": ["travel", "health"], "from_name": "topic", "backend": "sparknlp", "params": CLASSIFIER})
+    single = run(
+        {
+            "type": "classification",
+            "snapshot": snapshots["classification"],
+            "output_dir": str(tmp_path / "s"),
+            "labels": ["travel", "health"],
+            "from_name": "topic",
+            "backend": "sparknlp",
+            "params": CLASSIFIER,
+        }
+    )
     assert single.metrics["micro"]["f1"] > 0.9
     assert single.metrics["confusion_matrix"]["labels"] == ["travel", "health"]
     assert (tmp_path / "s" / "confusion_matrix.png").exists()
     assert "ClassifierDLApproach" in (tmp_path / "s" / "training.log").read_text()
-    assert load(tmp_path / "s").predict(["Jonas lives in Rome and travels often ."])[0][0]["value"] == \
-        {"choices": ["travel"]}
+    assert load(tmp_path / "s").predict(["Jonas lives in Rome and travels often ."])[0][0]["value"] == {
+        "choices": ["travel"]
+    }
 
-    multi = run({"type": "classification", "snapshot": snapshots["multi"], "output_dir": str(tmp_path / "m"),
-                 "labels": ["respiratory", "skin"], "from_name": "symptoms", "multiple": True, "backend": "sparknlp",
-                 "params": {**CLASSIFIER, "epochs": 18}})
+    multi = run(
+        {
+            "type": "classification",
+            "snapshot": snapshots["multi"],
+            "output_dir": str(tmp_path / "m"),
+            "labels": ["respiratory", "skin"],
+            "from_name": "symptoms",
+            "multiple": True,
+            "backend": "sparknlp",
+            "params": {**CLASSIFIER, "epochs": 18},
+        }
+    )
     assert multi.metrics["micro"]["f1"] > 0.9
     assert "MultiClassifierDLApproach" in (tmp_path / "m" / "training.log").read_text()
     both = load(tmp_path / "m").predict(["Carla reports a cough and a rash since May ."])[0][0]["value"]["choices"]
     assert sorted(both) == ["respiratory", "skin"]
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"type": "assertion", "labels": ["Present"]}, "backend 'sparknlp' cannot train 'assertion'"),
-    ({"type": "relation", "labels": ["lives_in"]}, "licensed in Spark NLP"),
-    ({"type": "ner", "labels": ["PER"], "embeddings": "bilstm"},
-     "embeddings 'bilstm' cannot train 'ner' with sparknlp"),
-    ({"type": "ner", "labels": ["PER"], "backend": "mxnet"}, "backend 'mxnet' is not one of pytorch, sparknlp"),
-])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"type": "assertion", "labels": ["Present"]}, "backend 'sparknlp' cannot train 'assertion'"),
+        ({"type": "relation", "labels": ["lives_in"]}, "licensed in Spark NLP"),
+        (
+            {"type": "ner", "labels": ["PER"], "embeddings": "bilstm"},
+            "embeddings 'bilstm' cannot train 'ner' with sparknlp",
+        ),
+        ({"type": "ner", "labels": ["PER"], "backend": "mxnet"}, "backend 'mxnet' is not one of pytorch, sparknlp"),
+    ],
+)
 def test_spark_specs_that_cannot_train_are_refused_naming_the_field(snapshots, tmp_path, fields, words):
     with pytest.raises(SpecError, match=words):
-        TrainSpec.from_dict({"snapshot": snapshots["ner"], "output_dir": str(tmp_path), "backend": "sparknlp",
-                             **fields})
+        TrainSpec.from_dict(
+            {"snapshot": snapshots["ner"], "output_dir": str(tmp_path), "backend": "sparknlp", **fields}
+        )
 
 
 def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
@@ -97,13 +132,16 @@ def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
         assert backends["ner"]["sparknlp"]["available"] and not backends["assertion"]["sparknlp"]["available"]
         assert backends["assertion"]["sparknlp"]["note"] == "licensed in Spark NLP: PyTorch only"
         assert [e["name"] for e in backends["classification"]["sparknlp"]["embeddings"]] == ["minilm_words"]
-        for body, words in [({"types": ["assertion"]}, "cannot use backend 'sparknlp'"),
-                            ({"types": ["ner"], "gpu": True}, "the sparknlp backend trains on CPU")]:
+        for body, words in [
+            ({"types": ["assertion"]}, "cannot use backend 'sparknlp'"),
+            ({"types": ["ner"], "gpu": True}, "the sparknlp backend trains on CPU"),
+        ]:
             answer = http.post(f"/api/projects/{project}/trainings", json={**body, "backend": "sparknlp"})
             assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
 
-        answer = http.post(f"/api/projects/{project}/trainings",
-                           json={"types": ["ner"], "backend": "sparknlp", "params": NERDL})
+        answer = http.post(
+            f"/api/projects/{project}/trainings", json={"types": ["ner"], "backend": "sparknlp", "params": NERDL}
+        )
         assert answer.status_code == 201, answer.text
         training = wait(http, answer.json()["id"])
         assert training["status"] == "succeeded", training
@@ -111,16 +149,32 @@ def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
         assert job["embeddings"] == "minilm_words" and job["metrics"]["micro"]["f1"] > 0.9
         log = http.get(f"/api/trainings/{training['id']}/logs").text
         assert "sparknlp | Epoch 25/25" in log and "TEST ENTITY" in log
-        predicted = http.post(f"/api/models/{job['model_name']}/predict",
-                              json={"texts": ["Greta lives in Oslo and travels often ."]}).json()
-        assert {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]} == \
-            {("Greta", "PER"), ("Oslo", "LOC")}
+        predicted = http.post(
+            f"/api/models/{job['model_name']}/predict", json={"texts": ["Greta lives in Oslo and travels often ."]}
+        ).json()
+        assert {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]} == {
+            ("Greta", "PER"),
+            ("Oslo", "LOC"),
+        }
 
 
 def test_cli_submits_a_classifierdl_training_as_a_ray_job(service):
     project = toy_project(service, 60)
-    trained = service.cli("train", project, "--type", "classification", "--backend", "sparknlp", "--epochs", "20",
-                          "--batch-size", "8", "--submit", "--follow", token=service.token)
+    trained = service.cli(
+        "train",
+        project,
+        "--type",
+        "classification",
+        "--backend",
+        "sparknlp",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "8",
+        "--submit",
+        "--follow",
+        token=service.token,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "as Ray job labtrain-job-" in trained.stderr
     training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]

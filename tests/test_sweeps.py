@@ -15,8 +15,14 @@ SPACE = "lr=3e-3:3e-2:log,batch_size=4|8"
 def test_a_search_runs_its_trials_on_ray_tune_and_keeps_the_best_trials_model(service):
     project = toy_project(service)
     with service.client() as http:
-        training = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 4},
-                         tune={"trials": 2, "space": SPACE})
+        training = start(
+            http,
+            project,
+            types=["ner"],
+            embeddings="bilstm",
+            params={**BILSTM, "epochs": 4},
+            tune={"trials": 2, "space": SPACE},
+        )
         assert training["source"] == "tuning"
         done = wait(http, training["id"])
         assert done["status"] == "succeeded", done
@@ -26,8 +32,7 @@ def test_a_search_runs_its_trials_on_ray_tune_and_keeps_the_best_trials_model(se
         assert tuning["slots"] == 2  # two CPU bundles free: two trials at once
         trials = tuning["trials"]
         assert [t["trial"] for t in trials] == [1, 2]
-        assert all(3e-3 <= t["params"]["learning_rate"] <= 3e-2 and t["params"]["batch_size"] in (4, 8)
-                   for t in trials)
+        assert all(3e-3 <= t["params"]["learning_rate"] <= 3e-2 and t["params"]["batch_size"] in (4, 8) for t in trials)
         (best,) = [t for t in trials if t.get("best")]
         finished = [t for t in trials if t["end"] == "finished"]
         assert best["val_f1"] == max(t["val_f1"] for t in finished)
@@ -51,9 +56,26 @@ def test_a_search_runs_its_trials_on_ray_tune_and_keeps_the_best_trials_model(se
 
 def test_the_curve_trains_on_growing_shares_plots_and_gives_a_verdict_without_registering_a_model(service):
     project = toy_project(service)
-    answer = service.cli("curve", project, "--type", "ner", "--embeddings", "bilstm", "--epochs", "3",
-                         "--learning-rate", "0.01", "--batch-size", "4", "--points", "50,100", "--seeds", "2",
-                         "--follow", token=service.token)
+    answer = service.cli(
+        "curve",
+        project,
+        "--type",
+        "ner",
+        "--embeddings",
+        "bilstm",
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "0.01",
+        "--batch-size",
+        "4",
+        "--points",
+        "50,100",
+        "--seeds",
+        "2",
+        "--follow",
+        token=service.token,
+    )
     assert answer.returncode == 0, answer.stderr + answer.stdout
     assert "TRAIN %   TASKS   TEST F1" in answer.stdout and "verdict: " in answer.stdout
     with service.client() as http:
@@ -78,8 +100,14 @@ def test_the_curve_trains_on_growing_shares_plots_and_gives_a_verdict_without_re
 def test_cancel_stops_every_trial_and_frees_the_bundles(service):
     project = toy_project(service)
     with service.client() as http:
-        training = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 300},
-                         tune={"trials": 4, "space": SPACE})
+        training = start(
+            http,
+            project,
+            types=["ner"],
+            embeddings="bilstm",
+            params={**BILSTM, "epochs": 300},
+            tune={"trials": 4, "space": SPACE},
+        )
         wait(http, training["id"], until=lambda t: t["progress"] > 0)
         (server,) = http.get("/api/cluster").json()["training_servers"]
         assert server["bundle"] == "2 CPU"
@@ -89,20 +117,26 @@ def test_cancel_stops_every_trial_and_frees_the_bundles(service):
         wait_for_free_cpus(http, 2)  # Ray's own view: no trial's worker holds a CPU any more
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"types": ["ner", "classification"], "tune": {"trials": 2}}, "tune: give one training type"),
-    ({"types": ["ner"], "tune": {"trials": 2, "space": "momentum=0.1:0.9"}}, "'momentum' cannot be searched"),
-    ({"types": ["ner"], "tune": {"trials": 2, "space": "dropout=0.2:1.5"}}, "dropout=1.5 must be a number in [0, 1)"),
-    ({"types": ["ner"], "tune": {"trials": 2, "space": "batch_size=4:16"}}, "batch_size is an integer"),
-    ({"types": ["ner"], "tune": {"trials": 2, "budget": "soon"}}, "tune budget 'soon' is not a duration"),
-    ({"types": ["ner"], "tune": {"trials": 0}}, "trials"),
-    ({"types": ["ner"], "tune": {"trials": 2}, "submit": True}, "cannot be submitted as a Ray job"),
-    ({"types": ["ner"], "tune": {"trials": 2}, "curve": {}}, "ask for one of them"),
-    ({"types": ["ner"], "curve": {"points": "50"}}, "at least two different percentages"),
-    ({"types": ["ner"], "curve": {"points": [0, 100]}}, "'0' must be a whole percentage in 1..100"),
-    ({"types": ["ner"], "curve": {}, "deploy": True}, "deploy does not apply"),
-    ({"types": ["ner"], "curve": {}, "script": "mine"}, "curve: not with a custom script"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"types": ["ner", "classification"], "tune": {"trials": 2}}, "tune: give one training type"),
+        ({"types": ["ner"], "tune": {"trials": 2, "space": "momentum=0.1:0.9"}}, "'momentum' cannot be searched"),
+        (
+            {"types": ["ner"], "tune": {"trials": 2, "space": "dropout=0.2:1.5"}},
+            "dropout=1.5 must be a number in [0, 1)",
+        ),
+        ({"types": ["ner"], "tune": {"trials": 2, "space": "batch_size=4:16"}}, "batch_size is an integer"),
+        ({"types": ["ner"], "tune": {"trials": 2, "budget": "soon"}}, "tune budget 'soon' is not a duration"),
+        ({"types": ["ner"], "tune": {"trials": 0}}, "trials"),
+        ({"types": ["ner"], "tune": {"trials": 2}, "submit": True}, "cannot be submitted as a Ray job"),
+        ({"types": ["ner"], "tune": {"trials": 2}, "curve": {}}, "ask for one of them"),
+        ({"types": ["ner"], "curve": {"points": "50"}}, "at least two different percentages"),
+        ({"types": ["ner"], "curve": {"points": [0, 100]}}, "'0' must be a whole percentage in 1..100"),
+        ({"types": ["ner"], "curve": {}, "deploy": True}, "deploy does not apply"),
+        ({"types": ["ner"], "curve": {}, "script": "mine"}, "curve: not with a custom script"),
+    ],
+)
 def test_bad_search_and_curve_requests_name_the_field(service, body, message):
     project = toy_project(service, 20)
     with service.client() as http:
@@ -156,12 +190,20 @@ def test_the_default_space_is_a_space_the_parser_would_give():
 def test_a_search_whose_budget_ends_before_any_trial_finishes_fails_saying_so(service):
     project = toy_project(service)
     with service.client() as http:
-        training = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 2000},
-                         tune={"trials": 3, "space": SPACE, "budget": "15s"})
+        training = start(
+            http,
+            project,
+            types=["ner"],
+            embeddings="bilstm",
+            params={**BILSTM, "epochs": 2000},
+            tune={"trials": 3, "space": SPACE, "budget": "15s"},
+        )
         done = wait(http, training["id"])
         assert done["status"] == "failed", done
-        assert done["jobs"][0]["reason"] == "no trial of the search finished within the time budget of 15 s; " \
-                                            "give it more time"
+        assert (
+            done["jobs"][0]["reason"] == "no trial of the search finished within the time budget of 15 s; "
+            "give it more time"
+        )
         assert done["jobs"][0]["model_name"] is None
         log = http.get(f"/api/trainings/{done['id']}/logs", params={"follow": False}).text
         # every trial ended by the budget: stopped in its epochs or never started (how many of each depends on the

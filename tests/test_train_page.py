@@ -5,34 +5,17 @@ cluster view. A screenshot of each step is saved under the test's folder and che
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_S
+from tests.conftest import CHROMIUM, DRIVER, HANG_S
 from tests.test_training_service import FAST, start, toy_project, wait
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                                                  "(bash .ci/setup installs them)")
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (bash .ci/setup installs them)"
+)
 
 
 def until(driver, check, timeout_s: float = HANG_S, what: str = ""):
@@ -88,14 +71,19 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         until(browser, lambda d: words in error_text(d), what=what)
 
     def picture_shown(element_id: str, what: str) -> None:
-        until(browser, lambda d: d.execute_script(f"return document.getElementById('{element_id}').naturalWidth")
-              > 100, what=what)
+        until(
+            browser,
+            lambda d: d.execute_script(f"return document.getElementById('{element_id}').naturalWidth") > 100,
+            what=what,
+        )
 
     project = toy_project(service)
     with service.client() as http:  # a classification model beside it, for a confusion matrix
         classification = start(http, project, types=["classification"], params={**FAST, "epochs": 2})
-        assert http.post(f"/api/projects/{project}/scripts", json={"name": "tagger", "source": "print(1)\n"}
-                         ).status_code == 201
+        assert (
+            http.post(f"/api/projects/{project}/scripts", json={"name": "tagger", "source": "print(1)\n"}).status_code
+            == 201
+        )
 
     browser.get(service.url + "/")
     assert browser.current_url.endswith("/ui/")
@@ -127,15 +115,18 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     by_id("next").click()
     by_id("train-button").click()
     until(browser, lambda d: by_id("run").is_displayed(), what="the run panel")
-    until(browser, lambda d: by_id("progress-bar").get_attribute("aria-valuenow") == "100",
-          what="the progress bar at 100 %")
+    until(
+        browser,
+        lambda d: by_id("progress-bar").get_attribute("aria-valuenow") == "100",
+        what="the progress bar at 100 %",
+    )
     assert "succeeded" in by_id("run-status").text and f"model ner_{project}," in by_id("run-status").text
     shot("progress-100", "Training #" + by_id("run-id").text.lstrip("#"))
     by_id("show-logs").click()
     until(browser, lambda d: "TEST ENTITY" in by_id("logs").text, what="the log")
     lines = [line.split()[0] for line in by_id("logs").text.splitlines() if line.strip()]
     table = lines.index("TEST")
-    assert sorted(lines[table + 1:table + 3]) == ["LOC", "PER"] and lines[table + 3] == "micro"  # in order
+    assert sorted(lines[table + 1 : table + 3]) == ["LOC", "PER"] and lines[table + 3] == "micro"  # in order
     shot("logs", "Training #" + by_id("run-id").text.lstrip("#"))
 
     browser.find_element(By.CSS_SELECTOR, '.tab[data-view="history"]').click()

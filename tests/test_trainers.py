@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import HANG_S
+from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 from trainers import embeddings
+from trainers.dataset import TrainingDataError
 from trainers.metrics import ner_scores
 from trainers.predict import load
-from trainers.dataset import TrainingDataError
 from trainers.run import run
 from trainers.spec import SpecError, TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio, tokenize
-from tests.conftest import HANG_S
-from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 
 FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4, "few_shot": "off"}  # the fine-tuned head
 
@@ -29,8 +29,17 @@ def toy(tmp_path_factory):
 
 
 def train(tmp_path, snapshot, training_type, labels, embeddings_name="minilm", params=FAST, **extra):
-    return run({"type": training_type, "snapshot": snapshot, "output_dir": str(tmp_path / "out"), "labels": labels,
-                "embeddings": embeddings_name, "params": params, **extra})
+    return run(
+        {
+            "type": training_type,
+            "snapshot": snapshot,
+            "output_dir": str(tmp_path / "out"),
+            "labels": labels,
+            "embeddings": embeddings_name,
+            "params": params,
+            **extra,
+        }
+    )
 
 
 def test_tokenizer_keeps_offsets_in_european_languages():
@@ -49,7 +58,10 @@ def test_bio_tags_and_conll_chunks_round_trip():
     assert tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"]
     assert spans_from_bio(words, tags) == spans
     assert spans_from_bio(words, ["I-PER", "I-PER", "O", "O", "I-LOC", "B-LOC", "O"]) == [
-        Span(0, 9, "PER"), Span(19, 22, "LOC"), Span(23, 27, "LOC")]
+        Span(0, 9, "PER"),
+        Span(19, 22, "LOC"),
+        Span(23, 27, "LOC"),
+    ]
 
 
 def test_entity_scores_need_exact_span_and_type():
@@ -76,7 +88,8 @@ def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):
     from transformers import pipeline
 
     found = pipeline("token-classification", model=str(out / "model"), aggregation_strategy="simple")(
-        "Greta lives in Oslo and travels often .")
+        "Greta lives in Oslo and travels often ."
+    )
     assert {(e["word"], e["entity_group"]) for e in found} == {("greta", "PER"), ("oslo", "LOC")}
     (first,) = load(out).predict(["Hugo has fever in Rome ."])
     assert {(r["value"]["text"], r["value"]["labels"][0]) for r in first} == {("Hugo", "PER"), ("Rome", "LOC")}
@@ -84,8 +97,14 @@ def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):
 
 
 def test_bilstm_crf_ner_learns_and_reloads(tmp_path, toy):
-    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm",
-                   {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.2, "average_last": 0.5})
+    result = train(
+        tmp_path,
+        toy["ner"],
+        "ner",
+        ["PER", "LOC"],
+        "bilstm",
+        {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4, "dropout": 0.2, "average_last": 0.5},
+    )
     assert result.metrics["entity"]["micro"]["f1"] > 0.9
     log = (tmp_path / "out" / "training.log").read_text()
     assert "BiLSTM" in log and "averaged weights of the last steps: F1" in log
@@ -95,8 +114,9 @@ def test_bilstm_crf_ner_learns_and_reloads(tmp_path, toy):
 
 
 def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, toy):
-    result = train(tmp_path, toy["classification"], "classification", ["travel", "health"],
-                   params={**FAST, "epochs": 3})
+    result = train(
+        tmp_path, toy["classification"], "classification", ["travel", "health"], params={**FAST, "epochs": 3}
+    )
     assert result.metrics["macro"]["f1"] > 0.9
     confusion = json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())
     assert confusion["labels"] == ["travel", "health"]
@@ -104,16 +124,26 @@ def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, t
     assert (tmp_path / "out" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     from transformers import pipeline
 
-    assert pipeline("text-classification", model=str(tmp_path / "out" / "model"))(
-        "Jonas has fever in Paris .")[0]["label"] == "health"
-    assert load(tmp_path / "out").predict(["Anna lives in Rome and travels often ."]) == [[
-        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["travel"]}}]]
+    assert (
+        pipeline("text-classification", model=str(tmp_path / "out" / "model"))("Jonas has fever in Paris .")[0]["label"]
+        == "health"
+    )
+    assert load(tmp_path / "out").predict(["Anna lives in Rome and travels often ."]) == [
+        [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["travel"]}}]
+    ]
 
 
 def test_multiple_choice_classification_learns_with_tuned_thresholds(tmp_path):
     snapshot = build_snapshot(tmp_path / "home", MULTI_CONFIG, multi_tasks(60))["classification"]
-    result = train(tmp_path, snapshot, "classification", ["respiratory", "skin"], multiple=True,
-                   params={**FAST, "epochs": 5, "validation_fraction": 0.2}, from_name="symptoms")
+    result = train(
+        tmp_path,
+        snapshot,
+        "classification",
+        ["respiratory", "skin"],
+        multiple=True,
+        params={**FAST, "epochs": 5, "validation_fraction": 0.2},
+        from_name="symptoms",
+    )
     assert result.metrics["micro"]["f1"] > 0.9
     info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
     assert set(info["thresholds"]) == {"respiratory", "skin"}
@@ -123,8 +153,7 @@ def test_multiple_choice_classification_learns_with_tuned_thresholds(tmp_path):
 
 
 def test_assertion_status_learns_from_the_marked_span(tmp_path, toy):
-    result = train(tmp_path, toy["assertion"], "assertion", ["Present", "Absent"],
-                   params={**FAST, "epochs": 6})
+    result = train(tmp_path, toy["assertion"], "assertion", ["Present", "Absent"], params={**FAST, "epochs": 6})
     assert result.metrics["micro"]["f1"] > 0.9
     text = "Boris has no fever in Oslo ."
     (first,) = load(tmp_path / "out").predict([{"text": text, "entities": [{"start": 13, "end": 18}]}])
@@ -143,27 +172,56 @@ def test_relation_learns_which_entity_pairs_are_related(tmp_path, toy):
 
 def test_trainer_runs_as_a_command_without_ray(tmp_path, toy):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "out"),
-                                "labels": ["PER", "LOC"], "embeddings": "bilstm",
-                                "params": {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4}}))
-    done = subprocess.run([sys.executable, "-m", "trainers.run", str(spec)], capture_output=True, text=True,
-                          timeout=HANG_S)
+    spec.write_text(
+        json.dumps(
+            {
+                "type": "ner",
+                "snapshot": toy["ner"],
+                "output_dir": str(tmp_path / "out"),
+                "labels": ["PER", "LOC"],
+                "embeddings": "bilstm",
+                "params": {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4},
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "trainers.run", str(spec)], capture_output=True, text=True, timeout=HANG_S
+    )
     assert done.returncode == 0, done.stderr
     assert "labtrain training: ner with bilstm embeddings" in done.stdout
     assert json.loads(done.stdout.strip().splitlines()[-1])["model_dir"] == str(tmp_path / "out" / "model")
-    imports = subprocess.run([sys.executable, "-c", "import sys, trainers.run; print('ray' in sys.modules, "
-                              "'duckdb' in sys.modules, 'fastapi' in sys.modules)"], capture_output=True, text=True)
+    imports = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, trainers.run; print('ray' in sys.modules, 'duckdb' in sys.modules, 'fastapi' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert imports.stdout.split() == ["False", "False", "False"]  # trainers need neither Ray, DuckDB nor HTTP
-    bad = subprocess.run([sys.executable, "-m", "trainers.run", str(tmp_path / "missing.json")],
-                         capture_output=True, text=True, timeout=HANG_S)
+    bad = subprocess.run(
+        [sys.executable, "-m", "trainers.run", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert bad.returncode == 1
 
 
 def test_reporter_streams_log_lines_and_progress_to_100(tmp_path, toy):
     events = []
-    run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "out"), "labels": ["PER", "LOC"],
-         "embeddings": "bilstm", "params": {"epochs": 3, "learning_rate": 1e-2, "batch_size": 8}},
-        listeners=[events.append])
+    run(
+        {
+            "type": "ner",
+            "snapshot": toy["ner"],
+            "output_dir": str(tmp_path / "out"),
+            "labels": ["PER", "LOC"],
+            "embeddings": "bilstm",
+            "params": {"epochs": 3, "learning_rate": 1e-2, "batch_size": 8},
+        },
+        listeners=[events.append],
+    )
     progress = [e["progress"] for e in events if e["kind"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 100
     assert {e["epoch"] for e in events if e["kind"] == "progress" and e["epoch"]} == {1, 2, 3}
@@ -173,23 +231,27 @@ def test_reporter_streams_log_lines_and_progress_to_100(tmp_path, toy):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_request_falls_back_to_cpu_with_a_log_line(tmp_path, toy):
-    train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm", {"epochs": 1, "learning_rate": 1e-2},
-          device="cuda")
-    assert "cuda was asked for but no GPU is present; training on cpu" in (tmp_path / "out" / "training.log").read_text()
+    train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm", {"epochs": 1, "learning_rate": 1e-2}, device="cuda")
+    assert (
+        "cuda was asked for but no GPU is present; training on cpu" in (tmp_path / "out" / "training.log").read_text()
+    )
 
 
-@pytest.mark.parametrize("change, fault", [
-    ({"type": "pos"}, "type 'pos' is not one of"),
-    ({"embeddings": "bilstm", "type": "classification"}, "embeddings 'bilstm' cannot train 'classification'"),
-    ({"snapshot": "/nope.parquet"}, "snapshot '/nope.parquet' does not exist"),
-    ({"labels": []}, "labels must be a non-empty list"),
-    ({"params": {"dropout": 1.5}}, "parameter dropout=1.5 must be a number in [0, 1)"),
-    ({"params": {"epochs": 0}}, "parameter epochs=0 must be an integer >= 1"),
-    ({"params": {"lr": 0.1}}, "unknown parameter(s): lr"),
-    ({"params": {"average_last": 1.0}}, "parameter average_last=1.0 must be a number in [0, 1)"),
-    ({"device": "tpu"}, "device 'tpu' must be 'cpu' or 'cuda'"),
-    ({"colour": "red"}, "unknown spec field(s): colour"),
-])
+@pytest.mark.parametrize(
+    "change, fault",
+    [
+        ({"type": "pos"}, "type 'pos' is not one of"),
+        ({"embeddings": "bilstm", "type": "classification"}, "embeddings 'bilstm' cannot train 'classification'"),
+        ({"snapshot": "/nope.parquet"}, "snapshot '/nope.parquet' does not exist"),
+        ({"labels": []}, "labels must be a non-empty list"),
+        ({"params": {"dropout": 1.5}}, "parameter dropout=1.5 must be a number in [0, 1)"),
+        ({"params": {"epochs": 0}}, "parameter epochs=0 must be an integer >= 1"),
+        ({"params": {"lr": 0.1}}, "unknown parameter(s): lr"),
+        ({"params": {"average_last": 1.0}}, "parameter average_last=1.0 must be a number in [0, 1)"),
+        ({"device": "tpu"}, "device 'tpu' must be 'cpu' or 'cuda'"),
+        ({"colour": "red"}, "unknown spec field(s): colour"),
+    ],
+)
 def test_bad_specs_name_the_field_at_fault(tmp_path, toy, change, fault):
     spec = {"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path), "labels": ["PER"], **change}
     with pytest.raises(SpecError) as error:
@@ -216,11 +278,24 @@ def test_available_embeddings_list_types_languages_and_sizes():
 
 
 def test_early_stopping_is_logged_and_keeps_the_best_epoch(tmp_path, toy):
-    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], "bilstm",
-                   {"epochs": 30, "learning_rate": 1e-2, "batch_size": 4, "early_stopping_patience": 2,
-                    "validation_fraction": 0.3})
+    result = train(
+        tmp_path,
+        toy["ner"],
+        "ner",
+        ["PER", "LOC"],
+        "bilstm",
+        {
+            "epochs": 30,
+            "learning_rate": 1e-2,
+            "batch_size": 4,
+            "early_stopping_patience": 2,
+            "validation_fraction": 0.3,
+        },
+    )
     assert len(result.metrics["epochs"]) < 30
-    assert "early stopping: no improvement on validation for 2 epochs" in (tmp_path / "out" / "training.log").read_text()
+    assert (
+        "early stopping: no improvement on validation for 2 epochs" in (tmp_path / "out" / "training.log").read_text()
+    )
 
 
 def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():
@@ -229,9 +304,9 @@ def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     between, start = bio_constraints(tags)
     # the argmax alone would say O, I-PER, I-LOC: two chunks that BIO cannot produce
-    log_probs = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.03, 0.02],
-                                        [0.1, 0.3, 0.5, 0.05, 0.05],
-                                        [0.1, 0.1, 0.35, 0.05, 0.4]]))
+    log_probs = torch.log(
+        torch.tensor([[0.6, 0.3, 0.05, 0.03, 0.02], [0.1, 0.3, 0.5, 0.05, 0.05], [0.1, 0.1, 0.35, 0.05, 0.4]])
+    )
     assert [tags[i] for i in log_probs.argmax(-1)] == ["O", "I-PER", "I-LOC"]
     assert [tags[i] for i in viterbi(log_probs, between, start)] == ["O", "B-PER", "I-PER"]
     prior = transition_prior(tags, [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"]])
@@ -261,12 +336,30 @@ def test_a_run_resumed_from_an_epoch_checkpoint_ends_as_the_run_that_was_never_s
             shutil.copytree(event["path"], copy)
             kept[event["epoch"]] = copy
 
-    whole = run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "whole"), "labels": ["PER", "LOC"],
-                 "embeddings": "bilstm", "params": params, "checkpoint": {"folder": str(tmp_path / "saving")}}, [keep])
+    whole = run(
+        {
+            "type": "ner",
+            "snapshot": toy["ner"],
+            "output_dir": str(tmp_path / "whole"),
+            "labels": ["PER", "LOC"],
+            "embeddings": "bilstm",
+            "params": params,
+            "checkpoint": {"folder": str(tmp_path / "saving")},
+        },
+        [keep],
+    )
     assert sorted(kept) == [1, 2, 3]  # every epoch but the last, whose state is the model itself
-    resumed = run({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path / "resumed"),
-                   "labels": ["PER", "LOC"], "embeddings": "bilstm", "params": params,
-                   "checkpoint": {"folder": str(tmp_path / "saving-again"), "resume": str(kept[2])}})
+    resumed = run(
+        {
+            "type": "ner",
+            "snapshot": toy["ner"],
+            "output_dir": str(tmp_path / "resumed"),
+            "labels": ["PER", "LOC"],
+            "embeddings": "bilstm",
+            "params": params,
+            "checkpoint": {"folder": str(tmp_path / "saving-again"), "resume": str(kept[2])},
+        }
+    )
     assert [e["epoch"] for e in resumed.metrics["epochs"]] == [3, 4]
     assert [e["loss"] for e in resumed.metrics["epochs"]] == [e["loss"] for e in whole.metrics["epochs"][2:]]
     assert resumed.metrics["entity"]["micro"] == whole.metrics["entity"]["micro"]
@@ -288,8 +381,17 @@ def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_mo
         labels, extra = ["respiratory", "skin"], {"multiple": True, "from_name": "symptoms"}
         text = "Elena reports a cough and a rash since May ."
     lines = []
-    result = run({"type": "classification", "snapshot": snapshot, "output_dir": str(tmp_path / "out"), "labels": labels,
-                  "params": {"validation_fraction": 0.2}, **extra}, [lambda e: lines.append(e.get("line", ""))])
+    result = run(
+        {
+            "type": "classification",
+            "snapshot": snapshot,
+            "output_dir": str(tmp_path / "out"),
+            "labels": labels,
+            "params": {"validation_fraction": 0.2},
+            **extra,
+        },
+        [lambda e: lines.append(e.get("line", ""))],
+    )
     assert any(line.startswith("few-shot: smallest label") and "fewer than 64" in line for line in lines), lines
     assert any(line.startswith("few-shot parameters: epochs=1, learning_rate=2e-05") for line in lines), lines
     assert result.metrics["micro"]["f1"] > 0.9
@@ -305,27 +407,54 @@ def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_mo
 
 
 def test_the_few_shot_path_can_be_asked_for_or_refused_and_needs_a_known_value(tmp_path, toy):
-    from trainers.fewshot import few_shot_reason
     from trainers.dataset import Example
+    from trainers.fewshot import few_shot_reason
 
     train = [Example(i, "t", ["a" if i % 3 else "b"]) for i in range(300)]
     assert few_shot_reason("classification", "minilm", "auto", train, ["a", "b"]) == (
-        False, "fine-tuning: smallest label 'b' has 100 examples (64 or more): the encoder with a classification head")
+        False,
+        "fine-tuning: smallest label 'b' has 100 examples (64 or more): the encoder with a classification head",
+    )
     assert few_shot_reason("classification", "minilm", "on", train, ["a", "b"])[0] is True
     assert few_shot_reason("assertion", "minilm", "auto", train[:30], ["a", "b"])[0] is True
     assert few_shot_reason("ner", "minilm", "auto", train[:30], ["a", "b"]) == (False, "")
     assert few_shot_reason("classification", "minilm_words", "on", train[:30], ["a", "b"]) == (False, "")
     with pytest.raises(SpecError, match="few_shot='sometimes' must be one of auto, on, off"):
-        train_spec = {"type": "classification", "snapshot": toy["classification"], "output_dir": str(tmp_path),
-                      "labels": ["travel", "health"], "params": {"few_shot": "sometimes"}}
+        train_spec = {
+            "type": "classification",
+            "snapshot": toy["classification"],
+            "output_dir": str(tmp_path),
+            "labels": ["travel", "health"],
+            "params": {"few_shot": "sometimes"},
+        }
         TrainSpec.from_dict(train_spec)
 
 
 def test_a_type_and_embeddings_get_their_recipe_for_what_the_request_leaves_out(toy, tmp_path):
-    spec = TrainSpec.from_dict({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path), "labels": ["PER"],
-                                "embeddings": "minilm", "params": {"epochs": 2}})
+    spec = TrainSpec.from_dict(
+        {
+            "type": "ner",
+            "snapshot": toy["ner"],
+            "output_dir": str(tmp_path),
+            "labels": ["PER"],
+            "embeddings": "minilm",
+            "params": {"epochs": 2},
+        }
+    )
     assert (spec.params.epochs, spec.params.learning_rate, spec.params.warmup, spec.params.average_last) == (
-        2, 1e-4, 0.1, 0.25)  # epochs given; the rest from the ner/minilm recipe
-    bilstm = TrainSpec.from_dict({"type": "ner", "snapshot": toy["ner"], "output_dir": str(tmp_path),
-                                  "labels": ["PER"], "embeddings": "bilstm", "params": {}})
+        2,
+        1e-4,
+        0.1,
+        0.25,
+    )  # epochs given; the rest from the ner/minilm recipe
+    bilstm = TrainSpec.from_dict(
+        {
+            "type": "ner",
+            "snapshot": toy["ner"],
+            "output_dir": str(tmp_path),
+            "labels": ["PER"],
+            "embeddings": "bilstm",
+            "params": {},
+        }
+    )
     assert (bilstm.params.epochs, bilstm.params.dropout, bilstm.params.learning_rate) == (12, 0.5, 1e-3)

@@ -57,8 +57,7 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
         assert http.put(f"/api/projects/{project}/training/settings", json={"versioning": True}).status_code == 200
         first = start(http, project, types=["ner", "classification"])
         assert first["status"] in ("queued", "running") and len(first["jobs"]) == 2
-        assert http.put(f"/api/projects/{project}/training/settings",
-                        json={"versioning": False}).status_code == 409
+        assert http.put(f"/api/projects/{project}/training/settings", json={"versioning": False}).status_code == 409
         first = wait(http, first["id"])
         assert first["status"] == "succeeded", first
         ner, classification = first["jobs"]
@@ -75,18 +74,23 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
         assert f'model="ner_{project}_v2"' in config and f"ner_{project}_v1" not in config
 
         model = http.get(f"/api/models/ner_{project}_v2").json()
-        assert model["deployed"] and [v["name"] for v in model["versions"]] == [f"ner_{project}_v1",
-                                                                                f"ner_{project}_v2"]
-        assert http.get(f"/api/models/classification_{project}_topic").json()["confusion_matrix"]["labels"] == \
-            ["travel", "health"]
+        assert model["deployed"] and [v["name"] for v in model["versions"]] == [
+            f"ner_{project}_v1",
+            f"ner_{project}_v2",
+        ]
+        assert http.get(f"/api/models/classification_{project}_topic").json()["confusion_matrix"]["labels"] == [
+            "travel",
+            "health",
+        ]
         bench = http.get(f"/api/models/classification_{project}_topic_v1/benchmark").json()
         assert set(bench["metrics"]["per_label"]) == {"travel", "health"}
         assert bench["confusion_matrix"]["labels"] == ["travel", "health"]
         png = http.get(f"/api/models/classification_{project}_topic_v1/confusion_matrix.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
-        predicted = http.post(f"/api/models/ner_{project}_v2/predict",
-                              json={"texts": ["Greta lives in Oslo and travels often ."]}).json()
+        predicted = http.post(
+            f"/api/models/ner_{project}_v2/predict", json={"texts": ["Greta lives in Oslo and travels often ."]}
+        ).json()
         labels = {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]}
         assert labels == {("Greta", "PER"), ("Oslo", "LOC")}
 
@@ -95,8 +99,14 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
         assert history[1]["data"]["rows"] == {"ner": 60, "classification": 60}
         archive = zipfile.ZipFile(io.BytesIO(http.get(f"/api/trainings/{first['id']}/logs/download").content))
         names = set(archive.namelist())
-        assert {"training.json", "ner/job.log", "ner/training.log", "ner/metrics.json", "classification/labtrain.json",
-                "classification/confusion_matrix.png"} <= names
+        assert {
+            "training.json",
+            "ner/job.log",
+            "ner/training.log",
+            "ner/metrics.json",
+            "classification/labtrain.json",
+            "classification/confusion_matrix.png",
+        } <= names
         log = archive.read("classification/job.log").decode()
         assert "started on 1 CPU" in log and "TEST LABEL" in log and "succeeded: model" in log
 
@@ -106,8 +116,11 @@ def test_jobs_beyond_the_cpus_wait_and_cancel_frees_their_bundles(service):
     long = {"epochs": 500, "learning_rate": 1e-4, "batch_size": 4}
     with service.client() as http:
         trainings = [start(http, project, types=["classification"], params=long) for _ in range(3)]
-        third = wait(http, trainings[2]["id"], until=lambda t: t["jobs"][0]["reason"] == "waiting for 1 CPU",
-                     )
+        third = wait(
+            http,
+            trainings[2]["id"],
+            until=lambda t: t["jobs"][0]["reason"] == "waiting for 1 CPU",
+        )
         assert third["status"] == "queued"
         for training in trainings[:2]:
             wait(http, training["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
@@ -132,9 +145,12 @@ def test_a_worker_that_dies_is_started_again_then_fails_its_job_when_no_retry_is
         os.kill(server["worker_pid"], signal.SIGKILL)
         again = wait_for_worker(http, other_than=server["worker_pid"])  # Ray Train started it again
         log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-        assert re.search(r"the training process on node \w+ lost at epoch \d+ of 400; started again from the "
-                         r"beginning \(checkpoints need a place every node reaches: labtrain serve --artifacts\) "
-                         r"on node \w+", log), log
+        assert re.search(
+            r"the training process on node \w+ lost at epoch \d+ of 400; started again from the "
+            r"beginning \(checkpoints need a place every node reaches: labtrain serve --artifacts\) "
+            r"on node \w+",
+            log,
+        ), log
         os.kill(again["worker_pid"], signal.SIGKILL)
         done = wait(http, training["id"])
         assert done["status"] == "failed", done
@@ -174,8 +190,9 @@ def test_a_failing_trainer_fails_its_job_with_the_reason_and_the_service_goes_on
         training = start(http, project, types=["assertion"])
         done = wait(http, training["id"])
         assert done["status"] == "failed"
-        assert done["jobs"][0]["reason"].startswith("labels without examples: no training examples for assertion"), \
+        assert done["jobs"][0]["reason"].startswith("labels without examples: no training examples for assertion"), (
             done["jobs"][0]
+        )
         log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
         assert "failed: labels without examples" in log
         assert http.get(f"/api/models/assertion_{project}").status_code == 404
@@ -190,8 +207,7 @@ def only_ner_licensed(service) -> Path:
 
 
 def wait_for_license(http, training_id: int) -> dict:
-    return wait(http, training_id,
-                until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
+    return wait(http, training_id, until=lambda t: (t["jobs"][0]["reason"] or "").startswith("waiting for a license"))
 
 
 def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
@@ -210,15 +226,18 @@ def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
         license_file.unlink()
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({"types": ["sentiment"]}, 422, "'sentiment' is not one of"),
-    ({"types": ["classification"], "embeddings": "bilstm"}, 422, "cannot train 'classification'"),
-    ({"types": ["ner"], "params": {"epochs": 0}}, 422, "epochs=0"),
-    ({"types": ["ner"], "params": {"dropout": 1.5}}, 422, "dropout"),
-    ({"types": ["ner"], "gpu": True}, 422, "fits no node of this cluster (it has 0 GPU)"),
-    ({"types": ["ner"], "selection": {"validation_split": 0.2, "test_tag": "test"}}, 422, "not both"),
-    ({"types": ["ner"], "backend": "tensorflow"}, 422, "backend 'tensorflow'"),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"types": ["sentiment"]}, 422, "'sentiment' is not one of"),
+        ({"types": ["classification"], "embeddings": "bilstm"}, 422, "cannot train 'classification'"),
+        ({"types": ["ner"], "params": {"epochs": 0}}, 422, "epochs=0"),
+        ({"types": ["ner"], "params": {"dropout": 1.5}}, 422, "dropout"),
+        ({"types": ["ner"], "gpu": True}, 422, "fits no node of this cluster (it has 0 GPU)"),
+        ({"types": ["ner"], "selection": {"validation_split": 0.2, "test_tag": "test"}}, 422, "not both"),
+        ({"types": ["ner"], "backend": "tensorflow"}, 422, "backend 'tensorflow'"),
+    ],
+)
 def test_bad_training_requests_are_refused_naming_the_field(service, body, status, words):
     project = toy_project(service, 10)
     with service.client() as http:
@@ -246,9 +265,22 @@ def test_only_owners_and_managers_train_and_members_read(service):
 
 def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(service):
     project = toy_project(service)
-    trained = service.cli("train", project, "--type", "ner", "--embeddings", "bilstm", "--epochs", "8",
-                          "--learning-rate", "0.01", "--batch-size", "4", "--follow",
-                          token=service.token)
+    trained = service.cli(
+        "train",
+        project,
+        "--type",
+        "ner",
+        "--embeddings",
+        "bilstm",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "0.01",
+        "--batch-size",
+        "4",
+        "--follow",
+        token=service.token,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "ner [####################] 100.0%" in trained.stderr and "succeeded" in trained.stdout
     training_id = int(trained.stdout.split()[1])
@@ -268,8 +300,19 @@ def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(se
 
 def test_submit_runs_the_training_as_a_ray_job_recorded_in_the_history(service):
     project = toy_project(service)
-    trained = service.cli("train", project, "--type", "ner", "--embeddings", "bilstm", "--epochs", "2", "--submit",
-                          "--follow", token=service.token)
+    trained = service.cli(
+        "train",
+        project,
+        "--type",
+        "ner",
+        "--embeddings",
+        "bilstm",
+        "--epochs",
+        "2",
+        "--submit",
+        "--follow",
+        token=service.token,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "as Ray job labtrain-job-" in trained.stderr
     training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]
@@ -288,8 +331,10 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         assert wait(http, manual["id"])["status"] == "succeeded"
         bad = http.put(f"/api/projects/{project}/training/settings", json={"active_learning": {"every": 0}})
         assert bad.status_code == 422 and "every=0" in bad.json()["detail"]
-        settings = http.put(f"/api/projects/{project}/training/settings",
-                            json={"active_learning": {"enabled": True, "every": 10, "deploy": True}}).json()
+        settings = http.put(
+            f"/api/projects/{project}/training/settings",
+            json={"active_learning": {"enabled": True, "every": 10, "deploy": True}},
+        ).json()
         assert settings["active_learning"]["baseline"] == 40  # completions before it was on do not count
 
         first = http.post(f"/api/projects/{project}/import", content=json.dumps(tasks[40:49])).json()

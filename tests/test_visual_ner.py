@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.catalog import Catalog
 from labtrain.errors import ImportError_
+from storage.catalog import Catalog
 from storage.selection import SelectionParams
 from tests.visual_data import CONFIG, draw_form, write_export
 from trainers.dataset import TrainingDataError
@@ -23,24 +23,40 @@ from trainers.run import failure_reason, run
 from trainers.spec import SpecError
 from trainers.visual_ner import Region, label_words
 
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,
-                                     reason="Tesseract is not installed (apt-get install tesseract-ocr)")
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="Tesseract is not installed (apt-get install tesseract-ocr)"
+)
 FAST = {"epochs": 6, "batch_size": 4, "learning_rate": 1e-4}
 LABELS = ["header", "question", "answer"]
 
 
 def test_words_in_reading_order_take_the_label_of_the_region_that_covers_them():
-    words = reading_order([Word("Smith", (300, 102, 380, 118)), Word("Name:", (100, 100, 180, 120)),
-                           Word("John", (200, 101, 280, 119)), Word("FORM", (100, 20, 300, 60)),
-                           Word("Date:", (100, 200, 180, 220)), Word("1992", (200, 200, 260, 220))])
+    words = reading_order(
+        [
+            Word("Smith", (300, 102, 380, 118)),
+            Word("Name:", (100, 100, 180, 120)),
+            Word("John", (200, 101, 280, 119)),
+            Word("FORM", (100, 20, 300, 60)),
+            Word("Date:", (100, 200, 180, 220)),
+            Word("1992", (200, 200, 260, 220)),
+        ]
+    )
     assert [w.text for w in words] == ["FORM", "Name:", "John", "Smith", "Date:", "1992"]
-    regions = [Region((95, 15, 310, 65), "header"), Region((95, 95, 185, 125), "question"),
-               Region((195, 95, 390, 125), "answer"), Region((95, 195, 185, 225), "question"),
-               Region((600, 600, 700, 700), "answer")]  # covers no word
+    regions = [
+        Region((95, 15, 310, 65), "header"),
+        Region((95, 95, 185, 125), "question"),
+        Region((195, 95, 390, 125), "answer"),
+        Region((95, 195, 185, 225), "question"),
+        Region((600, 600, 700, 700), "answer"),
+    ]  # covers no word
     tags, spans, missed = label_words(words, regions)
     assert tags == ["B-header", "B-question", "B-answer", "I-answer", "B-question", "O"]
-    assert [(s.start, s.end, s.label) for s in spans] == [(0, 1, "header"), (1, 2, "question"), (2, 4, "answer"),
-                                                          (4, 5, "question")]
+    assert [(s.start, s.end, s.label) for s in spans] == [
+        (0, 1, "header"),
+        (1, 2, "question"),
+        (2, 4, "answer"),
+        (4, 5, "question"),
+    ]
     assert missed == 1
 
 
@@ -50,8 +66,15 @@ def test_a_word_mostly_outside_a_region_stays_outside():
 
 
 def test_task_words_in_pixels_or_percent_and_bad_entries_named():
-    words = words_from_data([{"text": "Total", "bbox": [50, 100, 150, 120]}, {"text": " ", "bbox": [0, 0, 1, 1]},
-                             {"text": "12", "x": 50, "y": 50, "width": 10, "height": 5}], (500, 1000), "task 7")
+    words = words_from_data(
+        [
+            {"text": "Total", "bbox": [50, 100, 150, 120]},
+            {"text": " ", "bbox": [0, 0, 1, 1]},
+            {"text": "12", "x": 50, "y": 50, "width": 10, "height": 5},
+        ],
+        (500, 1000),
+        "task 7",
+    )
     assert words == [Word("Total", (100, 100, 300, 120)), Word("12", (500, 500, 600, 550))]
     with pytest.raises(OcrError, match=r"task 7: data.ocr\[1\] needs 'bbox'"):
         words_from_data([{"text": "a", "x": 1, "y": 1, "width": 1, "height": 1}, {"text": "b"}], None, "task 7")
@@ -60,9 +83,11 @@ def test_task_words_in_pixels_or_percent_and_bad_entries_named():
 
 
 def test_label_studio_transcriptions_become_words_sharing_their_region():
-    results = [{"id": "t1", "type": "rectangle", "value": {"x": 10, "y": 10, "width": 40, "height": 5}},
-               {"id": "t1", "type": "textarea", "value": {"text": ["Invoice total"]}},
-               {"id": "t2", "type": "textarea", "value": {"text": ["ignored: no box"]}}]
+    results = [
+        {"id": "t1", "type": "rectangle", "value": {"x": 10, "y": 10, "width": 40, "height": 5}},
+        {"id": "t1", "type": "textarea", "value": {"text": ["Invoice total"]}},
+        {"id": "t2", "type": "textarea", "value": {"text": ["ignored: no box"]}},
+    ]
     words = words_from_transcriptions(results)
     assert [w.text for w in words] == ["Invoice", "total"]
     assert words[0].box[0] == 100 and words[1].box[2] == 500 and words[0].box[2] < words[1].box[0]
@@ -91,8 +116,13 @@ def test_import_refuses_bad_ocr_words_and_regions_naming_the_task(tmp_path):
     catalog = Catalog(tmp_path / "home")
     try:
         catalog.create_project("forms", CONFIG, "en", "owner")
-        region = {"id": "r", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                  "value": {"x": 10, "y": 10, "width": 20, "height": 5, "rectanglelabels": ["answer"]}}
+        region = {
+            "id": "r",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "value": {"x": 10, "y": 10, "width": 20, "height": 5, "rectanglelabels": ["answer"]},
+        }
 
         def task(tid, data, result):
             return {"id": tid, "data": data, "annotations": [{"id": tid * 10, "completed_by": 1, "result": result}]}
@@ -100,8 +130,10 @@ def test_import_refuses_bad_ocr_words_and_regions_naming_the_task(tmp_path):
         good = task(1, {"ocr": [{"text": "a", "x": 10, "y": 10, "width": 2, "height": 2}]}, [region])
         bad_ocr = task(2, {"ocr": [{"text": "a", "bbox": [1, 2, "x", 4]}]}, [region])
         outside = task(3, {"ocr": []}, [{**region, "value": {**region["value"], "x": 95}}])
-        for bad, words in ((bad_ocr, r"task #1 \(id 2\): data.ocr\[0\].bbox"),
-                           (outside, r"task #1 \(id 3\): completion 30: result 'r': value: region x=95")):
+        for bad, words in (
+            (bad_ocr, r"task #1 \(id 2\): data.ocr\[0\].bbox"),
+            (outside, r"task #1 \(id 3\): completion 30: result 'r': value: region x=95"),
+        ):
             with pytest.raises(ImportError_, match=words):
                 catalog.import_file("forms", json.dumps([good, bad]).encode())
         assert catalog.con.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
@@ -121,8 +153,16 @@ def snapshot_of(home: Path, export: Path, config: str = CONFIG, split: float = 0
 
 
 def spec(snapshot: str, out: Path, **params) -> dict:
-    return {"type": "visual_ner", "snapshot": snapshot, "output_dir": str(out), "labels": LABELS,
-            "from_name": "label", "to_name": "image", "result_type": "rectanglelabels", "params": {**FAST, **params}}
+    return {
+        "type": "visual_ner",
+        "snapshot": snapshot,
+        "output_dir": str(out),
+        "labels": LABELS,
+        "from_name": "label",
+        "to_name": "image",
+        "result_type": "rectanglelabels",
+        "params": {**FAST, **params},
+    }
 
 
 @needs_tesseract
@@ -169,8 +209,12 @@ def test_data_failures_are_told_apart(tmp_path):
 
     unused = CONFIG.replace('<Label value="answer"/>', '<Label value="answer"/><Label value="signature"/>')
     with pytest.raises(TrainingDataError) as missing:
-        run({**spec(snapshot_of(tmp_path / "h2", export, unused, split=0.0), tmp_path / "o2"),
-             "labels": LABELS + ["signature"]})
+        run(
+            {
+                **spec(snapshot_of(tmp_path / "h2", export, unused, split=0.0), tmp_path / "o2"),
+                "labels": LABELS + ["signature"],
+            }
+        )
     assert failure_reason(missing.value).startswith("labels without examples:")
     assert "'signature'" in str(missing.value)
 
@@ -185,14 +229,17 @@ def test_out_of_memory_is_named_whether_torch_or_ray_reports_it():
 
     from ray_app.job_worker import ray_failure
 
-    assert failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) \
-        .startswith("out of memory: CUDA out of memory")
-    assert ray_failure(ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on memory.")) \
-        .startswith("out of memory: ")
+    assert failure_reason(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")).startswith(
+        "out of memory: CUDA out of memory"
+    )
+    assert ray_failure(
+        ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on memory.")
+    ).startswith("out of memory: ")
     assert ray_failure(RuntimeError("boom")) == "RuntimeError: boom"
 
 
 # --- through the service -----------------------------------------------------------------------
+
 
 def image_project(service, tmp_path: Path, n: int = 16) -> str:
     name = "v" + uuid.uuid4().hex[:8]
@@ -219,21 +266,27 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             assert entry["type"] == "visual_ner" and entry["available"] and "ocr:training" in entry["note"]
             assert [e["name"] for e in entry["embeddings"]] == ["minilm"]
             assert options["gpu_available"] is False
-            for body, words in (({"backend": "sparknlp"}, "licensed in Spark NLP"),
-                                ({"use_gpu": True}, "fits no node of this cluster (it has 0 GPU)"),
-                                ({"params": {"eval_size": 2}}, "eval_size=2")):
+            for body, words in (
+                ({"backend": "sparknlp"}, "licensed in Spark NLP"),
+                ({"use_gpu": True}, "fits no node of this cluster (it has 0 GPU)"),
+                ({"params": {"eval_size": 2}}, "eval_size=2"),
+            ):
                 answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["visual_ner"], **body})
                 assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
 
-            started = http.post(f"/api/projects/{project}/trainings",
-                                json={"types": ["visual_ner"], "params": {**FAST, "eval_size": 0.2}})
+            started = http.post(
+                f"/api/projects/{project}/trainings",
+                json={"types": ["visual_ner"], "params": {**FAST, "eval_size": 0.2}},
+            )
             assert started.status_code == 201, started.text
             training = wait_for_license(http, started.json()["id"])
             assert training["jobs"][0]["reason"] == "waiting for a license with scope ocr:training"
 
-            license_file.write_text("licenses:\n- {id: text, scopes: [training:ner, training:assertion, "
-                                    "training:classification, training:relation], max_jobs: 2}\n"
-                                    "- {id: visual, scopes: ['ocr:training'], max_jobs: 1}\n")
+            license_file.write_text(
+                "licenses:\n- {id: text, scopes: [training:ner, training:assertion, "
+                "training:classification, training:relation], max_jobs: 2}\n"
+                "- {id: visual, scopes: ['ocr:training'], max_jobs: 1}\n"
+            )
             training = wait(http, training["id"])
             assert training["status"] == "succeeded", training
             job = training["jobs"][0]
@@ -245,8 +298,9 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
 
             denied = http.post(f"/api/models/{model}/predict", json={"images": [uri]})
             assert denied.status_code == 403 and "ocr:inference" in denied.json()["detail"]
-            license_file.write_text(license_file.read_text().replace("'ocr:training'", "'ocr:training', "
-                                                                                     "'ocr:inference'"))
+            license_file.write_text(
+                license_file.read_text().replace("'ocr:training'", "'ocr:training', 'ocr:inference'")
+            )
             for body, words in (({"images": [str(image)]}, "data URI"), ({"texts": ["a"]}, "takes 'images'")):
                 answer = http.post(f"/api/models/{model}/predict", json=body)
                 assert answer.status_code == 422 and words in answer.json()["detail"], answer.text

@@ -29,13 +29,23 @@ CITIES = ["Paris", "Berlin", "Madrid", "Lisbon", "Rome", "Oslo", "Vienna", "Prag
 
 def _span(text: str, word: str, label: str, rid: str) -> dict:
     start = text.index(word)
-    return {"id": rid, "from_name": "label", "to_name": "text", "type": "labels",
-            "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}}
+    return {
+        "id": rid,
+        "from_name": "label",
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]},
+    }
 
 
 def _task(i: int, text: str, result: list) -> dict:
-    return {"id": i + 1, "data": {"text": text}, "completions": [
-        {"id": 1000 + i, "created_username": "a", "submitted_at": "2024-01-01T00:00:00", "result": result}]}
+    return {
+        "id": i + 1,
+        "data": {"text": text},
+        "completions": [
+            {"id": 1000 + i, "created_username": "a", "submitted_at": "2024-01-01T00:00:00", "result": result}
+        ],
+    }
 
 
 def toy_tasks(n: int, seed: int = 0) -> list[dict]:
@@ -47,11 +57,22 @@ def toy_tasks(n: int, seed: int = 0) -> list[dict]:
         name, city = rng.choice(NAMES), rng.choice(CITIES)
         travel = bool(i % 2)
         negated = rng.random() < 0.5
-        text = f"{name} lives in {city} and travels often ." if travel else \
-            f"{name} has {'no ' if negated else ''}fever in {city} ."
-        result = [_span(text, name, "PER", "p"), _span(text, city, "LOC", "l"),
-                  {"id": "c", "from_name": "topic", "to_name": "text", "type": "choices",
-                   "value": {"choices": ["travel" if travel else "health"]}}]
+        text = (
+            f"{name} lives in {city} and travels often ."
+            if travel
+            else f"{name} has {'no ' if negated else ''}fever in {city} ."
+        )
+        result = [
+            _span(text, name, "PER", "p"),
+            _span(text, city, "LOC", "l"),
+            {
+                "id": "c",
+                "from_name": "topic",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": ["travel" if travel else "health"]},
+            },
+        ]
         if travel:
             result.append({"type": "relation", "from_id": "p", "to_id": "l", "labels": ["lives_in"]})
         else:
@@ -67,8 +88,21 @@ def multi_tasks(n: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         labels, words = kinds[i % 3]
         text = f"{rng.choice(NAMES)} reports {words} since {rng.choice(['Monday', 'Friday', 'May'])} ."
-        tasks.append(_task(i, text, [{"id": "c", "from_name": "symptoms", "to_name": "text", "type": "choices",
-                                      "value": {"choices": labels}}]))
+        tasks.append(
+            _task(
+                i,
+                text,
+                [
+                    {
+                        "id": "c",
+                        "from_name": "symptoms",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": labels},
+                    }
+                ],
+            )
+        )
     return tasks
 
 

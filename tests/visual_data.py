@@ -62,10 +62,24 @@ def draw_form(rng: random.Random, path: Path) -> tuple[list[dict], list[dict]]:
             x = x1 + font.size // 2
         x0, y0 = min(b[0] for b in boxes) - 3, min(b[1] for b in boxes) - 3
         x1, y1 = max(b[2] for b in boxes) + 3, max(b[3] for b in boxes) + 3
-        regions.append({"id": f"r{len(regions)}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                        "original_width": WIDTH, "original_height": HEIGHT,
-                        "value": {"x": 100 * x0 / WIDTH, "y": 100 * y0 / HEIGHT, "width": 100 * (x1 - x0) / WIDTH,
-                                  "height": 100 * (y1 - y0) / HEIGHT, "rotation": 0, "rectanglelabels": [label]}})
+        regions.append(
+            {
+                "id": f"r{len(regions)}",
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": WIDTH,
+                "original_height": HEIGHT,
+                "value": {
+                    "x": 100 * x0 / WIDTH,
+                    "y": 100 * y0 / HEIGHT,
+                    "width": 100 * (x1 - x0) / WIDTH,
+                    "height": 100 * (y1 - y0) / HEIGHT,
+                    "rotation": 0,
+                    "rectanglelabels": [label],
+                },
+            }
+        )
         return x
 
     put(rng.choice(HEADERS), 60 + rng.randint(0, 200), 30, _font(34, bold=True), "header")
@@ -91,8 +105,15 @@ def write_export(folder: Path, n: int, seed: int = 0, ocr_every: int = 2) -> Pat
         data = {"image": name}
         if ocr_every and i % ocr_every == 0:
             data["ocr"] = words
-        tasks.append({"id": i + 1, "data": data, "annotations": [
-            {"id": 5000 + i, "completed_by": 1, "created_at": "2024-01-01T00:00:00Z", "result": regions}]})
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": data,
+                "annotations": [
+                    {"id": 5000 + i, "completed_by": 1, "created_at": "2024-01-01T00:00:00Z", "result": regions}
+                ],
+            }
+        )
     path = folder / "export.json"
     path.write_text(json.dumps(tasks))
     return path

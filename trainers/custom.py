@@ -90,18 +90,26 @@ def prepare_inputs(spec: TrainSpec, documents: list[dataset.Document], data: Pat
 
     docs = prepare(documents, spec.labels, reporter)
     rows = dataset.read_snapshot(spec.snapshot)
-    parts = dataset.split_examples(list(range(len(docs))), [d.split for d in documents],
-                                   spec.params.validation_share, spec.params.seed)
+    parts = dataset.split_examples(
+        list(range(len(docs))), [d.split for d in documents], spec.params.validation_share, spec.params.seed
+    )
     data.mkdir(parents=True, exist_ok=True)
     write_conll(data / "train.conll", [docs[i] for i in parts.train])
     write_conll(data / "dev.conll", [docs[i] for i in parts.validation])
-    given = [{**rows[i], "split": "train"} for i in parts.train] + \
-            [{**rows[i], "split": "validation"} for i in parts.validation]
+    given = [{**rows[i], "split": "train"} for i in parts.train] + [
+        {**rows[i], "split": "validation"} for i in parts.validation
+    ]
     pq.write_table(pa.Table.from_pylist(given), data / "train.parquet")
     tags = tag_set(spec.labels)
     (data / "labels.json").write_text(json.dumps({"labels": spec.labels, "tags": tags}, indent=2))
-    params = {**asdict(spec.params), "labels": spec.labels, "tags": tags, "language": spec.language,
-              "device": spec.device, "minilm": str(minilm_path())}
+    params = {
+        **asdict(spec.params),
+        "labels": spec.labels,
+        "tags": tags,
+        "language": spec.language,
+        "device": spec.device,
+        "minilm": str(minilm_path()),
+    }
     (data / "params.json").write_text(json.dumps(params, indent=2))
     return [docs[i] for i in parts.test], parts
 
@@ -109,10 +117,19 @@ def prepare_inputs(spec: TrainSpec, documents: list[dataset.Document], data: Pat
 def script_env(workdir: Path, cpus: int) -> dict:
     """A clean environment: nothing of labtrain's (tokens, home, Ray address) is passed on."""
     threads = str(max(1, cpus))
-    return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir),
-            "TMPDIR": str(workdir / "tmp"), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1",
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / "tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONNOUSERSITE": "1",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
 
 def tree_rss_mb(root: int) -> float:
@@ -157,14 +174,24 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, memory_mb: int,
-               reporter: Reporter, title: str) -> dict:
+def run_script(
+    command: list[str], workdir: Path, env: dict, time_limit_s: int, memory_mb: int, reporter: Reporter, title: str
+) -> dict:
     """Run the script; its output lines go to the reporter as they come. Raises ScriptError when
     it fails or passes a limit; returns its seconds and peak memory."""
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True,
-                             preexec_fn=_in_child)
+    child = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=_in_child,
+    )
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in child.stdout], daemon=True)
     reader.start()
@@ -175,7 +202,7 @@ def run_script(command: list[str], workdir: Path, env: dict, time_limit_s: int, 
             line = lines.get().rstrip("\n")[:MAX_LINE_CHARS]
             if line.startswith(PROGRESS_PREFIX):
                 try:
-                    reporter.progress(5 + 0.85 * float(line[len(PROGRESS_PREFIX):]))
+                    reporter.progress(5 + 0.85 * float(line[len(PROGRESS_PREFIX) :]))
                 except ValueError:
                     pass
                 continue
@@ -257,12 +284,23 @@ def train_custom(spec: TrainSpec, documents: list[dataset.Document], reporter: R
         shutil.copyfile(script["path"], scratch / "script.py")
         output.mkdir()
         cpus = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-        reporter.line(f"{title} (sha256 {script.get('sha256', '?')[:12]}): time limit {script['time_limit_s']} s, "
-                      f"memory limit {script['memory_mb']} MB, working folder {workdir}")
-        command = [sys.executable, str(scratch / "script.py"), "--data", str(data), "--params",
-                   str(data / "params.json"), "--output", str(output)]
-        ran = run_script(command, workdir, script_env(workdir, cpus), script["time_limit_s"], script["memory_mb"],
-                         reporter, title)
+        reporter.line(
+            f"{title} (sha256 {script.get('sha256', '?')[:12]}): time limit {script['time_limit_s']} s, "
+            f"memory limit {script['memory_mb']} MB, working folder {workdir}"
+        )
+        command = [
+            sys.executable,
+            str(scratch / "script.py"),
+            "--data",
+            str(data),
+            "--params",
+            str(data / "params.json"),
+            "--output",
+            str(output),
+        ]
+        ran = run_script(
+            command, workdir, script_env(workdir, cpus), script["time_limit_s"], script["memory_mb"], reporter, title
+        )
         if not any(output.iterdir()):
             raise ScriptError(f"{title} exited with code 0 but wrote nothing into its --output folder")
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -274,8 +312,10 @@ def train_custom(spec: TrainSpec, documents: list[dataset.Document], reporter: R
     own = _script_metrics(model_dir / "metrics.json", reporter)
     reporter.progress(92)
     tagger, why = load_scorable(model_dir, tag_set(spec.labels), spec.params.max_length, spec.device)
-    extra = {"script": {k: script.get(k) for k in ("name", "version", "sha256", "time_limit_s", "memory_mb")},
-             "scorable": tagger is not None}
+    extra = {
+        "script": {k: script.get(k) for k in ("name", "version", "sha256", "time_limit_s", "memory_mb")},
+        "scorable": tagger is not None,
+    }
     metrics: dict = {"script_run": ran, "script_metrics": own}
     if tagger is None:
         reporter.line(f"labtrain did not score the model: {why}; the script's own metrics.json is kept")

@@ -60,8 +60,11 @@ def read_snapshot(path: str | Path) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
-        raise TrainingDataError(f"the snapshot {path} cannot be read ({type(exc).__name__}: {exc}); start the "
-                                "training again to take a new snapshot", reason="corrupt snapshot") from None
+        raise TrainingDataError(
+            f"the snapshot {path} cannot be read ({type(exc).__name__}: {exc}); start the "
+            "training again to take a new snapshot",
+            reason="corrupt snapshot",
+        ) from None
 
 
 def read_documents(path: str | Path) -> list[Document]:
@@ -123,8 +126,15 @@ def assertion_text(text: str, entity: Span) -> str:
 
 def relation_text(text: str, head: Span, tail: Span) -> str:
     piece, lo = window(text, min(head.start, tail.start), max(head.end, tail.end))
-    return mark(piece, [(head.start - lo, f"[[ {head.label} : "), (head.end - lo, " ]]"),
-                        (tail.start - lo, f"<< {tail.label} : "), (tail.end - lo, " >>")])
+    return mark(
+        piece,
+        [
+            (head.start - lo, f"[[ {head.label} : "),
+            (head.end - lo, " ]]"),
+            (tail.start - lo, f"<< {tail.label} : "),
+            (tail.end - lo, " >>"),
+        ],
+    )
 
 
 def assertion_examples(documents: list[Document], labels: list[str]) -> tuple[list[Example], list[str]]:
@@ -139,8 +149,9 @@ def assertion_examples(documents: list[Document], labels: list[str]) -> tuple[li
     return examples, splits
 
 
-def relation_examples(documents: list[Document], labels: list[str], max_distance: int = 250
-                      ) -> tuple[list[Example], list[str]]:
+def relation_examples(
+    documents: list[Document], labels: list[str], max_distance: int = 250
+) -> tuple[list[Example], list[str]]:
     """Every ordered pair of entities within `max_distance` characters: its relation label, or
     `no_relation`."""
     examples, splits = [], []
@@ -168,8 +179,9 @@ def classification_examples(documents: list[Document], labels: list[str]) -> tup
     return examples, splits
 
 
-def training_examples(training_type: str, documents: list[Document], labels: list[str], snapshot: str
-                      ) -> tuple[list[Example], list[str], list[str]]:
+def training_examples(
+    training_type: str, documents: list[Document], labels: list[str], snapshot: str
+) -> tuple[list[Example], list[str], list[str]]:
     """Examples of a sequence-classification type, their snapshot splits, and its label set;
     TrainingDataError when the train split has none."""
     if training_type == "classification":
@@ -187,5 +199,8 @@ def training_examples(training_type: str, documents: list[Document], labels: lis
 
 
 def no_training_examples(training_type: str, snapshot: str, labels: list[str]) -> TrainingDataError:
-    return TrainingDataError(f"no training examples for {training_type}: no task in the train split of "
-                             f"{snapshot} carries one of the labels {labels}", reason="labels without examples")
+    return TrainingDataError(
+        f"no training examples for {training_type}: no task in the train split of "
+        f"{snapshot} carries one of the labels {labels}",
+        reason="labels without examples",
+    )

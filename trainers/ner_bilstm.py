@@ -76,8 +76,18 @@ class CRF(nn.Module):
 
 
 class BiLstmCrf(nn.Module):
-    def __init__(self, n_words: int, n_chars: int, n_tags: int, word_dim: int = 100, char_dim: int = 25,
-                 char_filters: int = 50, case_dim: int = 10, hidden: int = 200, dropout: float = 0.5):
+    def __init__(
+        self,
+        n_words: int,
+        n_chars: int,
+        n_tags: int,
+        word_dim: int = 100,
+        char_dim: int = 25,
+        char_filters: int = 50,
+        case_dim: int = 10,
+        hidden: int = 200,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.words = nn.Embedding(n_words, word_dim, padding_idx=PAD)
         self.chars = nn.Embedding(n_chars, char_dim, padding_idx=PAD)
@@ -126,42 +136,54 @@ class BiLstmTagger:
         out = []
         with torch.no_grad():
             for i in range(0, len(word_lists), batch_size):
-                chunk = word_lists[i:i + batch_size]
+                chunk = word_lists[i : i + batch_size]
                 words, chars, case, mask = self.tensors(chunk)
                 paths = self.model.crf.decode(self.model.emissions(words, chars, case), mask)
-                out.extend([[self.tags[k] for k in path][:len(ws)] for path, ws in zip(paths, chunk)])
+                out.extend([[self.tags[k] for k in path][: len(ws)] for path, ws in zip(paths, chunk)])
         return out
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / "model.pt")
-        (directory / "config.json").write_text(json.dumps(
-            {"architecture": "char-CNN + BiLSTM-CRF", "vocab": self.vocab, "chars": self.chars, "tags": self.tags,
-             "dims": self.dims}))
+        (directory / "config.json").write_text(
+            json.dumps(
+                {
+                    "architecture": "char-CNN + BiLSTM-CRF",
+                    "vocab": self.vocab,
+                    "chars": self.chars,
+                    "tags": self.tags,
+                    "dims": self.dims,
+                }
+            )
+        )
 
     @classmethod
-    def load(cls, directory: Path, device: str = "cpu") -> "BiLstmTagger":
+    def load(cls, directory: Path, device: str = "cpu") -> BiLstmTagger:
         config = json.loads((Path(directory) / "config.json").read_text())
         model = BiLstmCrf(len(config["vocab"]), len(config["chars"]), len(config["tags"]), **config["dims"])
         model.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=device, weights_only=True))
-        return cls(model.to(device), config["vocab"], config["chars"], config["tags"], torch.device(device),
-                   config["dims"])
+        return cls(
+            model.to(device), config["vocab"], config["chars"], config["tags"], torch.device(device), config["dims"]
+        )
 
 
-def build(word_lists: list[list[str]], tags: list[str], params: TrainParams, device: torch.device,
-          reporter: Reporter) -> BiLstmTagger:
+def build(
+    word_lists: list[list[str]], tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter
+) -> BiLstmTagger:
     counts = Counter(w.lower() for ws in word_lists for w in ws)
     vocab = {"<pad>": PAD, "<unk>": UNK}
-    for word, n in counts.most_common():
+    for word, _n in counts.most_common():
         vocab.setdefault(word, len(vocab))
     chars = {"<pad>": PAD, "<unk>": UNK}
     for ch in sorted({c for ws in word_lists for w in ws for c in w}):
         chars.setdefault(ch, len(chars))
     dims = {"dropout": params.dropout}
     model = BiLstmCrf(len(vocab), len(chars), len(tags), **dims).to(device)
-    reporter.line(f"model: char-CNN (25-dim chars, 50 filters) + word embeddings (100-dim, {len(vocab)} words) + "
-                  f"casing (10-dim) -> BiLSTM 2x200 -> CRF over {len(tags)} BIO tags; "
-                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    reporter.line(
+        f"model: char-CNN (25-dim chars, 50 filters) + word embeddings (100-dim, {len(vocab)} words) + "
+        f"casing (10-dim) -> BiLSTM 2x200 -> CRF over {len(tags)} BIO tags; "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
+    )
     return BiLstmTagger(model, vocab, chars, tags, device, dims)
 
 
@@ -170,5 +192,5 @@ def loss(tagger: BiLstmTagger, batch: list) -> torch.Tensor:
     words, chars, case, mask = tagger.tensors([w for w, _ in batch])
     target = torch.zeros(mask.shape, dtype=torch.long)
     for i, (_, tags) in enumerate(batch):
-        target[i, :len(tags)] = torch.tensor([index[t] for t in tags], dtype=torch.long)
+        target[i, : len(tags)] = torch.tensor([index[t] for t in tags], dtype=torch.long)
     return tagger.model.crf.nll(tagger.model.emissions(words, chars, case), target.to(tagger.device), mask)

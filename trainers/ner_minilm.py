@@ -26,7 +26,6 @@ from trainers.embeddings import minilm_path
 from trainers.reporting import Reporter
 from trainers.spec import TrainParams
 
-
 CASES = 4
 # The classifier and the casing rows start from scratch: they learn at this multiple of the
 # learning rate, so that casing shapes the model within a few epochs.
@@ -137,12 +136,22 @@ class TokenTagger:
     def __post_init__(self):
         self.constraints = bio_constraints(self.tags)
 
-    def encode(self, word_lists: list[list[str]], tag_lists: list[list[str]] | None = None,
-               box_lists: list[list[tuple]] | None = None):
+    def encode(
+        self,
+        word_lists: list[list[str]],
+        tag_lists: list[list[str]] | None = None,
+        box_lists: list[list[tuple]] | None = None,
+    ):
         """Model inputs; with `box_lists` (Visual NER: each word's box in 0..1000) also LayoutLM's
         `bbox`, [CLS] at the page's top left corner and [SEP] at its bottom right."""
-        enc = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="pt")
+        enc = self.tokenizer(
+            word_lists,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
         first_piece = []
         cases = torch.zeros(enc["input_ids"].shape, dtype=torch.long)
         bbox = torch.zeros((*enc["input_ids"].shape, 4), dtype=torch.long) if box_lists is not None else None
@@ -174,20 +183,27 @@ class TokenTagger:
             labels = labels.to(self.device)
         return enc.to(self.device), first_piece, labels
 
-    def word_log_probs(self, word_lists: list[list[str]], batch_size: int = 32,
-                       box_lists: list[list[tuple]] | None = None) -> list[torch.Tensor]:
+    def word_log_probs(
+        self, word_lists: list[list[str]], batch_size: int = 32, box_lists: list[list[tuple]] | None = None
+    ) -> list[torch.Tensor]:
         """Per document, [words, tags] log-probabilities from overlapping windows (each word
         from the window in which it is farthest from an edge)."""
         self.model.eval()
-        pieces = [(d, s, e) for d, words in enumerate(word_lists)
-                  for s, e in overlapping_windows(self.tokenizer, words, self.max_length)]
+        pieces = [
+            (d, s, e)
+            for d, words in enumerate(word_lists)
+            for s, e in overlapping_windows(self.tokenizer, words, self.max_length)
+        ]
         out = [torch.zeros(len(words), len(self.tags)) for words in word_lists]
         margin = [[-1] * len(words) for words in word_lists]
         with torch.no_grad():
             for i in range(0, len(pieces), batch_size):
-                chunk = pieces[i:i + batch_size]
-                enc, first_piece, _ = self.encode([word_lists[d][s:e] for d, s, e in chunk], None, None
-                                                  if box_lists is None else [box_lists[d][s:e] for d, s, e in chunk])
+                chunk = pieces[i : i + batch_size]
+                enc, first_piece, _ = self.encode(
+                    [word_lists[d][s:e] for d, s, e in chunk],
+                    None,
+                    None if box_lists is None else [box_lists[d][s:e] for d, s, e in chunk],
+                )
                 log_probs = torch.log_softmax(self.model(**enc).logits.float(), -1).cpu()
                 for row, (d, s, e) in enumerate(chunk):
                     for pos, wid in first_piece[row]:
@@ -204,20 +220,27 @@ class TokenTagger:
             between = between + weight * self.prior
         return [[self.tags[i] for i in viterbi(lp, between, start)] if len(lp) else [] for lp in log_probs]
 
-    def predict_tags(self, word_lists: list[list[str]], batch_size: int = 32,
-                     box_lists: list[list[tuple]] | None = None) -> list[list[str]]:
+    def predict_tags(
+        self, word_lists: list[list[str]], batch_size: int = 32, box_lists: list[list[tuple]] | None = None
+    ) -> list[list[str]]:
         """Tags for whole documents (pages, with their words' boxes)."""
         return self.decode(self.word_log_probs(word_lists, batch_size, box_lists))
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (Path(directory) / TRANSITIONS_FILE).write_text(json.dumps({
-            "tags": self.tags, "prior_weight": self.prior_weight,
-            "log_prior": None if self.prior is None else self.prior.tolist()}))
+        (Path(directory) / TRANSITIONS_FILE).write_text(
+            json.dumps(
+                {
+                    "tags": self.tags,
+                    "prior_weight": self.prior_weight,
+                    "log_prior": None if self.prior is None else self.prior.tolist(),
+                }
+            )
+        )
 
     @classmethod
-    def load(cls, directory: Path, max_length: int, device: str = "cpu") -> "TokenTagger":
+    def load(cls, directory: Path, max_length: int, device: str = "cpu") -> TokenTagger:
         model = AutoModelForTokenClassification.from_pretrained(directory).to(device)
         tags = [model.config.id2label[i] for i in range(model.config.num_labels)]
         tagger = cls(model, AutoTokenizer.from_pretrained(directory), tags, torch.device(device), max_length)
@@ -232,26 +255,35 @@ class TokenTagger:
 def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> TokenTagger:
     source = minilm_path()
     model = AutoModelForTokenClassification.from_pretrained(
-        source, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
-        classifier_dropout=params.dropout)
+        source,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id={t: i for i, t in enumerate(tags)},
+        classifier_dropout=params.dropout,
+    )
     types = model.base_model.embeddings.token_type_embeddings
     cased = nn.Embedding(CASES, types.embedding_dim)
     cased.weight.data[:] = types.weight.data[0]
     model.base_model.embeddings.token_type_embeddings = cased
     model.config.type_vocab_size = CASES
     model = model.to(device)
-    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
-                  f"classification head over {len(tags)} BIO tags "
-                  f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
-                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
-                  f"windows of {params.max_length} word pieces; source {source}")
+    reporter.line(
+        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
+        f"classification head over {len(tags)} BIO tags "
+        f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+        f"windows of {params.max_length} word pieces; source {source}"
+    )
     return TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 
 
 def training_items(tagger: TokenTagger, word_lists: list[list[str]], tag_lists: list[list[str]]) -> list:
     """(words, tags) windows of the training documents."""
-    return [(words[s:e], tags[s:e]) for words, tags in zip(word_lists, tag_lists)
-            for s, e in windows(tagger.tokenizer, words, tagger.max_length)]
+    return [
+        (words[s:e], tags[s:e])
+        for words, tags in zip(word_lists, tag_lists)
+        for s, e in windows(tagger.tokenizer, words, tagger.max_length)
+    ]
 
 
 def lr_scales(tagger: TokenTagger) -> dict[str, float]:

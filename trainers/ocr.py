@@ -70,8 +70,9 @@ def words_from_data(ocr, size: tuple[int, int] | None, where: str) -> list[Word]
         try:
             if "bbox" in entry:
                 if size is None:
-                    raise OcrError(f"{at}: a pixel 'bbox' needs the page size (the image, or data.width and "
-                                   "data.height)")
+                    raise OcrError(
+                        f"{at}: a pixel 'bbox' needs the page size (the image, or data.width and data.height)"
+                    )
                 x0, y0, x1, y1 = (float(v) for v in entry["bbox"])
                 box = clamp_box(x0 / size[0] * SCALE, y0 / size[1] * SCALE, x1 / size[0] * SCALE, y1 / size[1] * SCALE)
             else:
@@ -87,8 +88,11 @@ def words_from_transcriptions(results: list[dict]) -> list[Word]:
     """Label Studio's OCR template: a `textarea` result holds the text of the region with the same
     id (a `rectangle`, `rectanglelabels` or `labels` result). A region's text is split into words
     that share its box in proportion to their length."""
-    boxes = {r.get("id"): r.get("value") or {} for r in results
-             if (r.get("type") or "").lower() in ("rectangle", "rectanglelabels", "labels")}
+    boxes = {
+        r.get("id"): r.get("value") or {}
+        for r in results
+        if (r.get("type") or "").lower() in ("rectangle", "rectanglelabels", "labels")
+    }
     words = []
     for r in results:
         value = r.get("value") or {}
@@ -101,8 +105,9 @@ def words_from_transcriptions(results: list[dict]) -> list[Word]:
         tokens = " ".join(value["text"]).split()
         total, at = max(1, len(" ".join(tokens))), 0
         for token in tokens:
-            words.append(Word(token, clamp_box(x0 + (x1 - x0) * at / total, y0,
-                                               x0 + (x1 - x0) * (at + len(token)) / total, y1)))
+            words.append(
+                Word(token, clamp_box(x0 + (x1 - x0) * at / total, y0, x0 + (x1 - x0) * (at + len(token)) / total, y1))
+            )
             at += len(token) + 1
     return words
 
@@ -119,16 +124,24 @@ def tesseract_words(image, language: str, cache: Path | None = None) -> list[Wor
     try:
         data = pytesseract.image_to_data(image.convert("RGB"), lang=lang, output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractNotFoundError:
-        raise OcrError("Tesseract is not installed (Debian: apt-get install tesseract-ocr tesseract-ocr-"
-                       f"{lang})") from None
+        raise OcrError(
+            f"Tesseract is not installed (Debian: apt-get install tesseract-ocr tesseract-ocr-{lang})"
+        ) from None
     except pytesseract.TesseractError as exc:
         raise OcrError(f"Tesseract failed with language {lang!r}: {exc.message}") from None
     width, height = image.size
-    words = [Word(text.strip(), clamp_box(left / width * SCALE, top / height * SCALE, (left + w) / width * SCALE,
-                                          (top + h) / height * SCALE))
-             for text, left, top, w, h, conf in zip(data["text"], data["left"], data["top"], data["width"],
-                                                    data["height"], data["conf"])
-             if text.strip() and float(conf) >= 0]
+    words = [
+        Word(
+            text.strip(),
+            clamp_box(
+                left / width * SCALE, top / height * SCALE, (left + w) / width * SCALE, (top + h) / height * SCALE
+            ),
+        )
+        for text, left, top, w, h, conf in zip(
+            data["text"], data["left"], data["top"], data["width"], data["height"], data["conf"]
+        )
+        if text.strip() and float(conf) >= 0
+    ]
     if cache is not None:
         try:
             tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
@@ -169,8 +182,9 @@ def image_from(value: str, where: str):
     return open_image(value)
 
 
-def page_words(data: dict, results: list[dict], image, language: str, where: str, cache: Path | None = None
-               ) -> tuple[list[Word], tuple[int, int] | None, str]:
+def page_words(
+    data: dict, results: list[dict], image, language: str, where: str, cache: Path | None = None
+) -> tuple[list[Word], tuple[int, int] | None, str]:
     """The page's words in reading order, its size in pixels (when known) and where the words
     came from: "data.ocr", "transcriptions" or "tesseract" (on `image`, a PIL image; `cache`
     keeps Tesseract's words)."""

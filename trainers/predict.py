@@ -34,8 +34,10 @@ class Predictor:
         if self.type == "ner":
             return self._ner([x["text"] for x in items])
         if self.type == "classification":
-            return [[self._result({"choices": labels}, "choices")] if labels else []
-                    for labels in self.model.predict([x["text"] for x in items])]
+            return [
+                [self._result({"choices": labels}, "choices")] if labels else []
+                for labels in self.model.predict([x["text"] for x in items])
+            ]
         if self.type == "assertion":
             return self._assertion(items)
         return self._relation(items)
@@ -61,8 +63,18 @@ class Predictor:
             results = []
             for region, text in found:
                 x0, y0, x1, y1 = region.box
-                result = self._result({"x": x0 / 10, "y": y0 / 10, "width": (x1 - x0) / 10, "height": (y1 - y0) / 10,
-                                       "rotation": 0, kind: [region.label], "text": text}, kind)
+                result = self._result(
+                    {
+                        "x": x0 / 10,
+                        "y": y0 / 10,
+                        "width": (x1 - x0) / 10,
+                        "height": (y1 - y0) / 10,
+                        "rotation": 0,
+                        kind: [region.label],
+                        "text": text,
+                    },
+                    kind,
+                )
                 if size:
                     result.update(original_width=size[0], original_height=size[1])
                 results.append(result)
@@ -70,38 +82,58 @@ class Predictor:
         return out
 
     def _result(self, value: dict, kind: str) -> dict:
-        return {"from_name": self.info["from_name"], "to_name": self.info["to_name"], "type": kind,
-                "value": value}
+        return {"from_name": self.info["from_name"], "to_name": self.info["to_name"], "type": kind, "value": value}
 
     def _ner(self, texts: list[str]) -> list[list[dict]]:
         from trainers.ner import predict_spans
 
-        return [[self._result({"start": s.start, "end": s.end, "text": text[s.start:s.end], "labels": [s.label]},
-                              "labels") for s in spans]
-                for text, spans in zip(texts, predict_spans(self.model, texts))]
+        return [
+            [
+                self._result(
+                    {"start": s.start, "end": s.end, "text": text[s.start : s.end], "labels": [s.label]}, "labels"
+                )
+                for s in spans
+            ]
+            for text, spans in zip(texts, predict_spans(self.model, texts))
+        ]
 
     def _assertion(self, items: list[dict]) -> list[list[dict]]:
-        flat = [(i, Span(e["start"], e["end"], e.get("label", ""))) for i, x in enumerate(items)
-                for e in x.get("entities", [])]
+        flat = [
+            (i, Span(e["start"], e["end"], e.get("label", "")))
+            for i, x in enumerate(items)
+            for e in x.get("entities", [])
+        ]
         labels = self.model.predict([assertion_text(items[i]["text"], s) for i, s in flat])
         out: list[list[dict]] = [[] for _ in items]
         for (i, s), (label,) in zip(flat, labels):
             text = items[i]["text"]
-            out[i].append(self._result({"start": s.start, "end": s.end, "text": text[s.start:s.end],
-                                        "labels": [label]}, "labels"))
+            out[i].append(
+                self._result(
+                    {"start": s.start, "end": s.end, "text": text[s.start : s.end], "labels": [label]}, "labels"
+                )
+            )
         return out
 
     def _relation(self, items: list[dict]) -> list[list[dict]]:
         out: list[list[dict]] = [[] for _ in items]
         for i, item in enumerate(items):
-            entities = [(e.get("id", str(n)), Span(e["start"], e["end"], e.get("label", "")))
-                        for n, e in enumerate(item.get("entities", []))]
+            entities = [
+                (e.get("id", str(n)), Span(e["start"], e["end"], e.get("label", "")))
+                for n, e in enumerate(item.get("entities", []))
+            ]
             pairs = [(h, t) for h in entities for t in entities if h[0] != t[0]]
             labels = self.model.predict([relation_text(item["text"], h[1], t[1]) for h, t in pairs])
             for (head, tail), (label,) in zip(pairs, labels):
                 if label != NO_RELATION:
-                    out[i].append({"from_id": head[0], "to_id": tail[0], "type": "relation", "direction": "right",
-                                   "labels": [label]})
+                    out[i].append(
+                        {
+                            "from_id": head[0],
+                            "to_id": tail[0],
+                            "type": "relation",
+                            "direction": "right",
+                            "labels": [label],
+                        }
+                    )
         return out
 
 
@@ -143,8 +175,10 @@ def _load_custom(model_dir: Path, info: dict, device: str):
     script = info.get("script") or {}
     tagger, why = load_scorable(model_dir, tag_set(info["labels"]), info["max_length"], device)
     if tagger is None:
-        raise ValidationError(f"this model was written by the custom script {script.get('name')!r} and labtrain cannot "
-                            f"load it to pre-annotate: {why}")
+        raise ValidationError(
+            f"this model was written by the custom script {script.get('name')!r} and labtrain cannot "
+            f"load it to pre-annotate: {why}"
+        )
     return tagger
 
 

@@ -10,8 +10,14 @@ FEW_SHOT = "few-shot"
 RECIPES: dict[tuple[str, ...], dict] = {
     # CoNLL-2003 (bench/ner_vs_spacy.py, chosen on its dev set): warmup, a decaying rate and the
     # average of the last quarter's weights; bf16 where the CPU or GPU has it natively
-    ("ner", "minilm"): {"epochs": 4, "learning_rate": 1e-4, "warmup": 0.1, "decay": 0.5, "bf16": True,
-                        "average_last": 0.25},
+    ("ner", "minilm"): {
+        "epochs": 4,
+        "learning_rate": 1e-4,
+        "warmup": 0.1,
+        "decay": 0.5,
+        "bf16": True,
+        "average_last": 0.25,
+    },
     ("ner", "bilstm"): {"epochs": 12, "learning_rate": 1e-3, "dropout": 0.5, "decay": 0.05},
     ("classification", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
     ("classification", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,14 @@ class Reporter:
             self._emit({"kind": "log", "line": line})
 
     def progress(self, progress: float, epoch: int | None = None, metrics: dict | None = None) -> None:
-        self._emit({"kind": "progress", "progress": round(min(max(progress, 0.0), 100.0), 1), "epoch": epoch,
-                    "metrics": metrics or {}})
+        self._emit(
+            {
+                "kind": "progress",
+                "progress": round(min(max(progress, 0.0), 100.0), 1),
+                "epoch": epoch,
+                "metrics": metrics or {},
+            }
+        )
 
     def _emit(self, event: dict) -> None:
         for listener in self.listeners:
@@ -73,8 +80,9 @@ class EpochTable:
     def row(self, epoch: int, loss: float, scores: dict | None, seconds: float, note: str = "") -> None:
         p, r, f = ((scores or {}).get(k) for k in ("precision", "recall", "f1"))
         cell = lambda v: f"{v:6.3f}" if v is not None else f"{'-':>6}"  # noqa: E731
-        self.reporter.line(f"{epoch:>3}  {loss:9.4f}  {cell(p)}  {cell(r)}  {cell(f)}  {seconds:7.1f}"
-                           + (f"  {note}" if note else ""))
+        self.reporter.line(
+            f"{epoch:>3}  {loss:9.4f}  {cell(p)}  {cell(r)}  {cell(f)}  {seconds:7.1f}" + (f"  {note}" if note else "")
+        )
 
 
 def label_table(per_label: dict, title: str) -> str:

@@ -9,15 +9,15 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from labtrain.errors import LabtrainError, disk_full
 from trainers import dataset
 from trainers.embeddings import REGISTRY
+from trainers.fewshot import few_shot_reason
 from trainers.ner import train_ner
 from trainers.reporting import Listener, Reporter, StopTraining, label_table, matrix_table, save_confusion_png
-from trainers.fewshot import few_shot_reason
 from trainers.sequence import score, train_sequence_classifier
 from trainers.spec import TrainParams, TrainSpec
 
@@ -66,25 +66,33 @@ def _versions(backend: str) -> dict:
 
 def _loader(spec: TrainSpec) -> str:
     if spec.backend == "sparknlp":
-        return ("pyspark.ml.PipelineModel.load(model folder / 'model') in a SparkSession with the Spark NLP "
-                "3.4.4 JARs (trainers.spark.session()), or trainers.predict.load(model folder)")
+        return (
+            "pyspark.ml.PipelineModel.load(model folder / 'model') in a SparkSession with the Spark NLP "
+            "3.4.4 JARs (trainers.spark.session()), or trainers.predict.load(model folder)"
+        )
     if spec.script:
-        return ("what the custom script wrote; a transformers token-classification folder loads with "
-                "AutoModelForTokenClassification.from_pretrained(model folder / 'model') and trainers.predict.load")
+        return (
+            "what the custom script wrote; a transformers token-classification folder loads with "
+            "AutoModelForTokenClassification.from_pretrained(model folder / 'model') and trainers.predict.load"
+        )
     if spec.embeddings == "bilstm":
         return "trainers.predict.load(model folder)"
     if spec.type == "visual_ner":
-        return ("transformers AutoModelForTokenClassification.from_pretrained(model folder / 'model'), a "
-                "LayoutLMForTokenClassification (inputs: input_ids, bbox in 0..1000, token_type_ids = word casing); "
-                "or trainers.predict.load(model folder).predict_images([...])")
+        return (
+            "transformers AutoModelForTokenClassification.from_pretrained(model folder / 'model'), a "
+            "LayoutLMForTokenClassification (inputs: input_ids, bbox in 0..1000, token_type_ids = word casing); "
+            "or trainers.predict.load(model folder).predict_images([...])"
+        )
     return "transformers from_pretrained(model folder / 'model')"
 
 
-def result_event(result: "TrainResult") -> dict:
+def result_event(result: TrainResult) -> dict:
     """The event a finished training sends: its test micro / macro scores and its duration."""
     metrics = result.metrics.get("entity", result.metrics)
-    return {"kind": "result", "metrics": {"micro": metrics.get("micro"), "macro": metrics.get("macro"),
-                                          "seconds": round(result.seconds, 1)}}
+    return {
+        "kind": "result",
+        "metrics": {"micro": metrics.get("micro"), "macro": metrics.get("macro"), "seconds": round(result.seconds, 1)},
+    }
 
 
 def _train_ner(spec: TrainSpec, documents: list[dataset.Document], lr: float, reporter: Reporter) -> tuple:
@@ -114,11 +122,17 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
         from trainers.recipes import FEW_SHOT
         from trainers.spec import with_recipe
 
-        params = with_recipe(TrainParams(**{k: getattr(spec.params, k) for k in spec.given}), frozenset(spec.given),
-                             spec.type, spec.embeddings, FEW_SHOT)
+        params = with_recipe(
+            TrainParams(**{k: getattr(spec.params, k) for k in spec.given}),
+            frozenset(spec.given),
+            spec.type,
+            spec.embeddings,
+            FEW_SHOT,
+        )
         reporter.line("few-shot parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(params).items()))
-        model, epochs = train_few_shot(parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device,
-                                       reporter)
+        model, epochs = train_few_shot(
+            parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device, reporter
+        )
     else:
         model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
     primary = score(model, parts.test) if parts.test else None
@@ -140,23 +154,29 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         from trainers.loop import EpochCheckpoints
 
         resume = spec.checkpoint.get("resume")
-        reporter.checkpoints = EpochCheckpoints(Path(spec.checkpoint["folder"]), reporter.checkpoint,
-                                                Path(resume) if resume else None)
+        reporter.checkpoints = EpochCheckpoints(
+            Path(spec.checkpoint["folder"]), reporter.checkpoint, Path(resume) if resume else None
+        )
     started = time.monotonic()
     try:
-        lr = spec.params.learning_rate or (REGISTRY[spec.embeddings].learning_rate_for(spec.type)
-                                           if spec.embeddings in REGISTRY else None)  # a custom script chooses
+        lr = spec.params.learning_rate or (
+            REGISTRY[spec.embeddings].learning_rate_for(spec.type) if spec.embeddings in REGISTRY else None
+        )  # a custom script chooses
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
-        reporter.line("parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
-                      + f", effective learning_rate={lr}")
+        reporter.line(
+            "parameters: "
+            + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
+            + f", effective learning_rate={lr}"
+        )
         if spec.params.bf16:
             import torch
 
             from trainers.loop import native_bf16
 
             if not native_bf16(torch.device(spec.device)):
-                reporter.line("bf16: this machine has no native bfloat16 (AVX-512 BF16, AMX or a recent GPU); "
-                              "training in float32")
+                reporter.line(
+                    "bf16: this machine has no native bfloat16 (AVX-512 BF16, AMX or a recent GPU); training in float32"
+                )
         reporter.line(f"labels: {', '.join(spec.labels)}")
         reporter.line(f"snapshot: {spec.snapshot}")
         documents = dataset.read_documents(spec.snapshot)
@@ -184,7 +204,11 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if primary:
             reporter.line("")
-            reporter.line(label_table(primary["per_label"], "TEST " + ("ENTITY" if spec.type in ("ner", "visual_ner") else "LABEL")))
+            reporter.line(
+                label_table(
+                    primary["per_label"], "TEST " + ("ENTITY" if spec.type in ("ner", "visual_ner") else "LABEL")
+                )
+            )
             reporter.line(f"micro F1 {primary['micro']['f1']:.4f}   macro F1 {primary['macro']['f1']:.4f}")
             confusion = primary.get("confusion_matrix")
             if confusion and "matrix" in confusion:
@@ -195,15 +219,29 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
             elif confusion:  # multiple choice: one 2x2 matrix per label
                 (out / "confusion_matrix.json").write_text(json.dumps(confusion, indent=2))
         seconds = time.monotonic() - started
-        (out / "labtrain.json").write_text(json.dumps({
-            "type": spec.type, "labels": spec.labels, "embeddings": spec.embeddings, "backend": spec.backend,
-            "multiple": spec.multiple,
-            "from_name": spec.from_name, "to_name": spec.to_name, "language": spec.language,
-            "parameters": asdict(spec.params), "max_length": spec.params.max_length, **extra,
-            "data": {"snapshot": spec.snapshot, "summary": summary}, "versions": _versions(spec.backend),
-            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-            "loader": _loader(spec),
-        }, indent=2))
+        (out / "labtrain.json").write_text(
+            json.dumps(
+                {
+                    "type": spec.type,
+                    "labels": spec.labels,
+                    "embeddings": spec.embeddings,
+                    "backend": spec.backend,
+                    "multiple": spec.multiple,
+                    "from_name": spec.from_name,
+                    "to_name": spec.to_name,
+                    "language": spec.language,
+                    "parameters": asdict(spec.params),
+                    "max_length": spec.params.max_length,
+                    **extra,
+                    "data": {"snapshot": spec.snapshot, "summary": summary},
+                    "versions": _versions(spec.backend),
+                    "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "seconds": round(seconds, 1),
+                    "loader": _loader(spec),
+                },
+                indent=2,
+            )
+        )
         reporter.line(f"done in {seconds:.1f} s; model in {model_dir}")
         reporter.progress(100, epochs[-1].epoch if epochs else None, primary["micro"] if primary else {})
         return TrainResult(spec.type, str(out), str(model_dir), metrics, seconds, str(out / "training.log"))
@@ -248,8 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     if events:
         listener(result_event(result))
         return 0
-    print(json.dumps({"model_dir": result.model_dir, "micro": result.metrics.get("micro")
-                      or result.metrics.get("entity", {}).get("micro"), "seconds": round(result.seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "model_dir": result.model_dir,
+                "micro": result.metrics.get("micro") or result.metrics.get("entity", {}).get("micro"),
+                "seconds": round(result.seconds, 1),
+            }
+        )
+    )
     return 0
 
 

@@ -33,8 +33,13 @@ class SequenceModel:
         out = []
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                enc = self.tokenizer(
+                    texts[i : i + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 logits = self.model(**enc).logits
                 out.append((torch.sigmoid(logits) if self.multiple else torch.softmax(logits, -1)).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
@@ -50,12 +55,20 @@ class SequenceModel:
         self.tokenizer.save_pretrained(directory)
 
     @classmethod
-    def load(cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int,
-             device: str = "cpu") -> "SequenceModel":
+    def load(
+        cls, directory: Path, multiple: bool, thresholds: list[float] | None, max_length: int, device: str = "cpu"
+    ) -> SequenceModel:
         model = AutoModelForSequenceClassification.from_pretrained(directory).to(device)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, AutoTokenizer.from_pretrained(directory), labels, multiple,
-                   thresholds or [0.5] * len(labels), torch.device(device), max_length)
+        return cls(
+            model,
+            AutoTokenizer.from_pretrained(directory),
+            labels,
+            multiple,
+            thresholds or [0.5] * len(labels),
+            torch.device(device),
+            max_length,
+        )
 
 
 def score(model: SequenceModel, examples: list[Example]) -> dict:
@@ -89,25 +102,39 @@ def tune_thresholds(model: SequenceModel, examples: list[Example]) -> list[float
     return [float(t) if ok else fallback for t, ok in zip(best, useful)]
 
 
-def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool, params: TrainParams, lr: float,
-                              device_name: str, reporter: Reporter) -> tuple[SequenceModel, list[EpochResult]]:
+def train_sequence_classifier(
+    splits: Splits,
+    labels: list[str],
+    multiple: bool,
+    params: TrainParams,
+    lr: float,
+    device_name: str,
+    reporter: Reporter,
+) -> tuple[SequenceModel, list[EpochResult]]:
     seed_everything(params.seed)
     device = resolve_device(device_name, reporter)
     source = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={lab: i for i, lab in enumerate(labels)}, classifier_dropout=params.dropout,
-        problem_type="multi_label_classification" if multiple else "single_label_classification").to(device)
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)},
+        classifier_dropout=params.dropout,
+        problem_type="multi_label_classification" if multiple else "single_label_classification",
+    ).to(device)
     wrapped = SequenceModel(model, tokenizer, labels, multiple, [0.5] * len(labels), device, params.max_length)
     n_params = sum(p.numel() for p in model.parameters())
-    reporter.line(f"model: MiniLM-L6 encoder (6 layers, hidden 384) + {'sigmoid' if multiple else 'softmax'} head "
-                  f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}")
+    reporter.line(
+        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + {'sigmoid' if multiple else 'softmax'} head "
+        f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}"
+    )
     index = {lab: i for i, lab in enumerate(labels)}
 
     def step(batch: list[Example]) -> torch.Tensor:
-        enc = tokenizer([e.text for e in batch], padding=True, truncation=True, max_length=params.max_length,
-                        return_tensors="pt").to(device)
+        enc = tokenizer(
+            [e.text for e in batch], padding=True, truncation=True, max_length=params.max_length, return_tensors="pt"
+        ).to(device)
         if multiple:
             target = torch.zeros(len(batch), len(labels), device=device)
             for row, e in enumerate(batch):
@@ -125,9 +152,17 @@ def train_sequence_classifier(splits: Splits, labels: list[str], multiple: bool,
         return score(wrapped, splits.validation)["micro"]
 
     table, epochs = EpochTable(reporter), []
-    for result in train_while_improving(model, splits.train, params, lr, step, validate,
-                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda e: len(e.text),
-                                        checkpoints=reporter.checkpoints):
+    for result in train_while_improving(
+        model,
+        splits.train,
+        params,
+        lr,
+        step,
+        validate,
+        lambda f: reporter.progress(100 * f * 0.95),
+        length=lambda e: len(e.text),
+        checkpoints=reporter.checkpoints,
+    ):
         note = epoch_note(result, params.early_stopping_patience)
         if multiple:
             note = f"thresholds {min(wrapped.thresholds):.2f}-{max(wrapped.thresholds):.2f} {note}"

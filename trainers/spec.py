@@ -37,18 +37,20 @@ class TrainParams:
     few_shot: str = "auto"  # classification, assertion: "auto" (below trainers.fewshot.FEW_SHOT_BELOW), "on", "off"
 
     def check(self) -> None:
-        rules = [("epochs", self.epochs >= 1, "an integer >= 1"),
-                 ("learning_rate", self.learning_rate is None or self.learning_rate > 0, "a number > 0"),
-                 ("decay", self.decay >= 0, "a number >= 0"),
-                 ("warmup", 0 <= self.warmup < 1, "a number in [0, 1)"),
-                 ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
-                 ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-                 ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
-                 ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
-                 ("eval_size", self.eval_size is None or 0 <= self.eval_size < 1, "a number in [0, 1)"),
-                 ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
-                 ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]"),
-                 ("few_shot", self.few_shot in ("auto", "on", "off"), "one of auto, on, off")]
+        rules = [
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("learning_rate", self.learning_rate is None or self.learning_rate > 0, "a number > 0"),
+            ("decay", self.decay >= 0, "a number >= 0"),
+            ("warmup", 0 <= self.warmup < 1, "a number in [0, 1)"),
+            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
+            ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
+            ("eval_size", self.eval_size is None or 0 <= self.eval_size < 1, "a number in [0, 1)"),
+            ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
+            ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]"),
+            ("few_shot", self.few_shot in ("auto", "on", "off"), "one of auto, on, off"),
+        ]
         for name, ok, what in rules:
             if not ok:
                 raise SpecError(f"parameter {name}={getattr(self, name)!r} must be {what}")
@@ -79,7 +81,7 @@ class TrainSpec:
     given: tuple[str, ...] = ()  # the parameters the request gave; the others come from trainers.recipes
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -98,7 +100,7 @@ class TrainSpec:
         return spec
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainSpec":
+    def load(cls, path: str | Path) -> TrainSpec:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except json.JSONDecodeError as exc:
@@ -115,12 +117,16 @@ class TrainSpec:
             self._check_script()
         else:
             if not embeddings_for(self.type, self.backend):
-                raise SpecError(f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
-                                "Spark NLP, so labtrain trains it with pytorch only")
+                raise SpecError(
+                    f"backend {self.backend!r} cannot train {self.type!r}: {self.type} is licensed in "
+                    "Spark NLP, so labtrain trains it with pytorch only"
+                )
             self.embeddings = self.embeddings or embeddings_for(self.type, self.backend)[0]
             if self.embeddings not in embeddings_for(self.type, self.backend):
-                raise SpecError(f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
-                                f"choose one of {', '.join(embeddings_for(self.type, self.backend))}")
+                raise SpecError(
+                    f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
+                    f"choose one of {', '.join(embeddings_for(self.type, self.backend))}"
+                )
         if not Path(self.snapshot).is_file():
             raise SpecError(f"snapshot {self.snapshot!r} does not exist")
         if not self.labels or len(set(self.labels)) != len(self.labels):
@@ -132,8 +138,9 @@ class TrainSpec:
     def _check_script(self) -> None:
         script = self.script
         if self.type != "ner" or self.backend != "pytorch":
-            raise SpecError(f"a custom training script trains ner with the pytorch backend, not {self.type} "
-                            f"with {self.backend}")
+            raise SpecError(
+                f"a custom training script trains ner with the pytorch backend, not {self.type} with {self.backend}"
+            )
         missing = [k for k in ("path", "name", "time_limit_s", "memory_mb") if k not in script]
         if missing:
             raise SpecError(f"spec field script lacks {', '.join(missing)}")
@@ -148,13 +155,15 @@ class TrainSpec:
         return asdict(self)
 
 
-def with_recipe(params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None,
-                path: str = "") -> TrainParams:
+def with_recipe(
+    params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None, path: str = ""
+) -> TrainParams:
     """`params` with the type's and embeddings' recipe (trainers.recipes) for every parameter the
     request did not give."""
     known = {f.name for f in fields(TrainParams)}
-    return replace(params, **{k: v for k, v in recipe(training_type, embeddings, path).items()
-                              if k in known and k not in given})
+    return replace(
+        params, **{k: v for k, v in recipe(training_type, embeddings, path).items() if k in known and k not in given}
+    )
 
 
 def recipe_defaults(training_type: str, embeddings: str, path: str = "") -> dict:

@@ -25,8 +25,11 @@ RISING = 0.005  # F1 gained from the last-but-one point to 100 % above which the
 
 def default_space(learning_rate: float) -> dict:
     """Around the embeddings' own learning rate: 10x either way (log), dropout, batch size."""
-    return {"learning_rate": {"low": learning_rate / 10, "high": learning_rate * 10, "log": True},
-            "dropout": {"low": 0.1, "high": 0.5, "log": False}, "batch_size": {"choices": [8, 16, 32]}}
+    return {
+        "learning_rate": {"low": learning_rate / 10, "high": learning_rate * 10, "log": True},
+        "dropout": {"low": 0.1, "high": 0.5, "log": False},
+        "batch_size": {"choices": [8, 16, 32]},
+    }
 
 
 def parse_space(text: str | dict | None) -> dict:
@@ -39,8 +42,10 @@ def parse_space(text: str | dict | None) -> dict:
     for raw, value in items:
         name = ALIASES.get(raw.strip(), raw.strip())
         if name not in TUNABLE:
-            raise SpecError(f"tune space: {raw!r} cannot be searched; searchable: lr (learning_rate), "
-                            + ", ".join(t for t in TUNABLE if t != "learning_rate"))
+            raise SpecError(
+                f"tune space: {raw!r} cannot be searched; searchable: lr (learning_rate), "
+                + ", ".join(t for t in TUNABLE if t != "learning_rate")
+            )
         if name in space:
             raise SpecError(f"tune space: {name} is given twice")
         space[name] = _dimension(name, value)
@@ -110,8 +115,11 @@ def _extremes(dimension: dict) -> list:
 def describe_space(space: dict) -> str:
     out = []
     for name, d in space.items():
-        out.append(f"{name}={'|'.join(str(c) for c in d['choices'])}" if "choices" in d
-                   else f"{name}={d['low']:g}:{d['high']:g}{':log' if d['log'] else ''}")
+        out.append(
+            f"{name}={'|'.join(str(c) for c in d['choices'])}"
+            if "choices" in d
+            else f"{name}={d['low']:g}:{d['high']:g}{':log' if d['log'] else ''}"
+        )
     return ", ".join(out)
 
 
@@ -151,6 +159,7 @@ def parse_points(points) -> list[int]:
 
 
 # --- the curve ---------------------------------------------------------------------------------
+
 
 def write_subset(snapshot: str | Path, percent: int, seed: int, path: Path) -> int:
     """The snapshot with `percent` % of its train tasks (a seeded draw; validation and test rows
@@ -199,8 +208,10 @@ def verdict(points: list[CurvePoint]) -> str:
     if gain > max(RISING, noise):
         return f"still rising ({step}): more annotation will likely help"
     if gain < -max(RISING, noise):
-        return (f"falling at the end ({step}): the scores are noisy at this size; more annotation may help, "
-                "try more seeds or points")
+        return (
+            f"falling at the end ({step}): the scores are noisy at this size; more annotation may help, "
+            "try more seeds or points"
+        )
     return f"flat ({step}): more annotation of the same kind is unlikely to help much"
 
 
@@ -208,8 +219,9 @@ def curve_table(points: list[CurvePoint]) -> str:
     lines = [f"{'TRAIN %':>7}  {'TASKS':>6}  {'TEST F1':>8}  {'SPREAD':>6}  SEEDS"]
     for p in points:
         f1 = f"{p.mean:8.3f}" if p.f1 else f"{'failed':>8}"
-        lines.append(f"{p.percent:>7}  {p.tasks:>6}  {f1}  {p.spread:6.3f}  "
-                     + (", ".join(f"{v:.3f}" for v in p.f1) or "-"))
+        lines.append(
+            f"{p.percent:>7}  {p.tasks:>6}  {f1}  {p.spread:6.3f}  " + (", ".join(f"{v:.3f}" for v in p.f1) or "-")
+        )
     return "\n".join(lines)
 
 
@@ -225,8 +237,9 @@ def save_curve_png(points: list[CurvePoint], path: Path, title: str, line: str) 
         ax.scatter([p.tasks] * len(p.f1), p.f1, color="tab:blue", alpha=0.35, s=14)
     ax.plot([p.tasks for p in done], [p.mean for p in done], marker="o", color="tab:blue")
     for p in done:
-        ax.annotate(f"{p.percent} %", (p.tasks, p.mean), textcoords="offset points", xytext=(0, 8), ha="center",
-                    fontsize=8)
+        ax.annotate(
+            f"{p.percent} %", (p.tasks, p.mean), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8
+        )
     ax.set_xlabel("training tasks")
     ax.set_ylabel("test F1 (micro)")
     ax.set_title(title, fontsize=10)
@@ -239,15 +252,26 @@ def save_curve_png(points: list[CurvePoint], path: Path, title: str, line: str) 
 
 # --- the search's table ------------------------------------------------------------------------
 
+
 def trials_table(trials: list[dict], names: list[str]) -> str:
     """One row per trial: its parameters, epochs run, best validation F1, how it ended."""
+
     def cell(v):
         return f"{v:.3g}" if isinstance(v, float) else str(v)
 
     header = ["TRIAL"] + [n.upper() for n in names] + ["EPOCHS", "VAL F1", "END"]
-    rows = [[str(t["trial"])] + [cell(t["params"].get(n)) for n in names]
-            + [str(t.get("epochs") or 0), f"{t['val_f1']:.3f}" if t.get("val_f1") is not None else "-",
-               t["end"] + (" *" if t.get("best") else "")] for t in trials]
+    rows = [
+        [str(t["trial"])]
+        + [cell(t["params"].get(n)) for n in names]
+        + [
+            str(t.get("epochs") or 0),
+            f"{t['val_f1']:.3f}" if t.get("val_f1") is not None else "-",
+            t["end"] + (" *" if t.get("best") else ""),
+        ]
+        for t in trials
+    ]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) if i < len(header) - 1 else c for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in [header] + rows)
+    return "\n".join(
+        "  ".join(c.rjust(w) if i < len(header) - 1 else c for i, (c, w) in enumerate(zip(r, widths)))
+        for r in [header] + rows
+    )

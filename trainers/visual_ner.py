@@ -101,18 +101,33 @@ def read_pages(spec: TrainSpec, reporter: Reporter) -> list[Page]:
         results = json.loads(row.get("result") or "[]")
         path = row.get("image_path")
         image = open_image(path) if path else None
-        words, _, source = page_words(data, results, image, spec.language, where,
-                                      cache_path(path, spec.language) if path else None)
+        words, _, source = page_words(
+            data, results, image, spec.language, where, cache_path(path, spec.language) if path else None
+        )
         tags, spans, missed = label_words(words, regions_of(results, spec.labels))
         empty_regions += missed
         sources[source] = sources.get(source, 0) + 1
-        pages.append(Page(row["task_id"], row["split"], [(w.text, i, i + 1) for i, w in enumerate(words)],
-                          [w.box for w in words], tags, spans, source))
-    reporter.line("OCR words: " + ", ".join(f"{n} tasks from {s}" for s, n in sorted(sources.items()))
-                  + f"; {sum(len(p.words) for p in pages)} words")
+        pages.append(
+            Page(
+                row["task_id"],
+                row["split"],
+                [(w.text, i, i + 1) for i, w in enumerate(words)],
+                [w.box for w in words],
+                tags,
+                spans,
+                source,
+            )
+        )
+    reporter.line(
+        "OCR words: "
+        + ", ".join(f"{n} tasks from {s}" for s, n in sorted(sources.items()))
+        + f"; {sum(len(p.words) for p in pages)} words"
+    )
     if empty_regions:
-        reporter.line(f"note: {empty_regions} labelled regions cover no OCR word (at least {MIN_OVERLAP:.0%} of a "
-                      "word's box must lie in the region); check the OCR language or the regions")
+        reporter.line(
+            f"note: {empty_regions} labelled regions cover no OCR word (at least {MIN_OVERLAP:.0%} of a "
+            "word's box must lie in the region); check the OCR language or the regions"
+        )
     return pages
 
 
@@ -120,32 +135,49 @@ def check_examples(pages: list[Page], labels: list[str], snapshot: str) -> None:
     """Too few completions, or labels without examples: the two data failures a user can fix."""
     train = [p for p in pages if p.split == "train" and p.spans]
     if len(train) < MIN_TRAIN_TASKS:
-        raise TrainingDataError(f"too few completions: {len(train)} task(s) of the train part of {snapshot} have a "
-                                f"labelled region over OCR words; Visual NER needs at least {MIN_TRAIN_TASKS}",
-                                reason="too few completions")
+        raise TrainingDataError(
+            f"too few completions: {len(train)} task(s) of the train part of {snapshot} have a "
+            f"labelled region over OCR words; Visual NER needs at least {MIN_TRAIN_TASKS}",
+            reason="too few completions",
+        )
     seen = {s.label for p in train for s in p.spans}
     missing = [lab for lab in labels if lab not in seen]
     if missing:
-        raise TrainingDataError(f"labels without examples: no region over OCR words in the train part is labelled "
-                                f"{', '.join(repr(m) for m in missing)}; label some or remove them from the config",
-                                reason="labels without examples")
+        raise TrainingDataError(
+            f"labels without examples: no region over OCR words in the train part is labelled "
+            f"{', '.join(repr(m) for m in missing)}; label some or remove them from the config",
+            reason="labels without examples",
+        )
 
 
 def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> ner_minilm.TokenTagger:
     source = minilm_path()
     bert = json.loads((source / "config.json").read_text())
     config = LayoutLMConfig(
-        vocab_size=bert["vocab_size"], hidden_size=bert["hidden_size"], num_hidden_layers=bert["num_hidden_layers"],
-        num_attention_heads=bert["num_attention_heads"], intermediate_size=bert["intermediate_size"],
-        hidden_act=bert["hidden_act"], hidden_dropout_prob=params.dropout,
+        vocab_size=bert["vocab_size"],
+        hidden_size=bert["hidden_size"],
+        num_hidden_layers=bert["num_hidden_layers"],
+        num_attention_heads=bert["num_attention_heads"],
+        intermediate_size=bert["intermediate_size"],
+        hidden_act=bert["hidden_act"],
+        hidden_dropout_prob=params.dropout,
         attention_probs_dropout_prob=bert["attention_probs_dropout_prob"],
-        max_position_embeddings=bert["max_position_embeddings"], type_vocab_size=ner_minilm.CASES,
-        initializer_range=bert["initializer_range"], layer_norm_eps=bert["layer_norm_eps"],
-        pad_token_id=bert["pad_token_id"], max_2d_position_embeddings=SCALE + 24,
-        num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)})
+        max_position_embeddings=bert["max_position_embeddings"],
+        type_vocab_size=ner_minilm.CASES,
+        initializer_range=bert["initializer_range"],
+        layer_norm_eps=bert["layer_norm_eps"],
+        pad_token_id=bert["pad_token_id"],
+        max_2d_position_embeddings=SCALE + 24,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id={t: i for i, t in enumerate(tags)},
+    )
     model = LayoutLMForTokenClassification(config)
-    state = {f"layoutlm.{k}": v for k, v in load_file(str(source / "model.safetensors")).items()
-             if not k.endswith("position_ids")}
+    state = {
+        f"layoutlm.{k}": v
+        for k, v in load_file(str(source / "model.safetensors")).items()
+        if not k.endswith("position_ids")
+    }
     types = state["layoutlm.embeddings.token_type_embeddings.weight"]
     state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(ner_minilm.CASES, 1)
     # Smooth 2-D tables: sinusoids of the coordinate, each row half as long as MiniLM's position
@@ -160,11 +192,13 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     if fresh or unexpected:
         raise RuntimeError(f"MiniLM's weights do not fit LayoutLM: missing {fresh}, unexpected {unexpected}")
     model = model.to(device)
-    reporter.line(f"model: LayoutLM recipe from MiniLM-L6 (6 layers, hidden 384): word pieces + 2-D box embeddings "
-                  f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing, token classification over "
-                  f"{len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
-                  f"rate); {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; windows of "
-                  f"{params.max_length} word pieces; initialised from {source}")
+    reporter.line(
+        f"model: LayoutLM recipe from MiniLM-L6 (6 layers, hidden 384): word pieces + 2-D box embeddings "
+        f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing, token classification over "
+        f"{len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
+        f"rate); {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; windows of "
+        f"{params.max_length} word pieces; initialised from {source}"
+    )
     return ner_minilm.TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 
 
@@ -200,8 +234,9 @@ def loss(tagger: ner_minilm.TokenTagger, batch: list) -> torch.Tensor:
     return tagger.model(**enc, labels=labels).loss
 
 
-def train_visual_ner(spec: TrainSpec, lr: float, reporter: Reporter
-                     ) -> tuple[ner_minilm.TokenTagger, dict | None, list[EpochResult], str]:
+def train_visual_ner(
+    spec: TrainSpec, lr: float, reporter: Reporter
+) -> tuple[ner_minilm.TokenTagger, dict | None, list[EpochResult], str]:
     """Returns the tagger, test scores (entity and word level), the epochs and a data summary."""
     params = spec.params
     seed_everything(params.seed)
@@ -221,15 +256,31 @@ def train_visual_ner(spec: TrainSpec, lr: float, reporter: Reporter
         return evaluate(tagger, splits.validation, spec.labels, [p.boxes for p in splits.validation])["entity"]["micro"]
 
     table, epochs = EpochTable(reporter), []
-    for result in train_while_improving(tagger.model, items, params, lr, lambda b: loss(tagger, b), validate,
-                                        lambda f: reporter.progress(100 * f * 0.95), length=lambda item: len(item[0]),
-                                        lr_scales=lr_scales(), checkpoints=reporter.checkpoints):
-        table.row(result.epoch, result.loss, result.scores, result.seconds,
-                  epoch_note(result, params.early_stopping_patience))
+    for result in train_while_improving(
+        tagger.model,
+        items,
+        params,
+        lr,
+        lambda b: loss(tagger, b),
+        validate,
+        lambda f: reporter.progress(100 * f * 0.95),
+        length=lambda item: len(item[0]),
+        lr_scales=lr_scales(),
+        checkpoints=reporter.checkpoints,
+    ):
+        table.row(
+            result.epoch, result.loss, result.scores, result.seconds, epoch_note(result, params.early_stopping_patience)
+        )
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
-    choose_decoding(tagger, [p.tags for p in splits.train], splits.validation, spec.labels, reporter,
-                    [p.boxes for p in splits.validation])
+    choose_decoding(
+        tagger,
+        [p.tags for p in splits.train],
+        splits.validation,
+        spec.labels,
+        reporter,
+        [p.boxes for p in splits.validation],
+    )
     with torch.no_grad():
         scores = evaluate(tagger, splits.test, spec.labels, [p.boxes for p in splits.test]) if splits.test else None
     return tagger, scores, epochs, summary
@@ -238,15 +289,20 @@ def train_visual_ner(spec: TrainSpec, lr: float, reporter: Reporter
 def predict_regions(tagger: ner_minilm.TokenTagger, pages: list[list[Word]]) -> list[list[tuple[Region, str]]]:
     """For each page's words (reading order): the entities as (region = union of the words' boxes,
     their text)."""
-    tag_lists = tagger.predict_tags([[w.text for w in words] for words in pages],
-                                    box_lists=[[w.box for w in words] for words in pages])
+    tag_lists = tagger.predict_tags(
+        [[w.text for w in words] for words in pages], box_lists=[[w.box for w in words] for words in pages]
+    )
     out = []
     for words, tags in zip(pages, tag_lists):
         found = []
         for span in spans_from_bio([(w.text, i, i + 1) for i, w in enumerate(words)], tags):
-            group = words[span.start:span.end]
-            box = (min(w.box[0] for w in group), min(w.box[1] for w in group), max(w.box[2] for w in group),
-                   max(w.box[3] for w in group))
+            group = words[span.start : span.end]
+            box = (
+                min(w.box[0] for w in group),
+                min(w.box[1] for w in group),
+                max(w.box[2] for w in group),
+                max(w.box[3] for w in group),
+            )
             found.append((Region(box, span.label), " ".join(w.text for w in group)))
         out.append(found)
     return out

@@ -9,16 +9,27 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from ray import serve
 
-from ray_app import __version__
-from ray_app.api import (cluster, imports, link, members, ml_backend, projects, registry, scripts, selection,
-                         trainings, users)
-from ray_app.settings import ON_THE_HEAD
 from labtrain.errors import LabtrainError
+from ray_app import __version__
+from ray_app.api import (
+    cluster,
+    imports,
+    link,
+    members,
+    ml_backend,
+    projects,
+    registry,
+    scripts,
+    selection,
+    trainings,
+    users,
+)
+from ray_app.settings import ON_THE_HEAD
 
-app = FastAPI(title="labtrain", version=__version__,
-              description="Train NLP models from the completions of an annotation project.")
-for module in (users, projects, members, imports, selection, scripts, trainings, registry, cluster, link,
-               ml_backend):
+app = FastAPI(
+    title="labtrain", version=__version__, description="Train NLP models from the completions of an annotation project."
+)
+for module in (users, projects, members, imports, selection, scripts, trainings, registry, cluster, link, ml_backend):
     app.include_router(module.router)
 
 

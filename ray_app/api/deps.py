@@ -38,8 +38,9 @@ JobsDep = Annotated[StorageClient, Depends(get_jobs)]
 async def current_user(storage: StorageDep, authorization: Annotated[str | None, Header()] = None) -> User:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
+        )
     user = await storage("user_for_token", token.strip())
     if user is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})

@@ -14,10 +14,13 @@ from storage.importers import parse_export
 router = APIRouter(prefix="/api/projects/{name}/import", tags=["import"])
 
 
-EXPORT_BODY = {"requestBody": {"required": True, "description": "the export file: a list of tasks (Generative AI "
-                               "Lab or Label Studio JSON), or one task object",
-                               "content": {"application/json": {"schema": {
-                                   "type": "array", "items": {"type": "object"}}}}}}
+EXPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the export file: a list of tasks (Generative AI Lab or Label Studio JSON), or one task object",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+    }
+}
 
 
 @router.post("", response_model=ImportPublic, openapi_extra=EXPORT_BODY)

@@ -9,11 +9,11 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from labtrain.errors import Conflict, LabtrainError, NotFound
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.ml_backend import model_version, predictions_for
 from ray_app.api.models import LinkRequest, PushRequest
 from ray_app.labelstudio import LabelStudio, sync_project
-from labtrain.errors import Conflict, LabtrainError, NotFound
 from storage.links import BACKEND_USER
 
 router = APIRouter(prefix="/api/projects/{name}/link", tags=["label studio"])
@@ -48,8 +48,13 @@ async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser
             backend = await ls.ensure_backend(body.ls_project, backend_url, BACKEND_USER, password)
             await storage("set_link_state", name, ml_backend_id=backend, webhook_id=webhook)
     training = await jobs("active_learning", name)
-    return {**await storage("link", name), "backend_password": linked["backend_password"], "imported": imported,
-            "label_studio_title": project.get("title"), "active_learning_training": training["id"] if training else None}
+    return {
+        **await storage("link", name),
+        "backend_password": linked["backend_password"],
+        "imported": imported,
+        "label_studio_title": project.get("title"),
+        "active_learning_training": training["id"] if training else None,
+    }
 
 
 @router.get("")
@@ -62,8 +67,13 @@ async def show_link(name: str, user: ProjectMember, storage: StorageDep):
         try:
             async with LabelStudio(shown["url"], await storage("link_token", name), timeout_s=10) as ls:
                 backend = await ls.call("GET", f"/api/ml/{shown['ml_backend_id']}")
-            shown["backend_state"] = {"CO": "CONNECTED", "DI": "DISCONNECTED", "ER": "ERROR", "TR": "TRAINING",
-                                      "PR": "PREDICTING"}.get(backend.get("state"), backend.get("state"))
+            shown["backend_state"] = {
+                "CO": "CONNECTED",
+                "DI": "DISCONNECTED",
+                "ER": "ERROR",
+                "TR": "TRAINING",
+                "PR": "PREDICTING",
+            }.get(backend.get("state"), backend.get("state"))
         except LabtrainError as exc:
             shown["backend_state"] = f"unknown: {exc}"
     return shown
@@ -84,8 +94,9 @@ async def unlink(name: str, user: ProjectManager, storage: StorageDep):
 
 
 @router.post("/push")
-async def push(name: str, body: PushRequest, request: Request, user: ProjectManager, storage: StorageDep,
-               jobs: JobsDep):
+async def push(
+    name: str, body: PushRequest, request: Request, user: ProjectManager, storage: StorageDep, jobs: JobsDep
+):
     """Write predictions for every task of the linked project into Label Studio, skipping tasks that
     already hold one of that model version; streams one JSON line of progress per page."""
     link = await storage("link", name)
@@ -99,22 +110,30 @@ async def push(name: str, body: PushRequest, request: Request, user: ProjectMana
         done = skipped = 0
         async with LabelStudio(link["url"], token) as ls:
             tasks = [t async for t in ls.tasks(link["ls_project"])]
-            todo = [t for t in tasks if not any(p.get("model_version") == version for p in t.get("predictions") or []
-                                                if isinstance(p, dict))]
+            todo = [
+                t
+                for t in tasks
+                if not any(p.get("model_version") == version for p in t.get("predictions") or [] if isinstance(p, dict))
+            ]
             skipped = len(tasks) - len(todo)
             yield json.dumps({"total": len(tasks), "done": 0, "skipped": skipped, "model_version": version}) + "\n"
             for start in range(0, len(todo), 50):
-                page = todo[start:start + 50]
+                page = todo[start : start + 50]
                 try:
                     results = await predictions_for(request.app.state, storage, jobs, name, page, ls, models)
-                    await ls.import_predictions(link["ls_project"], [
-                        {"task": task["id"], "result": r["result"], "score": r["score"], "model_version": version}
-                        for task, r in zip(page, results)])
+                    await ls.import_predictions(
+                        link["ls_project"],
+                        [
+                            {"task": task["id"], "result": r["result"], "score": r["score"], "model_version": version}
+                            for task, r in zip(page, results)
+                        ],
+                    )
                 except LabtrainError as exc:  # the answer has started: the error is its last line
                     yield json.dumps({"error": str(exc), "done": done, "total": len(tasks)}) + "\n"
                     return
                 done += len(page)
-                yield json.dumps({"total": len(tasks), "done": done, "skipped": skipped,
-                                  "model_version": version}) + "\n"
+                yield (
+                    json.dumps({"total": len(tasks), "done": done, "skipped": skipped, "model_version": version}) + "\n"
+                )
 
     return StreamingResponse(progress(), media_type="application/x-ndjson")

@@ -23,7 +23,8 @@ async def update_members(name: str, body: MembersUpdate, user: ProjectManager, s
     members = [Member(m.username, m.role.lower(), m.priority) for m in body.set]
     current = {m["username"]: m["role"] for m in await storage("members", name)}
     touches_owner = any(m.role == "owner" or current.get(m.username) == "owner" for m in members) or any(
-        current.get(u) == "owner" for u in body.remove)
+        current.get(u) == "owner" for u in body.remove
+    )
     if touches_owner and await storage("role_of", name, user) != "owner":
         raise HTTPException(403, f"only an owner of project {name!r} may grant or take the owner role")
     return await storage("set_members", name, members, body.remove)

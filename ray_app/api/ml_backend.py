@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from labtrain.errors import LabtrainError, ValidationError
 from ray_app.api.deps import JobsDep, StorageDep
 from ray_app.api.registry import _loaded
 from ray_app.labelstudio import LabelStudio, sync_project
-from labtrain.errors import LabtrainError, ValidationError
 
 router = APIRouter(prefix="/ml/{name}", tags=["label studio ml backend"])
 log = logging.getLogger(__name__)
@@ -35,8 +35,11 @@ async def backend_caller(name: str, storage: StorageDep, authorization: Annotate
     except (binascii.Error, UnicodeDecodeError):
         user = password = ""
     if scheme.lower() != "basic" or not user:
-        raise HTTPException(401, "the ML backend takes HTTP basic auth (user 'labtrain' and the backend password "
-                                 "that `labtrain link` gave)", headers=challenge)
+        raise HTTPException(
+            401,
+            "the ML backend takes HTTP basic auth (user 'labtrain' and the backend password that `labtrain link` gave)",
+            headers=challenge,
+        )
     if not await storage("backend_allows", name, user, password):
         raise HTTPException(401, f"wrong ML backend credentials for project {name!r}", headers=challenge)
     return name
@@ -69,8 +72,12 @@ async def model_version(storage, name: str) -> str:
 @router.get("/health")
 async def health(name: LabelStudioCaller, storage: StorageDep):
     """Label Studio's health check of the backend."""
-    return {"status": "UP", "model_class": "labtrain", "project": name,
-            "model_version": await model_version(storage, name)}
+    return {
+        "status": "UP",
+        "model_class": "labtrain",
+        "project": name,
+        "model_version": await model_version(storage, name),
+    }
 
 
 @router.post("/setup")
@@ -87,8 +94,9 @@ async def versions(name: LabelStudioCaller, storage: StorageDep):
 
 
 @router.post("/predict")
-async def predict(name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep,
-                  body: Annotated[dict, Body()]):
+async def predict(
+    name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep, body: Annotated[dict, Body()]
+):
     """One prediction per task, in order, from the project's deployed models (NER with assertion
     status and relations on its entities, classification, Visual NER); an empty result per task when
     none is deployed."""
@@ -102,8 +110,9 @@ async def predict(name: LabelStudioCaller, request: Request, storage: StorageDep
     return {"results": [{**r, "model_version": version} for r in results]}
 
 
-async def predictions_for(state, storage, jobs, name: str, tasks: list[dict], ls: LabelStudio,
-                          models: list[dict] | None = None) -> list[dict]:
+async def predictions_for(
+    state, storage, jobs, name: str, tasks: list[dict], ls: LabelStudio, models: list[dict] | None = None
+) -> list[dict]:
     """{"result": [...], "score": ...} per task. The score is the mean test F1 of the models that
     predicted (labtrain does not score each prediction yet)."""
     models = models if models is not None else await deployed_models(storage, name)
@@ -126,9 +135,21 @@ async def predictions_for(state, storage, jobs, name: str, tasks: list[dict], ls
         spans = await run(by_type["ner"], [texts[i] for i in present])
         for i, found in zip(present, spans):
             results[i] = [{**r, "id": f"lt{n}"} for n, r in enumerate(found)]
-        entities = [{"text": texts[i], "entities": [{"id": r["id"], "start": r["value"]["start"], "end": r["value"]["end"],
-                                                     "label": r["value"]["labels"][0]} for r in results[i]]}
-                    for i in present]
+        entities = [
+            {
+                "text": texts[i],
+                "entities": [
+                    {
+                        "id": r["id"],
+                        "start": r["value"]["start"],
+                        "end": r["value"]["end"],
+                        "label": r["value"]["labels"][0],
+                    }
+                    for r in results[i]
+                ],
+            }
+            for i in present
+        ]
         for kind in ("assertion", "relation"):
             if kind in by_type and any(e["entities"] for e in entities):
                 for i, extra in zip(present, await run(by_type[kind], entities)):
@@ -140,7 +161,7 @@ async def predictions_for(state, storage, jobs, name: str, tasks: list[dict], ls
         key = next(iter(config.images.values()), "image")
         pages = [(i, t["data"].get(key)) for i, t in enumerate(tasks) if isinstance(t["data"].get(key), str)]
         images = []
-        for i, url in pages:
+        for _, url in pages:
             content, kind = await ls.file(url) if not url.startswith("data:") else (None, None)
             images.append(url if content is None else f"data:{kind};base64,{base64.b64encode(content).decode()}")
         if images:
@@ -154,9 +175,11 @@ async def predictions_for(state, storage, jobs, name: str, tasks: list[dict], ls
 
 # --- events ----------------------------------------------------------------------------------------
 
+
 @router.post("/webhook")
-async def webhook(name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep,
-                  event: Annotated[dict, Body()]):
+async def webhook(
+    name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep, event: Annotated[dict, Body()]
+):
     """Label Studio's events: START_TRAINING (its "Start Training" button) pulls the latest
     annotations and starts a training of the project's saved settings that deploys (source 'label
     studio'); ANNOTATION_CREATED / ANNOTATION_UPDATED import that task's annotation and count for
@@ -165,8 +188,10 @@ async def webhook(name: LabelStudioCaller, request: Request, storage: StorageDep
     link = await storage("link", name)
     project = event.get("project") or {}
     if isinstance(project, dict) and project.get("id") not in (None, link["ls_project"]):
-        raise ValidationError(f"webhook: an event of Label Studio project {project.get('id')}, but {name!r} is linked "
-                              f"to project {link['ls_project']}")
+        raise ValidationError(
+            f"webhook: an event of Label Studio project {project.get('id')}, but {name!r} is linked "
+            f"to project {link['ls_project']}"
+        )
     if action == "START_TRAINING":
         work = _start_training(storage, jobs, name)
     elif action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):

@@ -101,18 +101,25 @@ class TrainingParamsIn(BaseModel):
     early_stopping_patience: int | None = None
     warmup: float | None = None
     max_length: int | None = None
-    eval_size: float | None = Field(None, description="Visual NER: share of the training tasks held out for "
-                                                      "evaluation after each epoch")
-    few_shot: str | None = Field(None, description="classification, assertion: 'auto' (the few-shot path when the "
-                                                   "smallest label has few examples), 'on' or 'off'")
+    eval_size: float | None = Field(
+        None, description="Visual NER: share of the training tasks held out for evaluation after each epoch"
+    )
+    few_shot: str | None = Field(
+        None,
+        description="classification, assertion: 'auto' (the few-shot path when the "
+        "smallest label has few examples), 'on' or 'off'",
+    )
     bf16: bool | None = Field(None, description="bfloat16 autocast where the CPU or GPU has it natively")
     average_last: float | None = Field(None, description="share of the final steps whose weights are averaged")
 
 
 class TuneRequest(BaseModel):
     trials: int = Field(8, ge=1, le=200, description="how many parameter sets to try")
-    space: str | dict | None = Field(None, description="e.g. 'lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32'; "
-                                                       "default: the embeddings' learning rate x/10, dropout, batch size")
+    space: str | dict | None = Field(
+        None,
+        description="e.g. 'lr=1e-5:1e-3:log,dropout=0.1:0.5,batch_size=8|16|32'; "
+        "default: the embeddings' learning rate x/10, dropout, batch size",
+    )
     budget: str | float | None = Field(None, description="stop every trial after this long: '30m', '2h', seconds")
 
 
@@ -124,28 +131,47 @@ class CurveRequest(BaseModel):
 class TrainingRequest(BaseModel):
     types: list[str] = Field(min_length=1, description="ner, assertion, classification, relation, visual_ner")
     embeddings: str | dict[str, str] | None = Field(
-        None, description="one name for every type, or one per type; default: each type's first option")
+        None, description="one name for every type, or one per type; default: each type's first option"
+    )
     params: TrainingParamsIn = TrainingParamsIn()
     selection: SelectionFields = SelectionFields()
     deploy: bool = Field(False, description="after success, the labeling config names the new model")
     gpu: bool = Field(False, description="ask for a GPU bundle (1 GPU + 1 CPU) instead of a CPU bundle")
     use_gpu: bool = Field(False, description="the page's 'Use available GPU' (the same as gpu)")
     backend: str = "pytorch"
-    submit: bool = Field(False, description="run as a Ray job: the answer gives each job's entry point and "
-                                            "submission id; `labtrain train --submit` submits them")
-    max_retries: int = Field(1, ge=0, le=10, description="how often a job is started again when its worker or node "
-                                                         "is lost (from its last epoch's checkpoint when the service "
-                                                         "has an artifact store)")
-    script: str | None = Field(None, description="NER only: train with this custom script of the project "
-                                                 "instead of labtrain's trainer")
+    submit: bool = Field(
+        False,
+        description="run as a Ray job: the answer gives each job's entry point and "
+        "submission id; `labtrain train --submit` submits them",
+    )
+    max_retries: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="how often a job is started again when its worker or node "
+        "is lost (from its last epoch's checkpoint when the service "
+        "has an artifact store)",
+    )
+    script: str | None = Field(
+        None, description="NER only: train with this custom script of the project instead of labtrain's trainer"
+    )
     script_version: int | None = Field(None, ge=1, description="the script's version (default: its latest)")
     script_time_limit_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="the script is stopped after this")
-    script_memory_mb: int = Field(4096, ge=64, le=1 << 20, description="the script is stopped past this resident "
-                                                                        "memory (its own and its children's)")
-    tune: TuneRequest | None = Field(None, description="search the parameters with Ray Tune (one type); the best "
-                                                       "trial's model is kept (source 'tuning')")
-    curve: CurveRequest | None = Field(None, description="train on growing shares of the train part and score each "
-                                                         "on the same test part (one type; source 'curve')")
+    script_memory_mb: int = Field(
+        4096,
+        ge=64,
+        le=1 << 20,
+        description="the script is stopped past this resident memory (its own and its children's)",
+    )
+    tune: TuneRequest | None = Field(
+        None,
+        description="search the parameters with Ray Tune (one type); the best trial's model is kept (source 'tuning')",
+    )
+    curve: CurveRequest | None = Field(
+        None,
+        description="train on growing shares of the train part and score each "
+        "on the same test part (one type; source 'curve')",
+    )
 
 
 class ScriptUpload(BaseModel):
@@ -161,8 +187,9 @@ class TrainingSettings(BaseModel):
 class PredictRequest(BaseModel):
     texts: list[str] | None = None
     inputs: list[dict] | None = Field(None, description='assertion / relation: {"text", "entities": [...]}')
-    images: list[str | dict] | None = Field(None, description='Visual NER: image data URIs, or {"image": data URI, '
-                                                              '"ocr": [words as in data.ocr]}')
+    images: list[str | dict] | None = Field(
+        None, description='Visual NER: image data URIs, or {"image": data URI, "ocr": [words as in data.ocr]}'
+    )
 
 
 class LinkRequest(BaseModel):
@@ -170,8 +197,10 @@ class LinkRequest(BaseModel):
     ls_project: int = Field(ge=1, description="the project's id in Label Studio")
     ls_token: str = Field(min_length=1, description="a Label Studio API token (kept sealed, never shown again)")
     connect: bool = Field(False, description="also register labtrain as the project's ML backend in Label Studio")
-    backend_url: str | None = Field(None, description="the URL Label Studio reaches labtrain's backend at "
-                                                      "(default: this service's URL + /ml/{project})")
+    backend_url: str | None = Field(
+        None,
+        description="the URL Label Studio reaches labtrain's backend at (default: this service's URL + /ml/{project})",
+    )
     language: str = Field("en", description="the language of a project created by the link")
 
 

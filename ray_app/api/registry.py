@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from labtrain.errors import Forbidden, NotFound, ValidationError
 from ray_app.api.deps import CurrentUser, JobsDep, StorageDep
 from ray_app.api.models import PredictRequest
 from storage.artifacts import cached_folder
-from labtrain.errors import Forbidden, NotFound, ValidationError
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 LOADED_MODELS = 4  # per replica; the least recently used is dropped
@@ -56,8 +56,9 @@ async def confusion_png(name: str, user: CurrentUser, storage: StorageDep):
 
 
 @router.post("/{name}/predict")
-async def predict(name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep,
-                  jobs: JobsDep):
+async def predict(
+    name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep, jobs: JobsDep
+):
     """Pre-annotate: one result list per input, in the export's result format. The model is
     loaded once per replica. A Visual NER model takes `images` (data URIs) and needs a license
     with scope ocr:inference."""
@@ -65,8 +66,10 @@ async def predict(name: str, body: PredictRequest, request: Request, user: Curre
     if model["type"] == "visual_ner":
         inputs = visual_inputs(body)
         if not await jobs("licensed", "ocr:inference"):
-            raise Forbidden(f"model {model['name']!r} is a Visual NER model: pre-annotation needs a license with "
-                            "scope ocr:inference")
+            raise Forbidden(
+                f"model {model['name']!r} is a Visual NER model: pre-annotation needs a license with "
+                "scope ocr:inference"
+            )
         predictor = await run_in_threadpool(_loaded, request.app.state, model)
         return {"model": model["name"], "results": await run_in_threadpool(predictor.predict, inputs)}
     if body.images is not None:
@@ -75,7 +78,7 @@ async def predict(name: str, body: PredictRequest, request: Request, user: Curre
     if not inputs:
         raise ValidationError("give 'texts' (NER, classification) or 'inputs' (assertion, relation)")
     if model["type"] in ("assertion", "relation") and body.inputs is None:
-        raise ValidationError(f"a {model['type']} model takes 'inputs': [{{\"text\", \"entities\": [...]}}]")
+        raise ValidationError(f'a {model["type"]} model takes \'inputs\': [{{"text", "entities": [...]}}]')
     predictor = await run_in_threadpool(_loaded, request.app.state, model)
     return {"model": model["name"], "results": await run_in_threadpool(predictor.predict, inputs)}
 
@@ -83,14 +86,16 @@ async def predict(name: str, body: PredictRequest, request: Request, user: Curre
 def visual_inputs(body: PredictRequest) -> list:
     """`images`: data URIs, or {"image": data URI, "ocr": [...]}; never a path on this machine."""
     if not body.images:
-        raise ValidationError("a visual_ner model takes 'images': [data URI or {\"image\", \"ocr\"}, ...]")
+        raise ValidationError('a visual_ner model takes \'images\': [data URI or {"image", "ocr"}, ...]')
     for i, item in enumerate(body.images):
         image = item if isinstance(item, str) else item.get("image")
         if image is None and isinstance(item, dict) and item.get("ocr"):
             continue
         if not isinstance(image, str) or not image.startswith("data:image/"):
-            raise ValidationError(f"images[{i}]: give the image as a data URI (data:image/png;base64,...); "
-                                  "paths on the service's machine are not read")
+            raise ValidationError(
+                f"images[{i}]: give the image as a data URI (data:image/png;base64,...); "
+                "paths on the service's machine are not read"
+            )
     return body.images
 
 

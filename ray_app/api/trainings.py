@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
+from labtrain.errors import NotFound, ValidationError
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.models import TrainingRequest, TrainingSettings
-from labtrain.errors import NotFound, ValidationError
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
@@ -27,8 +27,17 @@ from trainers.sweep import default_space, parse_budget, parse_points, parse_spac
 
 router = APIRouter(tags=["trainings"])
 LICENSED_IN_SPARKNLP = ("assertion", "relation", "visual_ner")
-ARCHIVED = ("job.log", "training.log", "metrics.json", "labtrain.json", "confusion_matrix.json",
-            "confusion_matrix.png", "script.py", "curve.json", "curve.png")
+ARCHIVED = (
+    "job.log",
+    "training.log",
+    "metrics.json",
+    "labtrain.json",
+    "confusion_matrix.json",
+    "confusion_matrix.png",
+    "script.py",
+    "curve.json",
+    "curve.png",
+)
 
 
 def training_request(body: TrainingRequest) -> dict:
@@ -42,8 +51,10 @@ def training_request(body: TrainingRequest) -> dict:
         if reason:
             raise ValidationError(f"backend 'sparknlp' is not available on this service: {reason}")
         if body.gpu or body.use_gpu:
-            raise ValidationError("gpu: the sparknlp backend trains on CPU (labtrain ships the CPU build of Spark "
-                                  "NLP); use backend 'pytorch' for GPU training")
+            raise ValidationError(
+                "gpu: the sparknlp backend trains on CPU (labtrain ships the CPU build of Spark "
+                "NLP); use backend 'pytorch' for GPU training"
+            )
     if body.script is not None:
         return script_request(body)
     embeddings = {}
@@ -52,22 +63,34 @@ def training_request(body: TrainingRequest) -> dict:
             raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
         options = embeddings_for(t, body.backend)
         if not options:
-            raise ValidationError(f"training type {t!r} cannot use backend {body.backend!r}: {t} is licensed in "
-                                  "Spark NLP, so labtrain trains it with 'pytorch' only")
+            raise ValidationError(
+                f"training type {t!r} cannot use backend {body.backend!r}: {t} is licensed in "
+                "Spark NLP, so labtrain trains it with 'pytorch' only"
+            )
         chosen = body.embeddings.get(t) if isinstance(body.embeddings, dict) else body.embeddings
         chosen = chosen or options[0]
         if chosen not in options:
-            raise ValidationError(f"embeddings {chosen!r} cannot train {t!r} with {body.backend}; "
-                                  f"choose one of {', '.join(options)}")
+            raise ValidationError(
+                f"embeddings {chosen!r} cannot train {t!r} with {body.backend}; choose one of {', '.join(options)}"
+            )
         embeddings[t] = chosen
     if isinstance(body.embeddings, dict) and set(body.embeddings) - set(body.types):
-        raise ValidationError(f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}")
+        raise ValidationError(
+            f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}"
+        )
     params = body.params.model_dump(exclude_none=True)
     TrainParams(**params).check()
-    request = {"types": list(embeddings), "embeddings": embeddings, "params": params,
-               "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
-               "backend": body.backend, "runner": "ray_job" if body.submit else "ray_train",
-               "max_retries": body.max_retries}
+    request = {
+        "types": list(embeddings),
+        "embeddings": embeddings,
+        "params": params,
+        "selection": body.selection.model_dump(),
+        "deploy": body.deploy,
+        "gpu": body.gpu or body.use_gpu,
+        "backend": body.backend,
+        "runner": "ray_job" if body.submit else "ray_train",
+        "max_retries": body.max_retries,
+    }
     return {**request, **sweep_request(body, request)}
 
 
@@ -88,11 +111,13 @@ def sweep_request(body: TrainingRequest, request: dict) -> dict:
         if body.tune is not None:
             (kind,) = request["types"]
             space = parse_space(body.tune.space) or default_space(
-                request["params"].get("learning_rate") or REGISTRY[request["embeddings"][kind]].learning_rate_for(kind))
+                request["params"].get("learning_rate") or REGISTRY[request["embeddings"][kind]].learning_rate_for(kind)
+            )
             return {"tune": {"trials": body.tune.trials, "space": space, "budget_s": parse_budget(body.tune.budget)}}
         if body.deploy:
-            raise ValidationError("curve: measures how the score grows with data and registers no model; "
-                                  "deploy does not apply")
+            raise ValidationError(
+                "curve: measures how the score grows with data and registers no model; deploy does not apply"
+            )
         return {"curve": {"points": parse_points(body.curve.points), "seeds": body.curve.seeds}}
     except SpecError as exc:
         raise ValidationError(str(exc)) from None
@@ -102,22 +127,38 @@ def script_request(body: TrainingRequest) -> dict:
     """A training by a custom script: NER alone, pytorch, its embeddings are the script's own."""
     types = list(dict.fromkeys(body.types))
     if body.tune is not None or body.curve is not None:
-        raise ValidationError(f"{'tune' if body.tune is not None else 'curve'}: not with a custom script (the script "
-                              "chooses its own parameters); run it without --script")
+        raise ValidationError(
+            f"{'tune' if body.tune is not None else 'curve'}: not with a custom script (the script "
+            "chooses its own parameters); run it without --script"
+        )
     if types != ["ner"]:
-        raise ValidationError(f"script: a custom training script trains NER only; this request asks for "
-                              f"{', '.join(types)} (train the other types in a request without a script)")
+        raise ValidationError(
+            f"script: a custom training script trains NER only; this request asks for "
+            f"{', '.join(types)} (train the other types in a request without a script)"
+        )
     if body.backend != "pytorch":
         raise ValidationError("script: a custom training script runs with backend 'pytorch'")
     if body.embeddings not in (None, "custom", {"ner": "custom"}):
         raise ValidationError("embeddings: a custom training script chooses its own; leave embeddings out")
     params = body.params.model_dump(exclude_none=True)
     TrainParams(**params).check()
-    return {"types": types, "embeddings": {"ner": "custom"}, "params": params,
-            "selection": body.selection.model_dump(), "deploy": body.deploy, "gpu": body.gpu or body.use_gpu,
-            "backend": "pytorch", "runner": "ray_job" if body.submit else "ray_train", "max_retries": body.max_retries,
-            "script": {"name": body.script, "version": body.script_version,
-                       "time_limit_s": body.script_time_limit_s, "memory_mb": body.script_memory_mb}}
+    return {
+        "types": types,
+        "embeddings": {"ner": "custom"},
+        "params": params,
+        "selection": body.selection.model_dump(),
+        "deploy": body.deploy,
+        "gpu": body.gpu or body.use_gpu,
+        "backend": "pytorch",
+        "runner": "ray_job" if body.submit else "ray_train",
+        "max_retries": body.max_retries,
+        "script": {
+            "name": body.script,
+            "version": body.script_version,
+            "time_limit_s": body.script_time_limit_s,
+            "memory_mb": body.script_memory_mb,
+        },
+    }
 
 
 def embeddings_options(training_type: str, backend: str) -> list[dict]:
@@ -127,14 +168,22 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
         return []
     options = []
     for e in embeddings_for(training_type, backend):
-        entry = {"name": e, "description": REGISTRY[e].description, "languages": list(REGISTRY[e].languages),
-                 "size_mb": REGISTRY[e].size_mb, "default_learning_rate": REGISTRY[e].learning_rate_for(training_type),
-                 "defaults": recipe_defaults(training_type, e)}
+        entry = {
+            "name": e,
+            "description": REGISTRY[e].description,
+            "languages": list(REGISTRY[e].languages),
+            "size_mb": REGISTRY[e].size_mb,
+            "default_learning_rate": REGISTRY[e].learning_rate_for(training_type),
+            "defaults": recipe_defaults(training_type, e),
+        }
         if training_type in FEW_SHOT_TYPES and e == "minilm":
-            entry["few_shot"] = {"chosen_below": FEW_SHOT_BELOW, "values": ["auto", "on", "off"],
-                                 "method": "SetFit: contrastive sentence-pair fine-tuning of the sentence encoder, "
-                                           "then a logistic regression head",
-                                 "defaults": recipe_defaults(training_type, e, FEW_SHOT)}
+            entry["few_shot"] = {
+                "chosen_below": FEW_SHOT_BELOW,
+                "values": ["auto", "on", "off"],
+                "method": "SetFit: contrastive sentence-pair fine-tuning of the sentence encoder, "
+                "then a logistic regression head",
+                "defaults": recipe_defaults(training_type, e, FEW_SHOT),
+            }
         options.append(entry)
     return options
 
@@ -147,16 +196,24 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
     spark_reason = spark_unavailable_reason()
     types = []
     for t in summary:
-        entry = {"type": t, "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch"),
-                 "backends": [{"name": "pytorch", "available": t in TYPES,
-                               "embeddings": embeddings_options(t, "pytorch")}]}
+        entry = {
+            "type": t,
+            "available": t in TYPES,
+            "embeddings": embeddings_options(t, "pytorch"),
+            "backends": [{"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch")}],
+        }
         if t == "ner":
             entry["custom_scripts"] = sorted({s["name"] for s in await storage("scripts", name)})
         if t == "visual_ner":
-            entry["note"] = ("needs a license with scope ocr:training (pre-annotation: ocr:inference); "
-                             "'Use available GPU' (use_gpu) trains on a GPU bundle")
-        spark = {"name": "sparknlp", "available": bool(embeddings_for(t, "sparknlp")) and not spark_reason,
-                 "embeddings": embeddings_options(t, "sparknlp")}
+            entry["note"] = (
+                "needs a license with scope ocr:training (pre-annotation: ocr:inference); "
+                "'Use available GPU' (use_gpu) trains on a GPU bundle"
+            )
+        spark = {
+            "name": "sparknlp",
+            "available": bool(embeddings_for(t, "sparknlp")) and not spark_reason,
+            "embeddings": embeddings_options(t, "sparknlp"),
+        }
         if t in LICENSED_IN_SPARKNLP:
             spark["note"] = entry["note_sparknlp"] = "licensed in Spark NLP: PyTorch only"
         elif spark_reason:
@@ -164,8 +221,13 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
         entry["backends"].append(spark)
         types.append(entry)
     defaults = {k: v for k, v in TrainParams().__dict__.items() if k != "learning_rate"}
-    return {"project": name, "types": types, "defaults": {**defaults, "validation_split": DEFAULT_VALIDATION_SPLIT},
-            "gpu_available": cluster["gpu_available"], "settings": await storage("training_settings", name)}
+    return {
+        "project": name,
+        "types": types,
+        "defaults": {**defaults, "validation_split": DEFAULT_VALIDATION_SPLIT},
+        "gpu_available": cluster["gpu_available"],
+        "settings": await storage("training_settings", name),
+    }
 
 
 @router.get("/api/projects/{name}/training/settings")
@@ -189,8 +251,9 @@ async def start_training(name: str, body: TrainingRequest, user: ProjectManager,
 
 
 @router.get("/api/projects/{name}/trainings")
-async def history(name: str, user: ProjectMember, storage: StorageDep,
-                  limit: Annotated[int, Query(ge=1, le=10_000)] = 100):
+async def history(
+    name: str, user: ProjectMember, storage: StorageDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+):
     """Every training of the project, newest first."""
     return await storage("trainings", name, limit)
 
@@ -232,7 +295,7 @@ async def stream_logs(training_id: int, user: CurrentUser, storage: StorageDep, 
                 with path.open("rb") as f:
                     f.seek(offsets.get(job["job_id"], 0))
                     chunk = f.read()
-                complete = chunk[:chunk.rfind(b"\n") + 1]
+                complete = chunk[: chunk.rfind(b"\n") + 1]
                 offsets[job["job_id"]] = offsets.get(job["job_id"], 0) + len(complete)
                 for line in complete.decode("utf-8", "replace").splitlines():
                     yield (f"[{job['type']}] " if prefix else "") + line + "\n"
@@ -256,8 +319,11 @@ async def download_logs(training_id: int, user: CurrentUser, storage: StorageDep
             for file in ARCHIVED:
                 if (folder / file).exists():
                     archive.write(folder / file, f"{job['type']}/{file}")
-    return Response(buffer.getvalue(), media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="training-{training_id}-logs.zip"'})
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="training-{training_id}-logs.zip"'},
+    )
 
 
 @router.get("/api/trainings/{training_id}/curve.png", responses={200: {"content": {"image/png": {}}}})

@@ -34,13 +34,22 @@ def read_conll(path: Path) -> list[tuple[list[str], list[str]]]:
         tags.append(tag)
     if words:
         docs.append((words, tags))
-    return [(w[i:i + WORDS_PER_PIECE], t[i:i + WORDS_PER_PIECE]) for w, t in docs
-            for i in range(0, len(w), WORDS_PER_PIECE)]
+    return [
+        (w[i : i + WORDS_PER_PIECE], t[i : i + WORDS_PER_PIECE])
+        for w, t in docs
+        for i in range(0, len(w), WORDS_PER_PIECE)
+    ]
 
 
 def encode(tokenizer, batch, index: dict, max_length: int):
-    enc = tokenizer([words for words, _ in batch], is_split_into_words=True, truncation=True,
-                    max_length=max_length, padding=True, return_tensors="pt")
+    enc = tokenizer(
+        [words for words, _ in batch],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+    )
     labels = torch.full(enc["input_ids"].shape, -100)
     for row, (_, tags) in enumerate(batch):
         previous = None
@@ -59,7 +68,7 @@ def dev_accuracy(model, tokenizer, dev, index: dict, max_length: int) -> float |
     right = total = 0
     with torch.no_grad():
         for i in range(0, len(dev), 32):
-            enc, labels = encode(tokenizer, dev[i:i + 32], index, max_length)
+            enc, labels = encode(tokenizer, dev[i : i + 32], index, max_length)
             predicted = model(**enc).logits.argmax(-1)
             mask = labels != -100
             right += int((predicted[mask] == labels[mask]).sum())
@@ -81,7 +90,8 @@ def main() -> None:
     index = {t: i for i, t in enumerate(tags)}
     tokenizer = AutoTokenizer.from_pretrained(params["minilm"])
     model = AutoModelForTokenClassification.from_pretrained(
-        params["minilm"], num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=index)
+        params["minilm"], num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=index
+    )
     train, dev = read_conll(args.data / "train.conll"), read_conll(args.data / "dev.conll")
     print(f"{len(train)} training pieces, {len(dev)} dev pieces, tags {tags}", flush=True)
     lr, epochs, batch_size = params["learning_rate"] or 5e-5, params["epochs"], params["batch_size"]
@@ -92,7 +102,7 @@ def main() -> None:
         started, total = time.monotonic(), 0.0
         random.shuffle(train)
         for i in range(0, len(train), batch_size):
-            enc, labels = encode(tokenizer, train[i:i + batch_size], index, params["max_length"])
+            enc, labels = encode(tokenizer, train[i : i + batch_size], index, params["max_length"])
             loss = model(**enc, labels=labels).loss
             loss.backward()
             optimizer.step()
@@ -101,8 +111,11 @@ def main() -> None:
             done += 1
             print(f"LABTRAIN_PROGRESS {100 * done / steps:.1f}", flush=True)
         accuracy = dev_accuracy(model, tokenizer, dev, index, params["max_length"])
-        print(f"epoch {epoch}: loss {total:.3f}, dev word accuracy "
-              f"{'-' if accuracy is None else f'{accuracy:.4f}'}, {time.monotonic() - started:.1f} s", flush=True)
+        print(
+            f"epoch {epoch}: loss {total:.3f}, dev word accuracy "
+            f"{'-' if accuracy is None else f'{accuracy:.4f}'}, {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
     model.save_pretrained(args.output)
     tokenizer.save_pretrained(args.output)
     (args.output / "metrics.json").write_text(json.dumps({"dev_word_accuracy": accuracy, "epochs": epochs}))

@@ -15,9 +15,21 @@ from labtrain.errors import LabtrainError
 SPARK_NLP_VERSION = "3.4.4"
 POM = Path(__file__).with_name("pom.xml")
 # Spark 3.4 on Java 17 reaches into these packages (Spark's own launcher adds the same list).
-JAVA_OPENS = ["java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio", "java.util",
-              "java.util.concurrent", "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs",
-              "sun.security.action", "sun.util.calendar"]
+JAVA_OPENS = [
+    "java.lang",
+    "java.lang.invoke",
+    "java.lang.reflect",
+    "java.io",
+    "java.net",
+    "java.nio",
+    "java.util",
+    "java.util.concurrent",
+    "java.util.concurrent.atomic",
+    "sun.nio.ch",
+    "sun.nio.cs",
+    "sun.security.action",
+    "sun.util.calendar",
+]
 
 
 class SparkUnavailable(LabtrainError):
@@ -44,8 +56,10 @@ def unavailable_reason() -> str | None:
         return "the sparknlp backend needs Java 17 (java is not on PATH)"
     jars = classpath()
     if not jars or not all(Path(j).exists() for j in jars):
-        return (f"the sparknlp backend needs the Spark NLP {SPARK_NLP_VERSION} JARs: run .ci/setup "
-                f"(it resolves them from Maven Central into {cache_dir()})")
+        return (
+            f"the sparknlp backend needs the Spark NLP {SPARK_NLP_VERSION} JARs: run .ci/setup "
+            f"(it resolves them from Maven Central into {cache_dir()})"
+        )
     missing = [name for name in ("pyspark", "sparknlp") if importlib.util.find_spec(name) is None]
     if missing:
         return f"the sparknlp backend needs pyspark and spark-nlp installed (missing: {', '.join(missing)})"
@@ -66,15 +80,19 @@ def session(cores: int = 1, driver_memory: str | None = None):
     from pyspark.sql import SparkSession
 
     opens = " ".join(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in JAVA_OPENS)
-    builder = (SparkSession.builder.appName("labtrain").master(f"local[{max(1, cores)}]")
-               .config("spark.driver.memory", driver_memory or os.environ.get("LABTRAIN_SPARK_DRIVER_MEMORY", "4g"))
-               .config("spark.driver.maxResultSize", "0")
-               .config("spark.jars", ",".join(classpath()))
-               .config("spark.driver.extraJavaOptions", opens)
-               .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
-               .config("spark.kryoserializer.buffer.max", "1000M")
-               .config("spark.sql.shuffle.partitions", str(max(1, cores)))
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
+    builder = (
+        SparkSession.builder.appName("labtrain")
+        .master(f"local[{max(1, cores)}]")
+        .config("spark.driver.memory", driver_memory or os.environ.get("LABTRAIN_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.maxResultSize", "0")
+        .config("spark.jars", ",".join(classpath()))
+        .config("spark.driver.extraJavaOptions", opens)
+        .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
+        .config("spark.kryoserializer.buffer.max", "1000M")
+        .config("spark.sql.shuffle.partitions", str(max(1, cores)))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     # spark-nlp 3.4.4's Python side still reads SparkSession._wrapped, which Spark 3.4 removed.

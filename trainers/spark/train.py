@@ -30,16 +30,31 @@ from trainers.spec import TrainSpec
 from trainers.text import spans_from_bio
 
 # Spark NLP's Annotation, as Parquet (end offsets are inclusive in Spark NLP).
-ANNOTATION = pa.list_(pa.struct([
-    ("annotatorType", pa.string()), ("begin", pa.int32()), ("end", pa.int32()), ("result", pa.string()),
-    ("metadata", pa.map_(pa.string(), pa.string())), ("embeddings", pa.list_(pa.float32()))]))
+ANNOTATION = pa.list_(
+    pa.struct(
+        [
+            ("annotatorType", pa.string()),
+            ("begin", pa.int32()),
+            ("end", pa.int32()),
+            ("result", pa.string()),
+            ("metadata", pa.map_(pa.string(), pa.string())),
+            ("embeddings", pa.list_(pa.float32())),
+        ]
+    )
+)
 NER_COLUMNS = {"document": "document", "sentence": "document", "token": "token", "label": "named_entity"}
 SENTENCE_END = {".", "!", "?"}
 
 
 def _annotation(kind: str, begin: int, end: int, result: str, metadata: dict) -> dict:
-    return {"annotatorType": kind, "begin": begin, "end": end - 1, "result": result,
-            "metadata": list(metadata.items()), "embeddings": []}
+    return {
+        "annotatorType": kind,
+        "begin": begin,
+        "end": end - 1,
+        "result": result,
+        "metadata": list(metadata.items()),
+        "embeddings": [],
+    }
 
 
 def sentence_ids(doc: NerDocument) -> list[int]:
@@ -49,8 +64,14 @@ def sentence_ids(doc: NerDocument) -> list[int]:
     for i, (word, _, end) in enumerate(doc.words):
         ids.append(current)
         following = doc.words[i + 1] if i + 1 < len(doc.words) else None
-        if (word in SENTENCE_END and following and following[1] > end and following[0][:1].isupper()
-                and i > 0 and (len(doc.words[i - 1][0]) > 2 or doc.words[i - 1][0].islower())):
+        if (
+            word in SENTENCE_END
+            and following
+            and following[1] > end
+            and following[0][:1].isupper()
+            and i > 0
+            and (len(doc.words[i - 1][0]) > 2 or doc.words[i - 1][0].islower())
+        ):
             current += 1
     return ids
 
@@ -65,16 +86,23 @@ def ner_rows(docs: list[NerDocument], tags: list[list[str]] | None = None) -> pa
             members = [w for w, s in zip(doc.words, ids) if s == k]
             begin, end = members[0][1], members[-1][2]
             sentences.append(_annotation("document", begin, end, doc.text[begin:end], {"sentence": str(k)}))
-        row = {"row": n, "text": doc.text,
-               "document": [_annotation("document", 0, max(1, len(doc.text)), doc.text, {"sentence": "0"})],
-               "sentence": sentences,
-               "token": [_annotation("token", b, e, w, {"sentence": str(s)}) for (w, b, e), s in zip(doc.words, ids)]}
+        row = {
+            "row": n,
+            "text": doc.text,
+            "document": [_annotation("document", 0, max(1, len(doc.text)), doc.text, {"sentence": "0"})],
+            "sentence": sentences,
+            "token": [_annotation("token", b, e, w, {"sentence": str(s)}) for (w, b, e), s in zip(doc.words, ids)],
+        }
         if tags is not None:
-            row["label"] = [_annotation("named_entity", b, e, t, {"word": w, "sentence": str(s)})
-                            for (w, b, e), s, t in zip(doc.words, ids, tags[n])]
+            row["label"] = [
+                _annotation("named_entity", b, e, t, {"word": w, "sentence": str(s)})
+                for (w, b, e), s, t in zip(doc.words, ids, tags[n])
+            ]
         rows.append(row)
-    schema = pa.schema([("row", pa.int64()), ("text", pa.string())]
-                       + [(c, ANNOTATION) for c in NER_COLUMNS if tags is not None or c != "label"])
+    schema = pa.schema(
+        [("row", pa.int64()), ("text", pa.string())]
+        + [(c, ANNOTATION) for c in NER_COLUMNS if tags is not None or c != "label"]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 
@@ -84,8 +112,11 @@ def annotated_frame(spark, table: pa.Table, path: Path):
 
     pq.write_table(table, path)
     frame = spark.read.parquet(str(path))
-    return frame.select("row", "text", *(F.col(c).alias(c, metadata={"annotatorType": t})
-                                        for c, t in NER_COLUMNS.items() if c in frame.columns))
+    return frame.select(
+        "row",
+        "text",
+        *(F.col(c).alias(c, metadata={"annotatorType": t}) for c, t in NER_COLUMNS.items() if c in frame.columns),
+    )
 
 
 class LogTail(threading.Thread):
@@ -109,7 +140,7 @@ class LogTail(threading.Thread):
                 with open(path, "rb") as f:
                     f.seek(offsets.get(path, 0))
                     data = f.read()
-                complete = data if stop else data[:data.rfind(b"\n") + 1]  # a line being written waits
+                complete = data if stop else data[: data.rfind(b"\n") + 1]  # a line being written waits
                 offsets[path] = offsets.get(path, 0) + len(complete)
                 for line in complete.decode("utf-8", errors="replace").splitlines():
                     self.take(line)
@@ -173,11 +204,12 @@ class SparkNerModel:
         text = self.spark.createDataFrame([("labtrain",)], ["text"])
         token_model = tokenizer.fit(sentences.transform(assembler.transform(text)))
         converter = NerConverter().setInputCols(["sentence", "token", "ner"]).setOutputCol("entities")
-        PipelineModel(stages=[assembler, sentences, token_model, self.embeddings, self.ner, converter]) \
-            .write().overwrite().save(str(directory))
+        PipelineModel(
+            stages=[assembler, sentences, token_model, self.embeddings, self.ner, converter]
+        ).write().overwrite().save(str(directory))
 
     @classmethod
-    def load(cls, directory: Path, spark, work: Path) -> "SparkNerModel":
+    def load(cls, directory: Path, spark, work: Path) -> SparkNerModel:
         from pyspark.ml import PipelineModel
 
         stages = PipelineModel.load(str(directory)).stages
@@ -220,7 +252,7 @@ class SparkClassifier:
         self.pipeline.write().overwrite().save(str(directory))
 
     @classmethod
-    def load(cls, directory: Path, spark, labels: list[str], multiple: bool) -> "SparkClassifier":
+    def load(cls, directory: Path, spark, labels: list[str], multiple: bool) -> SparkClassifier:
         from pyspark.ml import PipelineModel
 
         return cls(spark, PipelineModel.load(str(directory)), labels, multiple)
@@ -230,9 +262,15 @@ def word_embeddings(vectors: Path, input_cols: list[str]):
     from sparknlp.annotator import WordEmbeddings
     from sparknlp.common import ReadAs
 
-    return (WordEmbeddings().setStoragePath(str(vectors), ReadAs.TEXT).setDimension(DIMENSIONS)
-            .setStorageRef(STORAGE_REF).setCaseSensitive(False)
-            .setInputCols(input_cols).setOutputCol("embeddings"))
+    return (
+        WordEmbeddings()
+        .setStoragePath(str(vectors), ReadAs.TEXT)
+        .setDimension(DIMENSIONS)
+        .setStorageRef(STORAGE_REF)
+        .setCaseSensitive(False)
+        .setInputCols(input_cols)
+        .setOutputCol("embeddings")
+    )
 
 
 def train_spark(spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter) -> tuple:
@@ -245,9 +283,11 @@ def train_spark(spec: TrainSpec, documents: list[Document], lr: float, reporter:
     started = time.monotonic()
     cores = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)  # Ray sets it to the bundle's CPUs
     spark = session(cores=cores)
-    reporter.line(f"backend: Spark NLP {spark_nlp_version()} on Spark {spark.version} (local[{cores}], "
-                  f"driver memory {spark.conf.get('spark.driver.memory')}), {java_version()}; "
-                  f"session up in {time.monotonic() - started:.1f} s")
+    reporter.line(
+        f"backend: Spark NLP {spark_nlp_version()} on Spark {spark.version} (local[{cores}], "
+        f"driver memory {spark.conf.get('spark.driver.memory')}), {java_version()}; "
+        f"session up in {time.monotonic() - started:.1f} s"
+    )
     reporter.progress(3)
     try:
         if spec.type == "ner":
@@ -271,8 +311,9 @@ def _vectors(words, work: Path, reporter: Reporter) -> Path:
     return path
 
 
-def _train_ner(spark, spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter, work: Path,
-               logs: Path) -> tuple:
+def _train_ner(
+    spark, spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter, work: Path, logs: Path
+) -> tuple:
     from sparknlp.annotator import NerDLApproach
 
     params = spec.params
@@ -286,21 +327,37 @@ def _train_ner(spark, spec: TrainSpec, documents: list[Document], lr: float, rep
     embeddings_model = embeddings.fit(train)
     summary = f"documents: {splits.sizes()}"
     reporter.line(summary)
-    approach = (NerDLApproach().setInputCols(["sentence", "token", "embeddings"]).setLabelColumn("label")
-                .setOutputCol("ner").setMaxEpochs(params.epochs).setLr(lr).setPo(params.decay)
-                .setDropout(params.dropout).setBatchSize(params.batch_size).setRandomSeed(params.seed)
-                .setEnableOutputLogs(True).setOutputLogsPath(str(logs)).setEvaluationLogExtended(True)
-                .setIncludeConfidence(True))
+    approach = (
+        NerDLApproach()
+        .setInputCols(["sentence", "token", "embeddings"])
+        .setLabelColumn("label")
+        .setOutputCol("ner")
+        .setMaxEpochs(params.epochs)
+        .setLr(lr)
+        .setPo(params.decay)
+        .setDropout(params.dropout)
+        .setBatchSize(params.batch_size)
+        .setRandomSeed(params.seed)
+        .setEnableOutputLogs(True)
+        .setOutputLogsPath(str(logs))
+        .setEvaluationLogExtended(True)
+        .setIncludeConfidence(True)
+    )
     if splits.validation:
-        validation = annotated_frame(spark, ner_rows(splits.validation, [d.tags for d in splits.validation]),
-                                     work / "validation_in.parquet")
+        validation = annotated_frame(
+            spark, ner_rows(splits.validation, [d.tags for d in splits.validation]), work / "validation_in.parquet"
+        )
         embeddings_model.transform(validation).write.mode("overwrite").parquet(str(work / "validation.parquet"))
         approach = approach.setTestDataset(str(work / "validation.parquet"))
-        reporter.line("validation: Spark NLP scores the validation part after every epoch, per IOB tag "
-                      "(its Micro-average below); labtrain's entity scores come at the end")
-    reporter.line(f"model: Spark NLP NerDLApproach (char CNN + BiLSTM + CRF, its bundled TensorFlow graph for "
-                  f"{len(tag_set(spec.labels))} tags and {DIMENSIONS}-dimension vectors); lr {lr}, po (decay) "
-                  f"{params.decay}, dropout {params.dropout}, batch {params.batch_size}")
+        reporter.line(
+            "validation: Spark NLP scores the validation part after every epoch, per IOB tag "
+            "(its Micro-average below); labtrain's entity scores come at the end"
+        )
+    reporter.line(
+        f"model: Spark NLP NerDLApproach (char CNN + BiLSTM + CRF, its bundled TensorFlow graph for "
+        f"{len(tag_set(spec.labels))} tags and {DIMENSIONS}-dimension vectors); lr {lr}, po (decay) "
+        f"{params.decay}, dropout {params.dropout}, batch {params.batch_size}"
+    )
     tail = LogTail(logs, reporter, params.epochs)
     tail.start()
     try:
@@ -313,15 +370,20 @@ def _train_ner(spark, spec: TrainSpec, documents: list[Document], lr: float, rep
     scores = None
     if splits.test:
         predicted = model.tags_of(splits.test)
-        scores = ner_scores([d.spans for d in splits.test],
-                            [spans_from_bio(d.words, t) for d, t in zip(splits.test, predicted)],
-                            [d.tags for d in splits.test], predicted, spec.labels)
+        scores = ner_scores(
+            [d.spans for d in splits.test],
+            [spans_from_bio(d.words, t) for d, t in zip(splits.test, predicted)],
+            [d.tags for d in splits.test],
+            predicted,
+            spec.labels,
+        )
     metrics = {"entity": scores["entity"], "token": scores["token"]} if scores else {}
     return model, metrics, scores["entity"] if scores else None, epochs, summary, {}
 
 
-def _train_classifier(spark, spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter, work: Path,
-                      logs: Path) -> tuple:
+def _train_classifier(
+    spark, spec: TrainSpec, documents: list[Document], lr: float, reporter: Reporter, work: Path, logs: Path
+) -> tuple:
     from pyspark.ml import Pipeline
     from sparknlp.annotator import ClassifierDLApproach, MultiClassifierDLApproach, SentenceEmbeddings, Tokenizer
     from sparknlp.base import DocumentAssembler
@@ -338,21 +400,38 @@ def _train_classifier(spark, spec: TrainSpec, documents: list[Document], lr: flo
     else:
         classifier = ClassifierDLApproach().setLabelColumn("label")
         frame = spark.createDataFrame([(e.text, e.labels[0]) for e in splits.train], ["text", "label"])
-    classifier = (classifier.setInputCols(["sentence_embeddings"]).setOutputCol("class").setMaxEpochs(params.epochs)
-                  .setLr(lr).setBatchSize(params.batch_size).setRandomSeed(params.seed)
-                  .setEnableOutputLogs(True).setOutputLogsPath(str(logs)))
+    classifier = (
+        classifier.setInputCols(["sentence_embeddings"])
+        .setOutputCol("class")
+        .setMaxEpochs(params.epochs)
+        .setLr(lr)
+        .setBatchSize(params.batch_size)
+        .setRandomSeed(params.seed)
+        .setEnableOutputLogs(True)
+        .setOutputLogsPath(str(logs))
+    )
     if not spec.multiple:
         classifier = classifier.setDropout(params.dropout)
-    stages = [DocumentAssembler().setInputCol("text").setOutputCol("document"),
-              Tokenizer().setInputCols(["document"]).setOutputCol("token"),
-              word_embeddings(vectors, ["document", "token"]),
-              SentenceEmbeddings().setInputCols(["document", "embeddings"]).setOutputCol("sentence_embeddings")
-              .setPoolingStrategy("AVERAGE"), classifier]
-    name = "MultiClassifierDLApproach (BiLSTM over the sentence vector, sigmoid, threshold 0.5)" if spec.multiple \
+    stages = [
+        DocumentAssembler().setInputCol("text").setOutputCol("document"),
+        Tokenizer().setInputCols(["document"]).setOutputCol("token"),
+        word_embeddings(vectors, ["document", "token"]),
+        SentenceEmbeddings()
+        .setInputCols(["document", "embeddings"])
+        .setOutputCol("sentence_embeddings")
+        .setPoolingStrategy("AVERAGE"),
+        classifier,
+    ]
+    name = (
+        "MultiClassifierDLApproach (BiLSTM over the sentence vector, sigmoid, threshold 0.5)"
+        if spec.multiple
         else "ClassifierDLApproach (DNN over the sentence vector, softmax)"
-    reporter.line(f"model: Spark NLP {name} over averaged word vectors; lr {lr}, batch {params.batch_size}"
-                  + ("" if spec.multiple else f", dropout {params.dropout}")
-                  + ("; decay is not a parameter of this annotator (ignored)" if params.decay else ""))
+    )
+    reporter.line(
+        f"model: Spark NLP {name} over averaged word vectors; lr {lr}, batch {params.batch_size}"
+        + ("" if spec.multiple else f", dropout {params.dropout}")
+        + ("; decay is not a parameter of this annotator (ignored)" if params.decay else "")
+    )
     tail = LogTail(logs, reporter, params.epochs)
     tail.start()
     try:

@@ -4,8 +4,8 @@ all-MiniLM-L6-v2's input word-piece embeddings, averaged over each word's pieces
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
