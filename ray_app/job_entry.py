@@ -19,11 +19,12 @@ import ray  # noqa: E402
 from ray_app.settings import JOB_MANAGER, NAMESPACE  # noqa: E402
 
 
-def call(manager, method: str, *args):
-    status, value = ray.get(manager.call.remote(method, *args))
-    if status == "error":
-        raise SystemExit(f"labtrain: {value[2]}")
-    return value
+def call(method, *args):
+    """One call of the job manager; its domain error ends this driver with its message."""
+    try:
+        return ray.get(method.remote(*args))
+    except ray.exceptions.RayTaskError as exc:
+        raise SystemExit(f"labtrain: {getattr(exc, 'cause', None) or exc}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -33,10 +34,10 @@ def main(argv: list[str]) -> int:
     job_id, submission_id = int(argv[0]), argv[1]
     ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
-    call(manager, "attach_submission", job_id, submission_id)
+    call(manager.attach_submission, job_id, submission_id)
     shown = None
     while True:  # the job manager decides when a bundle and a license are free
-        grant = call(manager, "submission_grant", job_id)
+        grant = call(manager.submission_grant, job_id)
         if grant["state"] != "wait":
             break
         if grant["reason"] != shown:
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         ray.get(start_job(job_id, grant["spec"], grant["bundle_resources"], 1, grant["home"], grant["resilience"]))
     except Exception as exc:  # the trainer's own reason reaches the manager as an event
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-    job = call(manager, "submission_finished", job_id, error)
+    job = call(manager.submission_finished, job_id, error)
     print(f"job {job_id}: {job['status']}" + (f" ({job['reason']})" if job.get("reason") else ""), flush=True)
     return 0 if job["status"] == "succeeded" else 1
 

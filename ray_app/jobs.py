@@ -19,11 +19,11 @@ import ray
 from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
 from cluster.scheduler import Plan, QueuedJob, plan
-from labtrain.errors import Conflict, LabtrainError, NotFound, ValidationError
+from labtrain.errors import Conflict, LabtrainError, NotFound, StorageFull, ValidationError
 from ray_app.autoscaling import Demand, capacity, find_node_types
+from ray_app.clients import Storage
 from ray_app.job_worker import Resilience, ray_failure
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
-from ray_app.storage_actor import StorageClient
 from ray_app.train_run import start_job
 from ray_app.workspace import Home
 from storage.artifacts import ArtifactStore
@@ -71,7 +71,7 @@ class JobManager:
     ):
         self.home = Path(home)
         self.store = ArtifactStore(artifacts) if artifacts else None
-        self.storage = StorageClient(storage)
+        self.storage = Storage(storage)
         self.ledger = Ledger()
         self.licenses = LicensePool(self.home, 1)
         self.node_types, self.node_types_source = find_node_types(autoscaling_config)
@@ -97,9 +97,9 @@ class JobManager:
         if self.started:
             return []
         self.started = True
-        interrupted = await self.storage("fail_interrupted_jobs", INTERRUPTED)
+        interrupted = await self.storage.fail_interrupted_jobs(INTERRUPTED)
         for job_id in interrupted:
-            job = await self.storage("job", job_id)
+            job = await self.storage.job(job_id)
             self._log(job, INTERRUPTED)
         self._refresh_totals()
         self._background(self._tick())
@@ -110,13 +110,6 @@ class JobManager:
         task = asyncio.get_running_loop().create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[str, Any]:
-        """Like `StorageActor.call`: domain errors come back as values."""
-        try:
-            return "ok", await getattr(self, method)(*args, **kwargs)
-        except LabtrainError as exc:
-            return "error", (getattr(exc, "kind", type(exc).__name__), exc.status_code, str(exc))
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -131,7 +124,7 @@ class JobManager:
                 f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type with CPUs"
             )
         submitted = request.get("runner") == "ray_job"
-        training = await self.storage("create_training", project, request, user, "ray job" if submitted else source)
+        training = await self.storage.create_training(project, request, user, "ray job" if submitted else source)
         for job in training["jobs"]:
             self._log(
                 job,
@@ -140,11 +133,11 @@ class JobManager:
                 f"license scope {job['scope']}",
             )
             if submitted:
-                await self.storage("update_job", job["job_id"], reason="waiting for its Ray job to start")
+                await self.storage.update_job(job["job_id"], reason="waiting for its Ray job to start")
             else:
                 self.queue.append(job["job_id"])
         await self._schedule()
-        training = await self.storage("training", training["id"])
+        training = await self.storage.training(training["id"])
         if submitted:
             for job in training["jobs"]:
                 job["submission_id"] = f"labtrain-job-{job['job_id']}-{uuid.uuid4().hex[:6]}"
@@ -154,7 +147,7 @@ class JobManager:
     async def active_learning(self, project: str) -> dict | None:
         """After an import: start the project's active-learning training if it is due (see
         `TrainingHistory.active_learning_due`); its failure to start is logged, never raised."""
-        request = await self.storage("active_learning_due", project)
+        request = await self.storage.active_learning_due(project)
         if request is None:
             return None
         try:
@@ -166,24 +159,24 @@ class JobManager:
     async def label_studio_training(self, project: str) -> dict:
         """Label Studio's "Start Training": the project's saved training (`TrainingHistory.saved_request`),
         deployed when it succeeds, so that the new model pre-annotates the next tasks."""
-        request = await self.storage("saved_request", project, True)
+        request = await self.storage.saved_request(project, True)
         return await self.submit(project, _with_embeddings(request), "label studio", source="label studio")
 
     # --- trainings submitted as Ray jobs (the entry point is ray_app.job_entry) ---------------
 
     async def attach_submission(self, job_id: int, submission_id: str) -> dict:
-        job = await self.storage("job", job_id)
-        training = await self.storage("training", job["training_id"])
+        job = await self.storage.job(job_id)
+        training = await self.storage.training(job["training_id"])
         if training["request"].get("runner") != "ray_job" or job_id in self.submissions:
             raise Conflict(f"job {job_id} was not submitted as a Ray job, or its Ray job already started")
         if job["status"] != "queued":
             raise Conflict(f"job {job_id} is {job['status']}")
         self.submissions[job_id] = submission_id
-        await self.storage("update_job", job_id, ray_job_id=submission_id, reason="waiting to be scheduled")
+        await self.storage.update_job(job_id, ray_job_id=submission_id, reason="waiting to be scheduled")
         self._log(job, f"Ray job {submission_id} started; waiting for a bundle and a license")
         self.queue.append(job_id)
         await self._schedule()
-        return await self.storage("job", job_id)
+        return await self.storage.job(job_id)
 
     async def submission_grant(self, job_id: int) -> dict:
         """What the Ray job's driver may do now: run (with its spec, bundle and license), wait, or end."""
@@ -191,14 +184,14 @@ class JobManager:
         if running is not None:
             return {
                 "state": "run",
-                "spec": await self.storage("job_spec", job_id),
+                "spec": await self.storage.job_spec(job_id),
                 "bundle": describe_bundle(running.bundle),
                 "bundle_resources": running.bundle,
                 "license": running.license,
                 "home": self.where,
                 "resilience": self._resilience(running.max_retries),
             }
-        job = await self.storage("job", job_id)
+        job = await self.storage.job(job_id)
         if job_id in self.queue:
             return {"state": "wait", "reason": job["reason"]}
         return {"state": "end", "reason": f"job {job_id} is {job['status']}: {job['reason']}"}
@@ -207,7 +200,7 @@ class JobManager:
         running = self.running.get(job_id)
         if running is not None and running.submission_id:
             await self._finish(running, self.errors.get(job_id) or error)
-        return await self.storage("job", job_id)
+        return await self.storage.job(job_id)
 
     # --- a job's files, for worker nodes that do not see the home (ray_app.workspace) ----------
 
@@ -238,12 +231,12 @@ class JobManager:
         await asyncio.to_thread(_write_chunk, file, offset, data)
 
     async def cancel(self, training_id: int, user: str | None) -> dict:
-        for job in await self.storage("jobs_of", training_id):
+        for job in await self.storage.jobs_of(training_id):
             job_id = job["job_id"]
             if job_id in self.queue:
                 self.queue.remove(job_id)
                 try:
-                    await self.storage("end_job", job_id, "cancelled", f"cancelled by {user} while queued")
+                    await self.storage.end_job(job_id, "cancelled", f"cancelled by {user} while queued")
                 except LabtrainError:  # not recorded (a full disk): it stays queued, the cancel fails
                     self.queue.insert(0, job_id)
                     raise
@@ -256,7 +249,7 @@ class JobManager:
                     await self._finish(running, None)
                 elif running.ref is not None:  # else it is being launched: _launch cancels it
                     ray.cancel(running.ref, force=True)  # kills the run's process; Ray frees its bundle
-        return await self.storage("training", training_id)
+        return await self.storage.training(training_id)
 
     async def event(self, job_id: int, event: dict) -> None:
         """Events from a running trainer: log lines, progress, its result or its error."""
@@ -279,7 +272,7 @@ class JobManager:
             if event.get("epoch"):
                 running.epoch = event["epoch"]
                 changes.update(epoch=event["epoch"], metrics=event.get("metrics") or None)
-            await self.storage("update_job", job_id, **changes)
+            await self.storage.update_job(job_id, **changes)
         elif kind == "worker":
             if running.worker_node is not None:  # Ray started it again: its worker or node was lost
                 self._append(running.output_dir, self._restart_line(running, event))
@@ -317,7 +310,7 @@ class JobManager:
         view = cluster_view(ray)
         waiting = []
         for job_id in self.queue:
-            job = await self.storage("job", job_id)
+            job = await self.storage.job(job_id)
             waiting.append(
                 {"job_id": job_id, "training_id": job["training_id"], "type": job["type"], "reason": job["reason"]}
             )
@@ -417,8 +410,8 @@ class JobManager:
         async with self.lock:
             waiting = []
             for job_id in list(self.queue):
-                job = await self.storage("job", job_id)
-                waiting.append((job, await self.storage("training", job["training_id"])))
+                job = await self.storage.job(job_id)
+                waiting.append((job, await self.storage.training(job["training_id"])))
             waiting = [(job, training) for job, training in waiting if job["job_id"] in self.queue]
             self._refresh_totals()
             queued = [
@@ -434,7 +427,7 @@ class JobManager:
             for job, _ in waiting:
                 reason = decided.waits.get(job["job_id"])
                 if reason and reason != job["reason"] and job["job_id"] in self.queue:
-                    await self.storage("update_job", job["job_id"], reason=reason)
+                    await self.storage.update_job(job["job_id"], reason=reason)
                     self._log(job, reason)
             starts = {s.job_id: s for s in decided.starts}
             for job, training in waiting:
@@ -467,9 +460,8 @@ class JobManager:
     async def _launch(self, running: RunningJob, job: dict) -> None:
         job_id, bundle, license_id = running.job_id, running.bundle, running.license
         try:
-            spec = await self.storage("job_spec", job_id)
-            await self.storage(
-                "update_job",
+            spec = await self.storage.job_spec(job_id)
+            await self.storage.update_job(
                 job_id,
                 status="running",
                 reason=None,
@@ -548,12 +540,16 @@ class JobManager:
             end = ("succeeded", self.results.get(job_id) or {})
         try:
             await self._record_end(job_id, end)
-        except LabtrainError as exc:
-            if exc.status_code == 507:  # the catalog cannot be written now (a full disk): retried every tick
-                self.unrecorded[job_id] = end
+        except StorageFull as exc:  # the catalog cannot be written now (a full disk): retried every tick
+            self.unrecorded[job_id] = end
             print(
-                f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc})"
-                + ("; retrying" if exc.status_code == 507 else ""),
+                f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc}); retrying",
+                file=sys.stderr,
+                flush=True,
+            )
+        except LabtrainError as exc:
+            print(
+                f"labtrain: job {job_id} ended {end[0]} but the catalog could not record it ({exc})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -569,26 +565,26 @@ class JobManager:
     async def _record_end(self, job_id: int, end: tuple[str, Any]) -> None:
         """Write how a job ended into the catalog (a success registers its model) and its log."""
         status, detail = end
-        job = await self.storage("job", job_id)
+        job = await self.storage.job(job_id)
         if status != "succeeded":
-            await self.storage("end_job", job_id, status, detail)
+            await self.storage.end_job(job_id, status, detail)
             self._log(job, detail if status == "cancelled" else f"failed: {detail}")
             return
         try:
             kept = await asyncio.to_thread(self._keep_model, job) if self.store else None
         except Exception as exc:  # the store refused: the model is not registered, the job says why
-            await self.storage("end_job", job_id, "failed", f"could not keep the model in the artifact store: {exc}")
+            await self.storage.end_job(job_id, "failed", f"could not keep the model in the artifact store: {exc}")
             self._log(job, f"failed: could not keep the model in the artifact store {self.store.uri}: {exc}")
             return
         try:
-            done = await self.storage("complete_job", job_id, detail, kept)
+            done = await self.storage.complete_job(job_id, detail, kept)
+        except StorageFull:
+            raise
         except LabtrainError as exc:
-            if exc.status_code == 507:
-                raise
-            await self.storage("end_job", job_id, "failed", f"could not register the model: {exc}")
+            await self.storage.end_job(job_id, "failed", f"could not register the model: {exc}")
             self._log(job, f"failed: could not register the model: {exc}")  # e.g. the deploy no longer fits
             return
-        training = await self.storage("training", job["training_id"])
+        training = await self.storage.training(job["training_id"])
         if not done["model_name"]:  # a curve: measured, nothing registered
             self._log(job, "succeeded: the curve is in the training's metrics and curve.png")
             return

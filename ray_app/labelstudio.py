@@ -192,15 +192,15 @@ async def sync_project(storage, name: str) -> dict:
 
     from storage.importers import parse_export
 
-    link = await storage("link", name)
+    link = await storage.link(name)
     try:
-        async with LabelStudio(link["url"], await storage("link_token", name)) as ls:
+        async with LabelStudio(link["url"], await storage.link_token(name)) as ls:
             tasks = await ls.export(link["ls_project"])
         raw = json.dumps(tasks).encode()
         parsed = await run_in_threadpool(parse_export, raw)
-        answer = await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), "label studio", True)
+        answer = await storage.import_parsed(name, parsed, hashlib.sha256(raw).hexdigest(), "label studio", True)
     except LabtrainError as exc:
-        await storage("set_link_state", name, last_error=str(exc)[:1000])
+        await storage.set_link_state(name, last_error=str(exc)[:1000])
         raise
-    await storage("synced", name, len(tasks))
+    await storage.synced(name, len(tasks))
     return answer

@@ -99,6 +99,7 @@ def run_service(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from ray_app.api.app import LabtrainApi
+    from ray_app.job_worker import last_line
     from ray_app.jobs import JobManager
     from ray_app.storage_actor import StorageActor
 
@@ -138,15 +139,17 @@ def run_service(
             namespace=NAMESPACE,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
         ).remote(str(home))
-        status, admin_token = ray.get(storage.call.remote("ensure_admin_token"))
-        if status != "ok":
-            raise LabtrainError(f"could not open the catalog in {home}: {admin_token}")
+        try:
+            admin_token = ray.get(storage.ensure_admin_token.remote())
+        except ray.exceptions.RayError as exc:
+            raise LabtrainError(f"could not open the catalog in {home}: {last_line(exc)}") from None
         jobs = JobManager.options(
             name=JOB_MANAGER, namespace=NAMESPACE, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
         ).remote(str(home), storage, autoscaling_config, artifacts)
-        status, interrupted = ray.get(jobs.call.remote("start"))
-        if status != "ok":
-            raise LabtrainError(f"could not start the job manager: {interrupted}")
+        try:
+            interrupted = ray.get(jobs.start.remote())
+        except ray.exceptions.RayError as exc:
+            raise LabtrainError(f"could not start the job manager: {last_line(exc)}") from None
         if interrupted:
             log.warning("marked %d jobs of an earlier service as failed (interrupted)", len(interrupted))
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")

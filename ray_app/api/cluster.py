@@ -12,4 +12,4 @@ router = APIRouter(prefix="/api/cluster", tags=["cluster"])
 @router.get("")
 async def cluster(user: CurrentUser, jobs: JobsDep):
     """Nodes, total and free CPU/GPU/memory, GPU availability, running jobs, queue, licenses."""
-    return await jobs("cluster")
+    return await jobs.cluster()

@@ -7,32 +7,32 @@ from typing import Annotated
 import ray
 from fastapi import Depends, Header, HTTPException, Request
 
+from ray_app.clients import Jobs, Storage
 from ray_app.settings import JOB_MANAGER, NAMESPACE, STORAGE_ACTOR
-from ray_app.storage_actor import StorageClient
 from storage.members import User
 
 
-def get_storage(request: Request) -> StorageClient:
+def get_storage(request: Request) -> Storage:
     """The storage actor's client, looked up once per replica (Serve runs its own copy of
     the app, so it is attached to the app that serves the request)."""
     state = request.app.state
     if not hasattr(state, "storage"):
-        state.storage = StorageClient(ray.get_actor(STORAGE_ACTOR, namespace=NAMESPACE))
+        state.storage = Storage(ray.get_actor(STORAGE_ACTOR, namespace=NAMESPACE))
     return state.storage
 
 
-StorageDep = Annotated[StorageClient, Depends(get_storage)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_jobs(request: Request) -> StorageClient:
-    """The job manager's client (same `call` protocol as the storage actor)."""
+def get_jobs(request: Request) -> Jobs:
+    """The job manager's client."""
     state = request.app.state
     if not hasattr(state, "jobs"):
-        state.jobs = StorageClient(ray.get_actor(JOB_MANAGER, namespace=NAMESPACE))
+        state.jobs = Jobs(ray.get_actor(JOB_MANAGER, namespace=NAMESPACE))
     return state.jobs
 
 
-JobsDep = Annotated[StorageClient, Depends(get_jobs)]
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
 
 
 async def current_user(storage: StorageDep, authorization: Annotated[str | None, Header()] = None) -> User:
@@ -41,7 +41,7 @@ async def current_user(storage: StorageDep, authorization: Annotated[str | None,
         raise HTTPException(
             401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
         )
-    user = await storage("user_for_token", token.strip())
+    user = await storage.user_for_token(token.strip())
     if user is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
     return user
@@ -63,7 +63,7 @@ def require_role(least: str):
     """The caller, if their role in the project `{name}` is at least `least` (admins pass)."""
 
     async def check(name: str, user: CurrentUser, storage: StorageDep) -> User:
-        await storage("require_role", name, user, least)
+        await storage.require_role(name, user, least)
         return user
 
     return Depends(check)

@@ -31,6 +31,6 @@ async def import_export(name: str, request: Request, user: ProjectManager, stora
     raw = await request.body()
     # Parsing happens here, in the replica, so that the storage actor only writes.
     parsed = await run_in_threadpool(parse_export, raw)
-    answer = await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), user.name)
-    training = await jobs("active_learning", name)
+    answer = await storage.import_parsed(name, parsed, hashlib.sha256(raw).hexdigest(), user.name)
+    training = await jobs.active_learning(name)
     return {**answer, "active_learning_training": training["id"] if training else None}

@@ -28,16 +28,16 @@ async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser
     async with LabelStudio(body.label_studio, body.ls_token) as ls:
         project = await ls.project(body.ls_project)  # a bad URL, token or id: Label Studio's own reason
         try:
-            await storage("project_id", name)
+            await storage.project_id(name)
         except LabtrainError as exc:  # (the storage client raises domain errors by their status)
             if exc.status_code != 404:
                 raise
-            await storage("create_project", name, project["label_config"], body.language, user.name)
-        await storage("require_role", name, user, "manager")
+            await storage.create_project(name, project["label_config"], body.language, user.name)
+        await storage.require_role(name, user, "manager")
         backend_url = (body.backend_url or str(request.base_url).rstrip("/") + f"/ml/{name}").rstrip("/")
-        linked = await storage("link_project", name, ls.url, body.ls_project, body.ls_token, backend_url, user.name)
+        linked = await storage.link_project(name, ls.url, body.ls_project, body.ls_token, backend_url, user.name)
         try:  # each deploy a new model name: Label Studio asks again for tasks an older model predicted
-            await storage("set_training_settings", name, True)
+            await storage.set_training_settings(name, True)
         except Conflict:  # a training of the project runs: versioning stays as it is
             pass
         imported = await sync_project(storage, name)
@@ -46,10 +46,10 @@ async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser
             basic = "Basic " + base64.b64encode(f"{BACKEND_USER}:{password}".encode()).decode()
             webhook = await ls.ensure_webhook(body.ls_project, backend_url + "/webhook", {"Authorization": basic})
             backend = await ls.ensure_backend(body.ls_project, backend_url, BACKEND_USER, password)
-            await storage("set_link_state", name, ml_backend_id=backend, webhook_id=webhook)
-    training = await jobs("active_learning", name)
+            await storage.set_link_state(name, ml_backend_id=backend, webhook_id=webhook)
+    training = await jobs.active_learning(name)
     return {
-        **await storage("link", name),
+        **await storage.link(name),
         "backend_password": linked["backend_password"],
         "imported": imported,
         "label_studio_title": project.get("title"),
@@ -61,11 +61,11 @@ async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser
 async def show_link(name: str, user: ProjectMember, storage: StorageDep):
     """The link: Label Studio's URL and project, the last sync, and the backend's state as Label
     Studio reports it (`backend_state`: CONNECTED, ERROR, ... or why it cannot be read)."""
-    shown = await storage("link", name)
+    shown = await storage.link(name)
     shown["backend_state"] = None
     if shown["ml_backend_id"]:
         try:
-            async with LabelStudio(shown["url"], await storage("link_token", name), timeout_s=10) as ls:
+            async with LabelStudio(shown["url"], await storage.link_token(name), timeout_s=10) as ls:
                 backend = await ls.call("GET", f"/api/ml/{shown['ml_backend_id']}")
             shown["backend_state"] = {
                 "CO": "CONNECTED",
@@ -83,14 +83,14 @@ async def show_link(name: str, user: ProjectMember, storage: StorageDep):
 async def sync(name: str, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Pull the Label Studio project again (a mirror: annotations deleted there go here too)."""
     imported = await sync_project(storage, name)
-    training = await jobs("active_learning", name)
+    training = await jobs.active_learning(name)
     return {**imported, "active_learning_training": training["id"] if training else None}
 
 
 @router.delete("", status_code=204)
 async def unlink(name: str, user: ProjectManager, storage: StorageDep):
     """Forget the link (Label Studio keeps the backend registered until it is removed there)."""
-    await storage("unlink_project", name)
+    await storage.unlink_project(name)
 
 
 @router.post("/push")
@@ -99,9 +99,9 @@ async def push(
 ):
     """Write predictions for every task of the linked project into Label Studio, skipping tasks that
     already hold one of that model version; streams one JSON line of progress per page."""
-    link = await storage("link", name)
-    token = await storage("link_token", name)
-    models = [await storage("model", body.model)] if body.model else None
+    link = await storage.link(name)
+    token = await storage.link_token(name)
+    models = [await storage.model(body.model)] if body.model else None
     if models and models[0]["project"] != name:
         raise NotFound(f"model {body.model!r} is not a model of project {name!r}")
     version = models[0]["name"] if models else await model_version(storage, name)

@@ -40,7 +40,7 @@ async def backend_caller(name: str, storage: StorageDep, authorization: Annotate
             "the ML backend takes HTTP basic auth (user 'labtrain' and the backend password that `labtrain link` gave)",
             headers=challenge,
         )
-    if not await storage("backend_allows", name, user, password):
+    if not await storage.backend_allows(name, user, password):
         raise HTTPException(401, f"wrong ML backend credentials for project {name!r}", headers=challenge)
     return name
 
@@ -51,9 +51,9 @@ LabelStudioCaller = Annotated[str, Depends(backend_caller)]
 async def deployed_models(storage, name: str) -> list[dict]:
     """The project's models its labeling config names (what a deploy wrote), that labtrain has."""
     models = []
-    for model in (await storage("config", name)).summary()["models"]:
+    for model in (await storage.config(name)).summary()["models"]:
         try:
-            found = await storage("model", model)
+            found = await storage.model(model)
         except LabtrainError as exc:  # a model attribute of the config that names no labtrain model: 404
             if exc.status_code != 404:
                 raise
@@ -89,7 +89,7 @@ async def setup(name: LabelStudioCaller, storage: StorageDep, body: Annotated[di
 @router.get("/versions")
 async def versions(name: LabelStudioCaller, storage: StorageDep):
     """Every model of the project, newest last (Label Studio's version list)."""
-    models = [m for m in await storage("models", None) if m["project"] == name]
+    models = [m for m in await storage.models(None) if m["project"] == name]
     return {"versions": [m["name"] for m in sorted(models, key=lambda m: m["trained_at"])]}
 
 
@@ -103,8 +103,8 @@ async def predict(
     tasks = body.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict) for t in tasks):
         raise ValidationError("predict: 'tasks' must be a list of tasks with 'data'")
-    link = await storage("link", name)
-    async with LabelStudio(link["url"], await storage("link_token", name)) as ls:
+    link = await storage.link(name)
+    async with LabelStudio(link["url"], await storage.link_token(name)) as ls:
         results = await predictions_for(request.app.state, storage, jobs, name, tasks, ls)
     version = await model_version(storage, name)
     return {"results": [{**r, "model_version": version} for r in results]}
@@ -117,7 +117,7 @@ async def predictions_for(
     predicted (labtrain does not score each prediction yet)."""
     models = models if models is not None else await deployed_models(storage, name)
     by_type = {m["type"]: m for m in models}
-    config = await storage("config", name)
+    config = await storage.config(name)
     results: list[list[dict]] = [[] for _ in tasks]
     used: list[dict] = []
 
@@ -157,7 +157,7 @@ async def predictions_for(
     if present and "classification" in by_type:
         for i, extra in zip(present, await run(by_type["classification"], [texts[i] for i in present])):
             results[i] += extra
-    if "visual_ner" in by_type and await jobs("licensed", "ocr:inference"):
+    if "visual_ner" in by_type and await jobs.licensed("ocr:inference"):
         key = next(iter(config.images.values()), "image")
         pages = [(i, t["data"].get(key)) for i, t in enumerate(tasks) if isinstance(t["data"].get(key), str)]
         images = []
@@ -185,7 +185,7 @@ async def webhook(
     studio'); ANNOTATION_CREATED / ANNOTATION_UPDATED import that task's annotation and count for
     active learning; ANNOTATIONS_DELETED deletes them. Answers at once."""
     action = event.get("action")
-    link = await storage("link", name)
+    link = await storage.link(name)
     project = event.get("project") or {}
     if isinstance(project, dict) and project.get("id") not in (None, link["ls_project"]):
         raise ValidationError(
@@ -202,7 +202,7 @@ async def webhook(
         ids = [a.get("id") for a in event.get("annotations") or [] if isinstance(a, dict)]
         if not ids or not all(isinstance(i, int) for i in ids):
             raise ValidationError("webhook: ANNOTATIONS_DELETED without the annotations' integer ids")
-        work = storage("delete_completions", name, ids)
+        work = storage.delete_completions(name, ids)
     else:
         return {"status": "ignored", "action": action}
     _in_turn(request.app.state, storage, name, action, work)
@@ -222,7 +222,7 @@ def _in_turn(state, storage, name: str, action: str, work) -> None:
             except Exception as exc:
                 log.warning("Label Studio event %s of %s failed: %s", action, name, exc)
                 try:
-                    await storage("set_link_state", name, last_error=f"{action}: {exc}"[:1000])
+                    await storage.set_link_state(name, last_error=f"{action}: {exc}"[:1000])
                 except LabtrainError:
                     pass
 
@@ -233,7 +233,7 @@ def _in_turn(state, storage, name: str, action: str, work) -> None:
 
 async def _start_training(storage, jobs, name: str) -> Any:
     await sync_project(storage, name)
-    return await jobs("label_studio_training", name)
+    return await jobs.label_studio_training(name)
 
 
 async def _annotation(storage, jobs, name: str, link: dict, task: dict, annotation: dict) -> Any:
@@ -242,9 +242,9 @@ async def _annotation(storage, jobs, name: str, link: dict, task: dict, annotati
 
     from storage.importers import parse_export
 
-    async with LabelStudio(link["url"], await storage("link_token", name)) as ls:
+    async with LabelStudio(link["url"], await storage.link_token(name)) as ls:
         exported = await ls.as_export({**task, "annotations": [annotation]}, await ls.user_names())
     raw = json.dumps([exported]).encode()
     parsed = await run_in_threadpool(parse_export, raw)
-    await storage("import_parsed", name, parsed, hashlib.sha256(raw).hexdigest(), "label studio")
-    return await jobs("active_learning", name)
+    await storage.import_parsed(name, parsed, hashlib.sha256(raw).hexdigest(), "label studio")
+    return await jobs.active_learning(name)

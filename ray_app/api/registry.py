@@ -18,15 +18,15 @@ LOADED_MODELS = 4  # per replica; the least recently used is dropped
 
 
 async def _visible_model(name: str, user, storage, with_versions: bool = False) -> dict:
-    model = await storage("model", name, with_versions)
-    await storage("require_role", model["project"], user, "annotator")
+    model = await storage.model(name, with_versions)
+    await storage.require_role(model["project"], user, "annotator")
     return model
 
 
 @router.get("")
 async def list_models(user: CurrentUser, storage: StorageDep):
     """Every model of the projects the caller belongs to."""
-    return await storage("models", user)
+    return await storage.models(user)
 
 
 @router.get("/{name}")
@@ -34,7 +34,7 @@ async def show_model(name: str, user: CurrentUser, storage: StorageDep):
     """One model (a family name gives its latest version) with all versions of its family and
     its confusion matrix."""
     model = await _visible_model(name, user, storage, with_versions=True)
-    model["confusion_matrix"] = (await storage("model_benchmark", model["name"]))["confusion_matrix"]
+    model["confusion_matrix"] = (await storage.model_benchmark(model["name"]))["confusion_matrix"]
     return model
 
 
@@ -42,7 +42,7 @@ async def show_model(name: str, user: CurrentUser, storage: StorageDep):
 async def benchmark(name: str, user: CurrentUser, storage: StorageDep):
     """Test metrics: per label P/R/F1 and support, micro and macro, the confusion matrix."""
     await _visible_model(name, user, storage)
-    return await storage("model_benchmark", name)
+    return await storage.model_benchmark(name)
 
 
 @router.get("/{name}/confusion_matrix.png")
@@ -65,7 +65,7 @@ async def predict(
     model = await _visible_model(name, user, storage)
     if model["type"] == "visual_ner":
         inputs = visual_inputs(body)
-        if not await jobs("licensed", "ocr:inference"):
+        if not await jobs.licensed("ocr:inference"):
             raise Forbidden(
                 f"model {model['name']!r} is a Visual NER model: pre-annotation needs a license with "
                 "scope ocr:inference"

@@ -20,16 +20,16 @@ async def upload_script(name: str, body: ScriptUpload, user: ProjectManager, sto
     """Keep a script (Python source) for the project's NER trainings: a new version when the
     source changed, the same version when it did not. 422 for a project without NER, a bad name
     or source that does not compile."""
-    return public(await storage("upload_script", name, body.name, body.source, user.name))
+    return public(await storage.upload_script(name, body.name, body.source, user.name))
 
 
 @router.get("")
 async def list_scripts(name: str, user: ProjectManager, storage: StorageDep):
     """Every version of every script of the project, newest version first."""
-    return [public(s) for s in await storage("scripts", name)]
+    return [public(s) for s in await storage.scripts(name)]
 
 
 @router.get("/{script}")
 async def get_script(name: str, script: str, user: ProjectManager, storage: StorageDep, version: int | None = None):
     """One version (default: the latest) with its source."""
-    return public(await storage("script_source", name, script, version))
+    return public(await storage.script_source(name, script, version))

@@ -18,10 +18,10 @@ def _params(body: SelectionRequest) -> SelectionParams:
 @router.post("/selection")
 async def preview_selection(name: str, body: SelectionRequest, user: ProjectMember, storage: StorageDep):
     """Per task the chosen completion and its split, counts per label, warnings."""
-    return await storage("select", name, _params(body), body.limit)
+    return await storage.select(name, _params(body), body.limit)
 
 
 @router.post("/snapshots", status_code=201)
 async def create_snapshot(name: str, body: SnapshotRequest, user: ProjectManager, storage: StorageDep):
     """Write the selection to Parquet, one file per training type; returns the manifest."""
-    return await storage("snapshot", name, _params(body), body.types)
+    return await storage.snapshot(name, _params(body), body.types)

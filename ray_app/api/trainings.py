@@ -191,8 +191,8 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
 @router.get("/api/projects/{name}/training/options")
 async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
     """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
-    summary = (await storage("project", name))["training_types"]
-    cluster = await jobs("cluster")
+    summary = (await storage.project(name))["training_types"]
+    cluster = await jobs.cluster()
     spark_reason = spark_unavailable_reason()
     types = []
     for t in summary:
@@ -203,10 +203,11 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
             "backends": [{"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch")}],
         }
         if t == "ner":
-            entry["custom_scripts"] = sorted({s["name"] for s in await storage("scripts", name)})
+            entry["custom_scripts"] = sorted({s["name"] for s in await storage.scripts(name)})
         if t == "visual_ner":
             entry["note"] = (
-                "needs a license with scope ocr:training (pre-annotation: ocr:inference); "
+                "runs under the license scope ocr:training (pre-annotation: ocr:inference; the embedded "
+                "default grants both, a license file limits them); "
                 "'Use available GPU' (use_gpu) trains on a GPU bundle"
             )
         spark = {
@@ -226,20 +227,20 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
         "types": types,
         "defaults": {**defaults, "validation_split": DEFAULT_VALIDATION_SPLIT},
         "gpu_available": cluster["gpu_available"],
-        "settings": await storage("training_settings", name),
+        "settings": await storage.training_settings(name),
     }
 
 
 @router.get("/api/projects/{name}/training/settings")
 async def get_settings(name: str, user: ProjectMember, storage: StorageDep):
     """Versioning and active learning of the project."""
-    return await storage("training_settings", name)
+    return await storage.training_settings(name)
 
 
 @router.put("/api/projects/{name}/training/settings")
 async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, storage: StorageDep):
     """Change versioning or active learning (409 while a training of the project runs)."""
-    return await storage("set_training_settings", name, body.versioning, body.active_learning)
+    return await storage.set_training_settings(name, body.versioning, body.active_learning)
 
 
 @router.post("/api/projects/{name}/trainings", status_code=201)
@@ -247,7 +248,7 @@ async def start_training(name: str, body: TrainingRequest, user: ProjectManager,
     """Snapshot the selection and queue one job per type; answers at once with the training."""
     request = training_request(body)
     source = "tuning" if request.get("tune") else "curve" if request.get("curve") else "manual"
-    return await jobs("submit", name, request, user.name, source)
+    return await jobs.submit(name, request, user.name, source)
 
 
 @router.get("/api/projects/{name}/trainings")
@@ -255,12 +256,12 @@ async def history(
     name: str, user: ProjectMember, storage: StorageDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ):
     """Every training of the project, newest first."""
-    return await storage("trainings", name, limit)
+    return await storage.trainings(name, limit)
 
 
 async def _visible_training(training_id: int, user, storage, least: str = "annotator") -> dict:
-    training = await storage("training", training_id)
-    await storage("require_role", training["project"], user, least)
+    training = await storage.training(training_id)
+    await storage.require_role(training["project"], user, least)
     return training
 
 
@@ -274,7 +275,7 @@ async def training_status(training_id: int, user: CurrentUser, storage: StorageD
 async def cancel_training(training_id: int, user: CurrentUser, storage: StorageDep, jobs: JobsDep):
     """Stop every job of the training that has not ended; frees their bundles and licenses."""
     await _visible_training(training_id, user, storage, "manager")
-    return await jobs("cancel", training_id, user.name)
+    return await jobs.cancel(training_id, user.name)
 
 
 @router.get("/api/trainings/{training_id}/logs")
@@ -302,7 +303,7 @@ async def stream_logs(training_id: int, user: CurrentUser, storage: StorageDep, 
             if ended or not follow:
                 return
             await asyncio.sleep(0.5)
-            training = await storage("training", training_id)
+            training = await storage.training(training_id)
 
     return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
 

@@ -19,10 +19,10 @@ async def me(user: CurrentUser):
 @router.get("/users")
 async def list_users(user: AdminUser, storage: StorageDep):
     """Every user (admin only)."""
-    return await storage("list_users")
+    return await storage.list_users()
 
 
 @router.post("/users", response_model=UserToken, status_code=201)
 async def create_user(body: UserCreate, user: AdminUser, storage: StorageDep):
     """Create a user and return its token, shown this once (admin only)."""
-    return UserToken(name=body.name, token=await storage("create_user", body.name, body.is_admin))
+    return UserToken(name=body.name, token=await storage.create_user(body.name, body.is_admin))
