@@ -70,8 +70,9 @@ def parse_licenses(text: str, source: str) -> list[License]:
 
 
 def default_licenses(cpu_bundles: int) -> list[License]:
-    """Without a license file: each text scope gets one slot per CPU bundle; no OCR scopes."""
-    return [License(f"embedded:{scope}", [scope], max(1, cpu_bundles)) for scope in TEXT_SCOPES]
+    """Without a license file: every scope (text and OCR: the models are open) gets one slot per
+    CPU bundle. A license file replaces this default and then limits each scope as it says."""
+    return [License(f"embedded:{scope}", [scope], max(1, cpu_bundles)) for scope in KNOWN_SCOPES]
 
 
 class LicensePool:
@@ -117,4 +118,4 @@ class LicensePool:
 
 
 def describe(path: Path | None) -> str:
-    return str(path) if path else "embedded default (text scopes, one slot per CPU)"
+    return str(path) if path else "embedded default (every scope, text and OCR, one slot per CPU)"

@@ -27,10 +27,6 @@ NODE_TYPES = {
 }
 IDLE_TIMEOUT_S = 10
 WORKER_CPUS = 3  # two such nodes hold the six jobs of the test below at once: no job waits for a node
-ALL_SCOPES = (
-    "licenses:\n- {id: all, scopes: [training:ner, training:assertion, training:classification, "
-    "training:relation, 'ocr:training', 'ocr:inference'], max_jobs: 8}\n"
-)
 
 
 class ClusterService(Service):
@@ -238,7 +234,6 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
 
     project = toy_project(service)
     images = image_project(service, tmp_path, n=12)
-    (service.home / "licenses.yaml").write_text(ALL_SCOPES)
     worker_ids = {w.node_id() for w in workers}
     with service.client() as http:
         assert (
@@ -263,34 +258,31 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
             started.append(answer.json())
         done = [wait(http, training["id"]) for training in started]
         assert [t["status"] for t in done] == ["succeeded"] * len(requests), done
-    try:
-        with service.client() as http:
-            for training in done:
-                log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-                # the trainer read its snapshot from a scratch folder of the worker, not from the home
-                assert re.search(r"snapshot: /tmp/labtrain-job-\d+-\w+/trainings/", log), log
-                assert str(service.home) not in log.split("snapshot: ")[1].splitlines()[0]
-                archive = http.get(f"/api/trainings/{training['id']}/logs/download")
-                assert archive.status_code == 200 and archive.content[:2] == b"PK"
-                for job in training["jobs"]:
-                    folder = Path(job["output_dir"])  # the outputs came back into the home
-                    assert (folder / "model").is_dir() and (folder / "metrics.json").exists(), job
-                    assert (folder / "training.log").exists()
-            assert len(service.nodes()) == 3  # the head and the two workers: no node was added
-            predicted = http.post(f"/api/models/ner_{project}/predict", json={"texts": ["Greta lives in Oslo ."]})
-            assert predicted.status_code == 200 and "results" in predicted.json(), predicted.text
-            page = base64.b64encode((tmp_path / images / "form_4_0.png").read_bytes()).decode()
-            regions = http.post(
-                f"/api/models/visual_ner_{images}/predict", json={"images": ["data:image/png;base64," + page]}
-            )
-            assert regions.status_code == 200 and regions.json()["results"][0], regions.text
-            if service.s3:  # the models are kept in the store too, and predict loaded them from there
-                model = http.get(f"/api/models/ner_{project}").json()
-                assert model["artifact_uri"].startswith("s3://labtrain/artifacts/trainings/")
-                assert service.s3.secret_key not in json.dumps(model)
-        assert worker_ids  # (every job ran on one of them: the head has no CPU)
-    finally:
-        (service.home / "licenses.yaml").unlink()
+    with service.client() as http:
+        for training in done:
+            log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
+            # the trainer read its snapshot from a scratch folder of the worker, not from the home
+            assert re.search(r"snapshot: /tmp/labtrain-job-\d+-\w+/trainings/", log), log
+            assert str(service.home) not in log.split("snapshot: ")[1].splitlines()[0]
+            archive = http.get(f"/api/trainings/{training['id']}/logs/download")
+            assert archive.status_code == 200 and archive.content[:2] == b"PK"
+            for job in training["jobs"]:
+                folder = Path(job["output_dir"])  # the outputs came back into the home
+                assert (folder / "model").is_dir() and (folder / "metrics.json").exists(), job
+                assert (folder / "training.log").exists()
+        assert len(service.nodes()) == 3  # the head and the two workers: no node was added
+        predicted = http.post(f"/api/models/ner_{project}/predict", json={"texts": ["Greta lives in Oslo ."]})
+        assert predicted.status_code == 200 and "results" in predicted.json(), predicted.text
+        page = base64.b64encode((tmp_path / images / "form_4_0.png").read_bytes()).decode()
+        regions = http.post(
+            f"/api/models/visual_ner_{images}/predict", json={"images": ["data:image/png;base64," + page]}
+        )
+        assert regions.status_code == 200 and regions.json()["results"][0], regions.text
+        if service.s3:  # the models are kept in the store too, and predict loaded them from there
+            model = http.get(f"/api/models/ner_{project}").json()
+            assert model["artifact_uri"].startswith("s3://labtrain/artifacts/trainings/")
+            assert service.s3.secret_key not in json.dumps(model)
+    assert worker_ids  # (every job ran on one of them: the head has no CPU)
 
 
 def _node_of(service, training_id: int, workers: list[WorkerNode]) -> WorkerNode:

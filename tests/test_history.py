@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cluster.licenses import LicenseError, LicensePool, parse_licenses
+from cluster.licenses import KNOWN_SCOPES, LicenseError, LicensePool, parse_licenses
 from cluster.resources import Ledger, bundle_for
 from cluster.scheduler import LicenseSlots
 from labtrain.errors import Conflict, SelectionError, ValidationError
@@ -139,6 +139,12 @@ def test_license_file_errors_name_the_license_and_field():
         )
     with pytest.raises(LicenseError, match="used twice"):
         parse_licenses("licenses:\n- {id: a, scopes: [training:ner]}\n- {id: a, scopes: [training:ner]}\n", "f")
+
+
+def test_the_embedded_default_grants_every_scope_text_and_ocr_one_slot_per_cpu(tmp_path):
+    pool = LicensePool(tmp_path, cpu_bundles=3)
+    assert {s.scopes for s in pool.slots()} == {(scope,) for scope in KNOWN_SCOPES}
+    assert ("ocr:training",) in {s.scopes for s in pool.slots()} and {s.free for s in pool.slots()} == {3}
 
 
 def test_a_license_binds_one_job_per_slot_until_released(tmp_path):

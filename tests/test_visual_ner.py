@@ -274,6 +274,13 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
                 answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["visual_ner"], **body})
                 assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
 
+            # the embedded default grants the OCR scopes; a license file limits them: one without
+            # them makes the job wait
+            text_only = (
+                "licenses:\n- {id: text, scopes: [training:ner, training:assertion, "
+                "training:classification, training:relation], max_jobs: 2}\n"
+            )
+            license_file.write_text(text_only)
             started = http.post(
                 f"/api/projects/{project}/trainings",
                 json={"types": ["visual_ner"], "params": {**FAST, "eval_size": 0.2}},
@@ -282,11 +289,7 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             training = wait_for_license(http, started.json()["id"])
             assert training["jobs"][0]["reason"] == "waiting for a license with scope ocr:training"
 
-            license_file.write_text(
-                "licenses:\n- {id: text, scopes: [training:ner, training:assertion, "
-                "training:classification, training:relation], max_jobs: 2}\n"
-                "- {id: visual, scopes: ['ocr:training'], max_jobs: 1}\n"
-            )
+            license_file.write_text(text_only + "- {id: visual, scopes: ['ocr:training'], max_jobs: 1}\n")
             training = wait(http, training["id"])
             assert training["status"] == "succeeded", training
             job = training["jobs"][0]
@@ -310,6 +313,7 @@ def test_visual_ner_waits_for_an_ocr_license_then_trains_and_pre_annotates(servi
             assert regions and {r["type"] for r in regions} == {"rectanglelabels"}
             assert {r["value"]["rectanglelabels"][0] for r in regions} <= set(LABELS)
 
+        license_file.unlink()  # the embedded default grants ocr:inference too
         cli = service.cli("predict", model, "--image", str(image), token=service.token)
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["results"][0] == regions
