@@ -182,7 +182,7 @@ def cmd_select(args: argparse.Namespace) -> Any:
         "tags": [t for t in (args.tags or "").split(",") if t] or None,
         "reviewed_only": args.reviewed_only,
         "validation_split": args.validation_split,
-        "seed": args.seed,
+        "split_seed": args.split_seed,
         "test_tag": args.test_tag,
         "train_tag": args.train_tag,
     }
@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")
     p.add_argument("--reviewed-only", action="store_true", help="only tasks with a reviewer-accepted completion")
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="which tasks the validation split draws (train takes the same flag)"
+    )
     p.add_argument("--test-tag", help="tasks with this tag are the test set")
     p.add_argument("--train-tag", help="tasks with this tag are the train set (others are left out)")
     p.add_argument("--limit", type=int, help="list at most this many tasks")

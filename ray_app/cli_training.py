@@ -31,6 +31,7 @@ def training_body(args: argparse.Namespace) -> dict:
         "tags": [t for t in (args.tags or "").split(",") if t] or None,
         "reviewed_only": args.reviewed_only,
         "validation_split": args.validation_split,
+        "split_seed": args.split_seed,
         "test_tag": args.test_tag,
         "train_tag": args.train_tag,
     }
@@ -38,7 +39,7 @@ def training_body(args: argparse.Namespace) -> dict:
         "types": args.type,
         "embeddings": args.embeddings,
         "params": {k: v for k, v in params.items() if v is not None},
-        "selection": selection,
+        "selection": {k: v for k, v in selection.items() if v is not None},
         "deploy": args.deploy,
         "gpu": args.gpu,
         "backend": args.backend,
@@ -455,7 +456,7 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decay", type=float)
     p.add_argument("--dropout", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="the training's seed (weights, batches); the split's is --split-seed")
     p.add_argument(
         "--eval-size",
         type=float,
@@ -469,6 +470,9 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
         "label has few examples (default)",
     )
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
+    p.add_argument(
+        "--split-seed", type=int, help="which tasks the validation split draws, as in `labtrain select` (default 0)"
+    )
     p.add_argument("--test-tag", help="tasks with this tag are the test set")
     p.add_argument("--train-tag", help="tasks with this tag are the train set")
     p.add_argument("--tags", help="only tasks with one of these tags (comma-separated)")

@@ -216,7 +216,7 @@ class TrainingHistory:
         folder = self.home / "trainings" / str(tid)
         try:
             manifest = self.snapshot(
-                name, SelectionParams(**request.get("selection", {})), types, out_dir=folder / "snapshot"
+                name, SelectionParams.from_dict(request.get("selection", {})), types, out_dir=folder / "snapshot"
             )
             empty = [t for t in types if manifest["files"][t]["rows"] == 0]
             if empty:

@@ -28,9 +28,17 @@ class SelectionParams:
     tags: list[str] | None = None
     reviewed_only: bool = False
     validation_split: float | None = None
-    seed: int = 0
+    split_seed: int = 0  # which tasks the validation split draws (not the training's seed)
     test_tag: str | None = None
     train_tag: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SelectionParams:
+        """From a request's `selection` (one stored before the rename names the split seed `seed`)."""
+        data = dict(data)
+        if "seed" in data:
+            data.setdefault("split_seed", data.pop("seed"))
+        return cls(**data)
 
     def checked(self) -> SelectionParams:
         """Validated copy with the default split filled in."""
@@ -45,7 +53,7 @@ class SelectionParams:
                 raise SelectionError(f"validation_split {split!r} must be a number in [0, 1)")
         tags = sorted({t.strip() for t in self.tags or [] if t.strip()}) or None
         return SelectionParams(
-            tags, bool(self.reviewed_only), split, int(self.seed), self.test_tag or None, self.train_tag or None
+            tags, bool(self.reviewed_only), split, int(self.split_seed), self.test_tag or None, self.train_tag or None
         )
 
 
@@ -98,7 +106,7 @@ def select_completions(con: duckdb.DuckDBPyConnection, project_id: int, params: 
             "reviewed_only": p.reviewed_only,
             "test_tag": p.test_tag,
             "train_tag": p.train_tag,
-            "seed": p.seed,
+            "seed": p.split_seed,
             "split": p.validation_split or 0.0,
         },
     )

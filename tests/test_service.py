@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import HANG_S, NER_CONFIG, genai_completion, genai_task, shared_file, span
@@ -143,10 +144,23 @@ def test_cli_walkthrough_create_import_members_select_snapshot(service, tmp_path
     )
     assert [m["username"] for m in json.loads(members.stdout)][:2] == ["bob", "alice"]
 
-    selected = service.cli("select", name, "--validation-split", "0.3", "--seed", "7", "--json", token=service.token)
+    split = ("--validation-split", "0.3", "--split-seed", "7")
+    selected = service.cli("select", name, *split, "--json", token=service.token)
     answer = json.loads(selected.stdout)
     assert {t["author"] for t in answer["tasks"]} == {"bob"}
     assert (answer["train"], answer["test"]) == (7, 3)
+    previewed = sorted(t["task_id"] for t in answer["tasks"] if t["split"] == "test")
+    other = service.cli("select", name, "--validation-split", "0.3", "--split-seed", "8", "--json", token=service.token)
+    assert sorted(t["task_id"] for t in json.loads(other.stdout)["tasks"] if t["split"] == "test") != previewed
+    # the training takes the split the preview showed (its own --seed is the training's)
+    trained = service.cli("train", name, "--type", "ner", *split, "--seed", "3", "--json", token=service.token)
+    assert trained.returncode == 0, trained.stderr
+    training = json.loads(trained.stdout)
+    with service.client() as http:
+        http.post(f"/api/trainings/{training['id']}/cancel")  # only its snapshot is looked at
+    snapshot = pq.read_table(service.home / "trainings" / str(training["id"]) / "snapshot" / "ner.parquet")
+    rows = snapshot.select(["task_id", "split"]).to_pylist()
+    assert sorted(r["task_id"] for r in rows if r["split"] == "test") == previewed
     assert answer["label_counts"]["ner"]["LOC"]["train"] + answer["label_counts"]["ner"]["LOC"]["test"] == 10
 
     human = service.cli("select", name, token=service.token)

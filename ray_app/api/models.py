@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 
 class UserCreate(BaseModel):
@@ -76,7 +76,12 @@ class SelectionFields(BaseModel):
     tags: list[str] | None = None
     reviewed_only: bool = False
     validation_split: float | None = None
-    seed: int = 0
+    split_seed: int = Field(
+        0,
+        validation_alias=AliasChoices("split_seed", "seed"),
+        description="which tasks the validation split draws; the same in a preview and a training "
+        "(params.seed is the training's own seed)",
+    )
     test_tag: str | None = None
     train_tag: str | None = None
 
