@@ -135,6 +135,18 @@ class Service:
         )
 
 
+# The fast tier (`pytest -m "not slow"`) leaves out what starts a labtrain service, a Ray cluster,
+# Label Studio, a browser or Spark; it keeps every module's own logic.
+SLOW_FIXTURES = {"service", "browser", "workers", "label_studio", "snapshots", "small_disk"}
+SLOW_MODULES = {"test_faults", "test_cluster", "test_label_studio", "test_spark_backend", "test_schemathesis"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
     """`labtrain serve --detach` on a temporary home and a free port, stopped at the end."""

@@ -113,7 +113,12 @@ def test_two_jobs_run_at_once_then_versions_deploy_benchmark_and_predict(service
 
 def test_jobs_beyond_the_cpus_wait_and_cancel_frees_their_bundles(service):
     project = toy_project(service)
-    long = {"epochs": 500, "learning_rate": 1e-4, "batch_size": 4}
+    long = {
+        "epochs": 500,
+        "learning_rate": 1e-4,
+        "batch_size": 4,
+        "few_shot": "off",
+    }  # the fine-tuned head: steps of seconds
     with service.client() as http:
         trainings = [start(http, project, types=["classification"], params=long) for _ in range(3)]
         third = wait(
