@@ -132,7 +132,7 @@ def main() -> None:
             ("tags batch1,batch2", ["batch1", "batch2"], False),
             ("reviewed only", None, True),
         ]:
-            params = SelectionParams(tags=tags, reviewed_only=reviewed_only, validation_split=0.2, seed=1)
+            params = SelectionParams(tags=tags, reviewed_only=reviewed_only, validation_split=0.2, split_seed=1)
             sql_s, n = timed(lambda params=params: select_completions(con, pid, params), args.repeats)
             sql_choice = dict(con.execute("SELECT task_id, completion_id FROM selection").fetchall())
             counts_s, _ = timed(lambda: label_counts(con, pid, config), args.repeats)
@@ -150,7 +150,7 @@ def main() -> None:
             )
             rows.append((label, n, sql_s, counts_s, py_rules, py_fetch + py_rules, same))
         snap_s, manifest = timed(
-            lambda: write_snapshots(con, pid, config, SelectionParams(seed=1), Path(tmp) / "snap"),
+            lambda: write_snapshots(con, pid, config, SelectionParams(split_seed=1), Path(tmp) / "snap"),
             max(1, args.repeats // 2),
         )
         snap_rows = manifest["files"]["ner"]["rows"]

@@ -96,7 +96,7 @@ def snapshot(work: Path, with_words: bool) -> tuple[str, int]:
         catalog.create_project("funsd", CONFIG, "en", "bench")
         catalog.import_file("funsd", json.dumps(tasks).encode())
         manifest = catalog.snapshot(
-            "funsd", SelectionParams(test_tag="test", validation_split=None, seed=1), out_dir=home / "snap"
+            "funsd", SelectionParams(test_tag="test", validation_split=None, split_seed=1), out_dir=home / "snap"
         )
     finally:
         catalog.close()

@@ -176,9 +176,9 @@ def test_priority_tie_goes_to_the_latest_submitted(catalog):
 
 def test_validation_split_is_seeded_and_exact(catalog):
     import_tasks(catalog, [genai_task(i, TEXT, [genai_completion(i * 10, "a", entity())]) for i in range(1, 51)])
-    first = catalog.select("p", SelectionParams(validation_split=0.2, seed=7))
-    again = catalog.select("p", SelectionParams(validation_split=0.2, seed=7))
-    other = catalog.select("p", SelectionParams(validation_split=0.2, seed=8))
+    first = catalog.select("p", SelectionParams(validation_split=0.2, split_seed=7))
+    again = catalog.select("p", SelectionParams(validation_split=0.2, split_seed=7))
+    other = catalog.select("p", SelectionParams(validation_split=0.2, split_seed=8))
     test_ids = {t["task_id"] for t in first["tasks"] if t["split"] == "test"}
     assert (first["train"], first["test"]) == (40, 10)
     assert test_ids == {t["task_id"] for t in again["tasks"] if t["split"] == "test"}

@@ -146,7 +146,9 @@ def snapshot_of(home: Path, export: Path, config: str = CONFIG, split: float = 0
     try:
         catalog.create_project("forms", config, "en", "owner")
         catalog.import_file("forms", export.read_bytes(), image_dirs=[export.parent])
-        manifest = catalog.snapshot("forms", SelectionParams(validation_split=split, seed=1), out_dir=home / "snap")
+        manifest = catalog.snapshot(
+            "forms", SelectionParams(validation_split=split, split_seed=1), out_dir=home / "snap"
+        )
     finally:
         catalog.close()
     return manifest["files"]["visual_ner"]["path"]

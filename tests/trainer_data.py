@@ -111,7 +111,7 @@ def build_snapshot(home: Path, config: str, tasks: list[dict], split: float = 0.
     try:
         catalog.create_project("toy", config, "en", "owner")
         catalog.import_file("toy", json.dumps(tasks).encode())
-        manifest = catalog.snapshot("toy", SelectionParams(validation_split=split, seed=1), out_dir=home / "snap")
+        manifest = catalog.snapshot("toy", SelectionParams(validation_split=split, split_seed=1), out_dir=home / "snap")
     finally:
         catalog.close()
     return {t: f["path"] for t, f in manifest["files"].items()}
