@@ -15,6 +15,18 @@ from ray_app.settings import JOB_MANAGER, NAMESPACE
 
 PROGRESS_EVERY_S = 1.0
 
+# What Ray Train starts beside each run that a labtrain job (one worker) has no use for: the
+# preemption watcher, an actor process per run that polls for draining nodes (a lost node is the
+# FailureConfig's and the epoch checkpoints' business, and the autoscaler drains idle nodes only),
+# and the metrics callbacks (nothing scrapes them). Read by the run's driver and its controller.
+LEAN_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+
+
+def lean_train() -> None:
+    """Before a `TorchTrainer` is made: leave out what `LEAN_TRAIN_ENV` names (unless set already)."""
+    for name, value in LEAN_TRAIN_ENV.items():
+        os.environ.setdefault(name, value)
+
 
 @dataclass(frozen=True)
 class Resilience:

@@ -7,5 +7,7 @@ import ray
 
 from storage.catalog import Catalog
 
-# The catalog's own methods, one call at a time (a sync actor), so DuckDB has one writer.
-StorageActor = ray.remote(num_cpus=0, max_restarts=-1)(Catalog)
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class StorageActor(Catalog):
+    """The catalog's own methods, one call at a time (a sync actor), so DuckDB has one writer."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, forwarder, last_line, lower_priority
+from ray_app.job_worker import Resilience, forwarder, last_line, lean_train, lower_priority
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
@@ -82,6 +82,7 @@ def trial_driver(config: dict) -> None:
         (out / BUDGET_SPENT).write_text("not started (time budget)")
         tune.report(NOTHING_YET)
         return
+    lean_train()
     trainer = TorchTrainer(
         trial_worker,
         train_loop_config={

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, forwarder, lower_priority
+from ray_app.job_worker import Resilience, forwarder, lean_train, lower_priority
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 
@@ -85,6 +85,7 @@ def run_job(job_id: int, spec: dict, bundle: dict, home: Home, resilience: Resil
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    lean_train()
     if resilience.autoscaling:  # a retry may wait for the autoscaler to add a node (read by the controller)
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(NODE_WAIT_S))
     trainer = TorchTrainer(

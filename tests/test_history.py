@@ -157,16 +157,6 @@ def test_a_license_binds_one_job_per_slot_until_released(tmp_path):
     assert pool.slots()[0].free == 1
 
 
-def test_embedded_default_grants_text_scopes_one_slot_per_cpu(tmp_path):
-    pool = LicensePool(tmp_path, cpu_bundles=2)
-    assert {s.scopes: s.free for s in pool.slots()} == {
-        ("training:ner",): 2,
-        ("training:assertion",): 2,
-        ("training:classification",): 2,
-        ("training:relation",): 2,
-    }
-
-
 def test_ledger_counts_what_running_jobs_hold():
     ledger = Ledger(totals={"CPU": 2.0, "GPU": 0.0})
     ledger.take(1, bundle_for(False))
