@@ -38,151 +38,148 @@ class Storage:
     def __init__(self, actor: ray.actor.ActorHandle):
         self.actor = actor
 
-    async def _call(self, method, *args: Any, **kwargs: Any) -> Any:
-        return await _call(method, *args, **kwargs)
-
     async def active_learning_due(self, name: str) -> dict | None:
-        return await self._call(self.actor.active_learning_due, name)
+        return await _call(self.actor.active_learning_due, name)
 
     async def backend_allows(self, name: str, user: str, password: str) -> bool:
-        return await self._call(self.actor.backend_allows, name, user, password)
+        return await _call(self.actor.backend_allows, name, user, password)
 
     async def complete_job(self, job_id: int, metrics: dict, artifact_uri: str | None = None) -> dict:
-        return await self._call(self.actor.complete_job, job_id, metrics, artifact_uri)
+        return await _call(self.actor.complete_job, job_id, metrics, artifact_uri)
 
     async def config(self, name: str) -> LabelingConfig:
-        return await self._call(self.actor.config, name)
+        return await _call(self.actor.config, name)
 
     async def create_project(self, name: str, config_xml: str, language: str, owner: str) -> dict:
-        return await self._call(self.actor.create_project, name, config_xml, language, owner)
+        return await _call(self.actor.create_project, name, config_xml, language, owner)
 
     async def create_training(self, name: str, request: dict, requested_by: str | None, source: str = "manual") -> dict:
-        return await self._call(self.actor.create_training, name, request, requested_by, source)
+        return await _call(self.actor.create_training, name, request, requested_by, source)
 
     async def create_user(self, name: str, is_admin: bool = False) -> str:
-        return await self._call(self.actor.create_user, name, is_admin)
+        return await _call(self.actor.create_user, name, is_admin)
 
     async def delete_completions(self, name: str, completion_ids: list[int]) -> int:
-        return await self._call(self.actor.delete_completions, name, completion_ids)
+        return await _call(self.actor.delete_completions, name, completion_ids)
 
     async def end_job(self, job_id: int, status: str, reason: str | None = None) -> dict:
-        return await self._call(self.actor.end_job, job_id, status, reason)
+        return await _call(self.actor.end_job, job_id, status, reason)
 
     async def ensure_admin_token(self) -> str:
-        return await self._call(self.actor.ensure_admin_token)
+        return await _call(self.actor.ensure_admin_token)
 
     async def fail_interrupted_jobs(self, reason: str) -> list[int]:
-        return await self._call(self.actor.fail_interrupted_jobs, reason)
+        return await _call(self.actor.fail_interrupted_jobs, reason)
 
     async def import_parsed(
         self, name: str, parsed: ParsedExport, sha256: str, imported_by: str | None, mirror: bool = False
     ) -> dict:
-        return await self._call(self.actor.import_parsed, name, parsed, sha256, imported_by, mirror)
+        return await _call(self.actor.import_parsed, name, parsed, sha256, imported_by, mirror)
 
     async def job(self, job_id: int) -> dict:
-        return await self._call(self.actor.job, job_id)
+        return await _call(self.actor.job, job_id)
 
     async def job_spec(self, job_id: int) -> dict:
-        return await self._call(self.actor.job_spec, job_id)
+        return await _call(self.actor.job_spec, job_id)
 
     async def jobs_of(self, training_id: int) -> list[dict]:
-        return await self._call(self.actor.jobs_of, training_id)
+        return await _call(self.actor.jobs_of, training_id)
 
     async def link(self, name: str) -> dict:
-        return await self._call(self.actor.link, name)
+        return await _call(self.actor.link, name)
 
     async def link_project(
         self, name: str, url: str, ls_project: int, token: str, backend_url: str, linked_by: str | None
     ) -> dict:
-        return await self._call(self.actor.link_project, name, url, ls_project, token, backend_url, linked_by)
+        return await _call(self.actor.link_project, name, url, ls_project, token, backend_url, linked_by)
 
     async def link_token(self, name: str) -> str:
-        return await self._call(self.actor.link_token, name)
+        return await _call(self.actor.link_token, name)
 
     async def list_projects(self, user: User) -> list[dict]:
-        return await self._call(self.actor.list_projects, user)
+        return await _call(self.actor.list_projects, user)
 
     async def list_users(self) -> list[dict]:
-        return await self._call(self.actor.list_users)
+        return await _call(self.actor.list_users)
 
     async def members(self, name: str) -> list[dict]:
-        return await self._call(self.actor.members, name)
+        return await _call(self.actor.members, name)
 
     async def model(self, name: str, with_versions: bool = False) -> dict:
-        return await self._call(self.actor.model, name, with_versions)
+        return await _call(self.actor.model, name, with_versions)
 
     async def model_benchmark(self, name: str) -> dict:
-        return await self._call(self.actor.model_benchmark, name)
+        return await _call(self.actor.model_benchmark, name)
 
     async def models(self, user=None) -> list[dict]:
-        return await self._call(self.actor.models, user)
+        return await _call(self.actor.models, user)
 
     async def project(self, name: str) -> dict:
-        return await self._call(self.actor.project, name)
+        return await _call(self.actor.project, name)
 
     async def project_id(self, name: str) -> int:
-        return await self._call(self.actor.project_id, name)
+        return await _call(self.actor.project_id, name)
 
     async def require_role(self, name: str, user: User, least: str) -> str:
-        return await self._call(self.actor.require_role, name, user, least)
+        return await _call(self.actor.require_role, name, user, least)
 
     async def role_of(self, name: str, user: User) -> str | None:
-        return await self._call(self.actor.role_of, name, user)
+        return await _call(self.actor.role_of, name, user)
 
     async def saved_request(self, name: str, deploy: bool) -> dict:
-        return await self._call(self.actor.saved_request, name, deploy)
+        return await _call(self.actor.saved_request, name, deploy)
 
     async def script_source(self, project: str, name: str, version: int | None = None) -> dict:
-        return await self._call(self.actor.script_source, project, name, version)
+        return await _call(self.actor.script_source, project, name, version)
 
     async def scripts(self, project: str) -> list[dict]:
-        return await self._call(self.actor.scripts, project)
+        return await _call(self.actor.scripts, project)
 
     async def select(self, name: str, params: SelectionParams, limit: int | None = None) -> dict:
-        return await self._call(self.actor.select, name, params, limit)
+        return await _call(self.actor.select, name, params, limit)
 
     async def set_config(self, name: str, config_xml: str) -> LabelingConfig:
-        return await self._call(self.actor.set_config, name, config_xml)
+        return await _call(self.actor.set_config, name, config_xml)
 
     async def set_link_state(self, name: str, **changes) -> dict:
-        return await self._call(self.actor.set_link_state, name, **changes)
+        return await _call(self.actor.set_link_state, name, **changes)
 
     async def set_members(self, name: str, members: list[Member], remove: list[str] = ()) -> list[dict]:
-        return await self._call(self.actor.set_members, name, members, remove)
+        return await _call(self.actor.set_members, name, members, remove)
 
     async def set_training_settings(
         self, name: str, versioning: bool | None = None, active_learning: dict | None = None
     ) -> dict:
-        return await self._call(self.actor.set_training_settings, name, versioning, active_learning)
+        return await _call(self.actor.set_training_settings, name, versioning, active_learning)
 
     async def snapshot(
         self, name: str, params: SelectionParams, types: list[str] | None = None, out_dir: Path | None = None
     ) -> dict:
-        return await self._call(self.actor.snapshot, name, params, types, out_dir)
+        return await _call(self.actor.snapshot, name, params, types, out_dir)
 
     async def synced(self, name: str, tasks: int) -> dict:
-        return await self._call(self.actor.synced, name, tasks)
+        return await _call(self.actor.synced, name, tasks)
 
     async def training(self, training_id: int) -> dict:
-        return await self._call(self.actor.training, training_id)
+        return await _call(self.actor.training, training_id)
 
     async def training_settings(self, name: str) -> dict:
-        return await self._call(self.actor.training_settings, name)
+        return await _call(self.actor.training_settings, name)
 
     async def trainings(self, name: str, limit: int = 100) -> list[dict]:
-        return await self._call(self.actor.trainings, name, limit)
+        return await _call(self.actor.trainings, name, limit)
 
     async def unlink_project(self, name: str) -> None:
-        return await self._call(self.actor.unlink_project, name)
+        return await _call(self.actor.unlink_project, name)
 
     async def update_job(self, job_id: int, **changes) -> dict:
-        return await self._call(self.actor.update_job, job_id, **changes)
+        return await _call(self.actor.update_job, job_id, **changes)
 
     async def upload_script(self, project: str, name: str, source: str, uploaded_by: str | None) -> dict:
-        return await self._call(self.actor.upload_script, project, name, source, uploaded_by)
+        return await _call(self.actor.upload_script, project, name, source, uploaded_by)
 
     async def user_for_token(self, token: str) -> User | None:
-        return await self._call(self.actor.user_for_token, token)
+        return await _call(self.actor.user_for_token, token)
 
 
 class Jobs:
