@@ -8,25 +8,17 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from labtrain.errors import LabtrainError
 from ray_app.client import ApiClient
+from trainers.spec import TrainParams
 
 ENDED = ("succeeded", "failed", "cancelled")
 
 
 def training_body(args: argparse.Namespace) -> dict:
-    params = {
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "decay": args.decay,
-        "dropout": args.dropout,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "eval_size": args.eval_size,
-        "few_shot": getattr(args, "few_shot", None),
-    }
+    params = {name: getattr(args, name, None) for name in TrainParams.model_fields}
     selection = {
         "tags": [t for t in (args.tags or "").split(",") if t] or None,
         "reviewed_only": args.reviewed_only,
@@ -436,6 +428,25 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--al-deploy", choices=["on", "off"], help="active learning: deploy each new model")
 
 
+def parameter_arguments(p: argparse.ArgumentParser) -> None:
+    """A flag per training parameter, from `TrainParams` (its name, type, choices and description);
+    a flag left out takes the recipe's default."""
+    for name, field in TrainParams.model_fields.items():
+        flag, kinds = "--" + name.replace("_", "-"), (field.annotation, *get_args(field.annotation))
+        if get_origin(field.annotation) is Literal:
+            p.add_argument(flag, choices=get_args(field.annotation), help=field.description)
+        elif bool in kinds:
+            p.add_argument(flag, type=on_off, metavar="on|off", help=field.description)
+        else:
+            p.add_argument(flag, type=int if int in kinds else float, help=field.description)
+
+
+def on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"{text!r}: say on or off")
+    return text == "on"
+
+
 def training_arguments(p: argparse.ArgumentParser) -> None:
     """What `train` and `curve` share: the project, the type, embeddings, parameters, the selection."""
     p.add_argument("name")
@@ -451,24 +462,7 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
         choices=["pytorch", "sparknlp"],
         help="pytorch (every type) or sparknlp (ner: NerDL, classification: ClassifierDL / MultiClassifierDL)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--decay", type=float)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int, help="the training's seed (weights, batches); the split's is --split-seed")
-    p.add_argument(
-        "--eval-size",
-        type=float,
-        help="Visual NER: share of the training tasks evaluated after each epoch (default: 0.1)",
-    )
-    p.add_argument(
-        "--few-shot",
-        choices=["auto", "on", "off"],
-        help="classification, assertion: the few-shot "
-        "path (SetFit's method); auto: when the smallest "
-        "label has few examples (default)",
-    )
+    parameter_arguments(p)
     p.add_argument("--validation-split", type=float, help="share of tasks for test (default 0.2)")
     p.add_argument(
         "--split-seed", type=int, help="which tasks the validation split draws, as in `labtrain select` (default 0)"

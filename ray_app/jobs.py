@@ -481,7 +481,7 @@ class JobManager:
                     await asyncio.to_thread(self._stop_ray_job, running.submission_id)
                     await self._finish(running, None, reschedule=False)
                 return
-            running.epochs = spec["params"].get("epochs", TrainParams.epochs)
+            running.epochs = spec["params"].get("epochs", TrainParams.model_fields["epochs"].default)
             running.ref = start_job(
                 job_id, spec, bundle, running.slots, self.where, self._resilience(running.max_retries)
             )

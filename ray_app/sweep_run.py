@@ -218,7 +218,11 @@ def _search(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str,
 
     space, trials, budget = sweep["space"], sweep["trials"], sweep.get("budget_s")
     names = list(space)
-    epochs = max(space["epochs"]["choices"]) if "epochs" in space else spec["params"].get("epochs", TrainParams.epochs)
+    epochs = (
+        max(space["epochs"]["choices"])
+        if "epochs" in space
+        else spec["params"].get("epochs", TrainParams.model_fields["epochs"].default)
+    )
     dims = {}
     for name, d in space.items():
         if "choices" in d:
@@ -336,7 +340,7 @@ def _curve(job_id: int, spec: dict, sweep: dict, slots: int, storage_path: str, 
 
     points, seeds = sweep["points"], sweep["seeds"]
     runs = [[p, s] for p in points for s in range(seeds)]
-    epochs = spec["params"].get("epochs", TrainParams.epochs)
+    epochs = spec["params"].get("epochs", TrainParams.model_fields["epochs"].default)
     progress = Progress(
         forward, len(runs), epochs, lambda c: f"{c['point'][0]} % of the train part, seed {c['point'][1]}"
     )

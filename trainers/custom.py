@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -103,7 +102,7 @@ def prepare_inputs(spec: TrainSpec, documents: list[dataset.Document], data: Pat
     tags = tag_set(spec.labels)
     (data / "labels.json").write_text(json.dumps({"labels": spec.labels, "tags": tags}, indent=2))
     params = {
-        **asdict(spec.params),
+        **spec.params.model_dump(),
         "labels": spec.labels,
         "tags": tags,
         "language": spec.language,

@@ -129,7 +129,7 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
             spec.embeddings,
             FEW_SHOT,
         )
-        reporter.line("few-shot parameters: " + ", ".join(f"{k}={v}" for k, v in asdict(params).items()))
+        reporter.line("few-shot parameters: " + ", ".join(f"{k}={v}" for k, v in params.model_dump().items()))
         model, epochs = train_few_shot(
             parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device, reporter
         )
@@ -165,7 +165,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
         reporter.line(
             "parameters: "
-            + ", ".join(f"{k}={v}" for k, v in asdict(spec.params).items())
+            + ", ".join(f"{k}={v}" for k, v in spec.params.model_dump().items())
             + f", effective learning_rate={lr}"
         )
         if spec.params.bf16:
@@ -230,7 +230,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
                     "from_name": spec.from_name,
                     "to_name": spec.to_name,
                     "language": spec.language,
-                    "parameters": asdict(spec.params),
+                    "parameters": spec.params.model_dump(),
                     "max_length": spec.params.max_length,
                     **extra,
                     "data": {"snapshot": spec.snapshot, "summary": summary},

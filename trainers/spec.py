@@ -1,11 +1,15 @@
-"""`TrainSpec`: everything one training run needs, validated in one place (like spaCy's config)."""
+"""`TrainSpec`: everything one training run needs, validated in one place (like spaCy's config).
+`TrainParams` is the one definition of the training parameters: the HTTP body's `params`
+(`ray_app.api.models.TrainingParamsIn`), the CLI's flags and the trainer's spec all come from it."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
 
 from labtrain.errors import LabtrainError
 from trainers.recipes import recipe
@@ -17,43 +21,63 @@ class SpecError(LabtrainError):
     status_code = 422
 
 
-@dataclass
-class TrainParams:
-    """The product page's Training Parameters, plus what a run needs to be repeatable."""
+class TrainParams(BaseModel):
+    """The product page's Training Parameters, plus what a run needs to be repeatable. Each rule is
+    written once, here, as the field's constraint; `parse` turns a broken rule into a `SpecError`
+    naming the parameter."""
 
-    epochs: int = 5
-    learning_rate: float | None = None  # None: the embeddings' default
-    decay: float = 0.0  # learning-rate decay: lr / (1 + decay * epochs done), as Spark NLP's NerDL, per step
-    warmup: float = 0.0  # share of all steps over which the learning rate rises linearly from 0
-    dropout: float = 0.1
-    batch_size: int = 16
-    seed: int = 0
-    early_stopping_patience: int = 0  # epochs without improvement on validation; 0 = off
-    validation_fraction: float = 0.1  # share of the train split held out for validation
-    eval_size: float | None = None  # the Visual NER page's name for that share; wins when given
-    max_length: int = 128  # word pieces per window (MiniLM)
-    bf16: bool = False  # mixed precision: bfloat16 autocast (CPUs with AVX-512 BF16, recent GPUs)
-    average_last: float = 0.0  # share of the final steps whose weights are averaged (kept if it validates as well)
-    few_shot: str = "auto"  # classification, assertion: "auto" (below trainers.fewshot.FEW_SHOT_BELOW), "on", "off"
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(5, ge=1, description="passes over the training data")
+    learning_rate: float | None = Field(None, gt=0, description="default: the embeddings' own")
+    decay: float = Field(
+        0.0, ge=0, description="learning-rate decay: lr / (1 + decay * epochs done), as Spark NLP's NerDL, per step"
+    )
+    warmup: float = Field(
+        0.0, ge=0, lt=1, description="share of all steps over which the learning rate rises linearly from 0"
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout rate during training")
+    batch_size: int = Field(16, ge=1, description="examples per optimizer step")
+    seed: int = Field(0, description="the training's seed (weights, batches); the split's is selection.split_seed")
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without improvement on validation; 0 = off")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of the train split held out for validation after each epoch"
+    )
+    eval_size: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Visual NER: share of the training tasks held out for evaluation after each epoch "
+        "(the Visual NER page's name for validation_fraction; wins when given)",
+    )
+    max_length: int = Field(128, ge=16, le=512, description="word pieces per window (MiniLM)")
+    bf16: bool = Field(False, description="bfloat16 autocast where the CPU or GPU has it natively")
+    average_last: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of the final steps whose weights are averaged (kept if it validates as well)",
+    )
+    few_shot: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="classification, assertion: 'auto' (the few-shot path when the smallest label has fewer "
+        "examples than trainers.fewshot.FEW_SHOT_BELOW), 'on' or 'off'",
+    )
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> TrainParams:
+        """The parameters from a request's or spec's dict; a wrong one raises `SpecError` naming it."""
+        unknown = set(values) - set(cls.model_fields)
+        if unknown:
+            raise SpecError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        try:
+            return cls.model_validate(values)
+        except PydanticError as exc:
+            name = str(exc.errors()[0]["loc"][0])
+            raise SpecError(f"parameter {name}={values[name]!r} must be {rule(name)}") from None
 
     def check(self) -> None:
-        rules = [
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
-            ("learning_rate", self.learning_rate is None or self.learning_rate > 0, "a number > 0"),
-            ("decay", self.decay >= 0, "a number >= 0"),
-            ("warmup", 0 <= self.warmup < 1, "a number in [0, 1)"),
-            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
-            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("early_stopping_patience", self.early_stopping_patience >= 0, "an integer >= 0"),
-            ("validation_fraction", 0 <= self.validation_fraction < 1, "a number in [0, 1)"),
-            ("eval_size", self.eval_size is None or 0 <= self.eval_size < 1, "a number in [0, 1)"),
-            ("average_last", 0 <= self.average_last < 1, "a number in [0, 1)"),
-            ("max_length", 16 <= self.max_length <= 512, "an integer in [16, 512]"),
-            ("few_shot", self.few_shot in ("auto", "on", "off"), "one of auto, on, off"),
-        ]
-        for name, ok, what in rules:
-            if not ok:
-                raise SpecError(f"parameter {name}={getattr(self, name)!r} must be {what}")
+        TrainParams.parse(self.model_dump())
 
     @property
     def validation_share(self) -> float:
@@ -61,15 +85,34 @@ class TrainParams:
         return self.validation_fraction if self.eval_size is None else self.eval_size
 
 
-@dataclass
-class TrainSpec:
+def rule(name: str) -> str:
+    """A parameter's rule in words, read from its field: 'an integer >= 1', 'a number in [0, 1)'."""
+    field = TrainParams.model_fields[name]
+    if get_origin(field.annotation) is Literal:
+        return f"one of {', '.join(get_args(field.annotation))}"
+    if field.annotation is bool:
+        return "true or false"
+    kind = "an integer" if int in (field.annotation, *get_args(field.annotation)) else "a number"
+    bounds = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else None
+    high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else None
+    if low and high:
+        return f"{kind} in {low}, {high}"
+    if low:
+        return f"{kind} {'>=' if low[0] == '[' else '>'} {low[1:]}"
+    return f"{kind} {'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high else kind
+
+
+class TrainSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     type: str
     snapshot: str  # the training type's Parquet file of a selection snapshot
     output_dir: str
     labels: list[str]
     embeddings: str | None = None  # None: the backend's first option for the type
     backend: str = "pytorch"  # or "sparknlp" (ner, classification)
-    params: TrainParams = field(default_factory=TrainParams)
+    params: TrainParams = Field(default_factory=TrainParams)
     device: str = "cpu"
     multiple: bool = False  # classification: multiple choice
     language: str = "en"
@@ -82,18 +125,18 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - set(cls.model_fields)
         if unknown:
             raise SpecError(f"unknown spec field(s): {', '.join(sorted(unknown))}")
-        params = data.get("params") or {}
-        param_names = {f.name for f in fields(TrainParams)}
-        if set(params) - param_names:
-            raise SpecError(f"unknown parameter(s): {', '.join(sorted(set(params) - param_names))}")
         for name in ("type", "snapshot", "output_dir", "labels"):
             if name not in data:
                 raise SpecError(f"spec field {name!r} is missing")
-        spec = cls(**{**data, "params": TrainParams(**params), "given": tuple(sorted(params))})
+        params = TrainParams.parse(data.get("params") or {})
+        try:
+            spec = cls.model_validate({**data, "params": params, "given": tuple(sorted(params.model_fields_set))})
+        except PydanticError as exc:
+            error = exc.errors()[0]
+            raise SpecError(f"spec field {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
         spec.check()
         spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings)
         spec.params.check()
@@ -152,7 +195,7 @@ class TrainSpec:
         self.embeddings = "custom"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 def with_recipe(
@@ -160,12 +203,15 @@ def with_recipe(
 ) -> TrainParams:
     """`params` with the type's and embeddings' recipe (trainers.recipes) for every parameter the
     request did not give."""
-    known = {f.name for f in fields(TrainParams)}
-    return replace(
-        params, **{k: v for k, v in recipe(training_type, embeddings, path).items() if k in known and k not in given}
+    return params.model_copy(
+        update={
+            k: v
+            for k, v in recipe(training_type, embeddings, path).items()
+            if k in TrainParams.model_fields and k not in given
+        }
     )
 
 
 def recipe_defaults(training_type: str, embeddings: str, path: str = "") -> dict:
     """Every parameter as a training of this type and embeddings gets it when it gives none."""
-    return asdict(with_recipe(TrainParams(), frozenset(), training_type, embeddings, path))
+    return with_recipe(TrainParams(), frozenset(), training_type, embeddings, path).model_dump()

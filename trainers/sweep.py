@@ -51,7 +51,7 @@ def parse_space(text: str | dict | None) -> dict:
         space[name] = _dimension(name, value)
         for v in _extremes(space[name]):
             try:
-                TrainParams(**{name: v}).check()
+                TrainParams.parse({name: v})
             except (SpecError, TypeError) as exc:
                 raise SpecError(f"tune space: {name}: {exc}") from None
     return space

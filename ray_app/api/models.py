@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+
+from trainers.spec import TrainParams
 
 
 class UserCreate(BaseModel):
@@ -94,28 +96,24 @@ class SnapshotRequest(SelectionRequest):
     types: list[str] | None = None
 
 
-class TrainingParamsIn(BaseModel):
-    """The page's Training Parameters; anything left out takes the trainer's default."""
+def optional_params() -> type[BaseModel]:
+    """The page's Training Parameters as the HTTP body gives them: `TrainParams`' fields, each
+    optional (left out: the recipe's default), with its type, description and range documented.
+    `TrainParams.parse` applies the rules, so a wrong value is answered with its name and rule."""
+    bounds = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+    fields = {}
+    for name, field in TrainParams.model_fields.items():
+        schema = {bounds[k]: getattr(m, k) for m in field.metadata for k in bounds if hasattr(m, k)}
+        fields[name] = (field.annotation | None, Field(None, description=field.description, json_schema_extra=schema))
+    return create_model(
+        "TrainingParamsIn",
+        __config__=ConfigDict(extra="allow"),  # TrainParams.parse names an unknown parameter
+        __doc__="The page's Training Parameters; anything left out takes the recipe's default.",
+        **fields,
+    )
 
-    epochs: int | None = None
-    learning_rate: float | None = None
-    decay: float | None = None
-    dropout: float | None = None
-    batch_size: int | None = None
-    seed: int | None = None
-    early_stopping_patience: int | None = None
-    warmup: float | None = None
-    max_length: int | None = None
-    eval_size: float | None = Field(
-        None, description="Visual NER: share of the training tasks held out for evaluation after each epoch"
-    )
-    few_shot: str | None = Field(
-        None,
-        description="classification, assertion: 'auto' (the few-shot path when the "
-        "smallest label has few examples), 'on' or 'off'",
-    )
-    bf16: bool | None = Field(None, description="bfloat16 autocast where the CPU or GPU has it natively")
-    average_last: float | None = Field(None, description="share of the final steps whose weights are averaged")
+
+TrainingParamsIn = optional_params()
 
 
 class TuneRequest(BaseModel):

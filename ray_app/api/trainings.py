@@ -79,7 +79,7 @@ def training_request(body: TrainingRequest) -> dict:
             f"embeddings given for types not requested: {sorted(set(body.embeddings) - set(body.types))}"
         )
     params = body.params.model_dump(exclude_none=True)
-    TrainParams(**params).check()
+    TrainParams.parse(params)
     request = {
         "types": list(embeddings),
         "embeddings": embeddings,
@@ -141,7 +141,7 @@ def script_request(body: TrainingRequest) -> dict:
     if body.embeddings not in (None, "custom", {"ner": "custom"}):
         raise ValidationError("embeddings: a custom training script chooses its own; leave embeddings out")
     params = body.params.model_dump(exclude_none=True)
-    TrainParams(**params).check()
+    TrainParams.parse(params)
     return {
         "types": types,
         "embeddings": {"ner": "custom"},
@@ -221,7 +221,7 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
             spark["note"] = spark_reason
         entry["backends"].append(spark)
         types.append(entry)
-    defaults = {k: v for k, v in TrainParams().__dict__.items() if k != "learning_rate"}
+    defaults = {k: v for k, v in TrainParams().model_dump().items() if k != "learning_rate"}
     return {
         "project": name,
         "types": types,
