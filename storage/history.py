@@ -8,7 +8,10 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError as PydanticError
+
 from labtrain.errors import Conflict, NotFound, SelectionError, ValidationError
+from labtrain.training_plan import ScriptPlan, TrainingPlan
 from storage.labeling_config import deploy_model, parse_labeling_config
 from storage.selection import SelectionParams
 
@@ -197,12 +200,15 @@ class TrainingHistory:
 
     # --- trainings and jobs -------------------------------------------------------------------
 
-    def create_training(self, name: str, request: dict, requested_by: str | None, source: str = "manual") -> dict:
+    def create_training(
+        self, name: str, request: dict | TrainingPlan, requested_by: str | None, source: str = "manual"
+    ) -> dict:
         """Snapshot the selection and record the training with one queued job per type, all or
-        nothing. `request` holds types, embeddings (per type), params, selection, deploy, gpu."""
+        nothing. The catalog keeps the request as the JSON of its `TrainingPlan`."""
         pid = self.project_id(name)
         config = self.config(name)
-        types = list(dict.fromkeys(request["types"]))
+        plan = training_plan(request)
+        types = list(dict.fromkeys(plan.types))
         offered = config.training_types()
         for t in types:
             if t not in offered:
@@ -210,13 +216,13 @@ class TrainingHistory:
                     f"training type {t!r} is not offered by project {name!r} "
                     f"(its config offers: {', '.join(offered) or 'none'})"
                 )
-        if request.get("script"):
-            request = {**request, "script": self._script_for(name, types, request["script"])}
+        if plan.script:
+            plan = plan.model_copy(update={"script": self._script_for(name, types, plan.script)})
         (tid,) = self.con.execute("SELECT nextval('training_ids')").fetchone()
         folder = self.home / "trainings" / str(tid)
         try:
             manifest = self.snapshot(
-                name, SelectionParams.from_dict(request.get("selection", {})), types, out_dir=folder / "snapshot"
+                name, SelectionParams.from_dict(plan.selection), types, out_dir=folder / "snapshot"
             )
             empty = [t for t in types if manifest["files"][t]["rows"] == 0]
             if empty:
@@ -228,34 +234,30 @@ class TrainingHistory:
                 self.con.execute(
                     "INSERT INTO trainings (training_id, project_id, source, requested_by, request, "
                     "data) VALUES (?, ?, ?, ?, ?, ?)",
-                    [tid, pid, source, requested_by, json.dumps(request), json.dumps(manifest)],
+                    [tid, pid, source, requested_by, plan.model_dump_json(), json.dumps(manifest)],
                 )
                 for t in types:
                     self.con.execute(
                         "INSERT INTO jobs (training_id, type, embeddings, scope, gpu, status, reason, output_dir) "
                         "VALUES (?, ?, ?, ?, ?, 'queued', 'waiting to be scheduled', ?)",
-                        [tid, t, request["embeddings"][t], SCOPES[t], bool(request.get("gpu")), str(folder / t)],
+                        [tid, t, plan.embeddings[t], SCOPES[t], plan.gpu, str(folder / t)],
                     )
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return self.training(tid)
 
-    def _script_for(self, project: str, types: list[str], wanted: dict) -> dict:
+    def _script_for(self, project: str, types: list[str], wanted: ScriptPlan) -> ScriptPlan:
         """The script version a training runs, as its request keeps it (name, version, sha256, limits)."""
         if types != ["ner"]:
             raise ValidationError(
                 f"a custom training script trains NER only; this training asks for "
                 f"{', '.join(types)} (train the other types without a script)"
             )
-        script = self.script(project, wanted["name"], wanted.get("version"))
-        return {
-            "name": script["name"],
-            "version": script["version"],
-            "sha256": script["sha256"],
-            "time_limit_s": wanted["time_limit_s"],
-            "memory_mb": wanted["memory_mb"],
-        }
+        script = self.script(project, wanted.name, wanted.version)
+        return wanted.model_copy(
+            update={"name": script["name"], "version": script["version"], "sha256": script["sha256"]}
+        )
 
     def training(self, training_id: int) -> dict:
         row = self.con.execute(
@@ -279,7 +281,7 @@ class TrainingHistory:
             "created_at": str(created),
             "status": training_status(jobs),
             "progress": round(sum(j["progress"] for j in jobs) / max(1, len(jobs)), 1),
-            "request": json.loads(request),
+            "request": TrainingPlan.model_validate_json(request).model_dump(),
             "data": {
                 "selection": manifest["params"],
                 "snapshot": str(Path(next(iter(manifest["files"].values()))["path"]).parent)
@@ -357,12 +359,12 @@ class TrainingHistory:
     def job_spec(self, job_id: int) -> dict:
         """The trainer's spec (see `trainers.spec.TrainSpec`) for a job."""
         job = self.job(job_id)
-        (project, language, request, data) = self.con.execute(
+        (project, language, stored, data) = self.con.execute(
             "SELECT p.name, p.language, t.request, t.data FROM trainings t JOIN projects p USING (project_id) "
             "WHERE t.training_id = ?",
             [job["training_id"]],
         ).fetchone()
-        request, file = json.loads(request), json.loads(data)["files"][job["type"]]
+        plan, file = TrainingPlan.model_validate_json(stored), json.loads(data)["files"][job["type"]]
         config = self.config(project)
         from_name, to_name, multiple, result_type = "label", "text", False, "labels"
         if job["type"] == "classification":
@@ -380,18 +382,18 @@ class TrainingHistory:
             "output_dir": job["output_dir"],
             "labels": file["labels"],
             "embeddings": job["embeddings"],
-            "backend": request.get("backend", "pytorch"),
-            "params": request.get("params", {}),
+            "backend": plan.backend,
+            "params": plan.params,
             "device": "cuda" if job["gpu"] else "cpu",
             "multiple": multiple,
             "language": language,
             "from_name": from_name,
             "to_name": to_name,
             "result_type": result_type,
-            "script": {**request["script"], "path": str(self.script_blobs.path(request["script"]["sha256"] + ".py"))}
-            if request.get("script")
+            "script": {**plan.script.model_dump(), "path": str(self.script_blobs.path(f"{plan.script.sha256}.py"))}
+            if plan.script
             else None,
-            **_sweep(request),
+            **_sweep(plan),
         }
 
     # --- models --------------------------------------------------------------------------------
@@ -513,10 +515,19 @@ class TrainingHistory:
         }
 
 
-def _sweep(request: dict) -> dict:
+def _sweep(plan: TrainingPlan) -> dict:
     """A search's or a curve's part of the spec (ray_app.sweep_run reads it), or nothing."""
-    if request.get("tune"):
-        return {"sweep": {"kind": "tune", **request["tune"]}}
-    if request.get("curve"):
-        return {"sweep": {"kind": "curve", **request["curve"]}}
+    if plan.tune:
+        return {"sweep": {"kind": "tune", **plan.tune}}
+    if plan.curve:
+        return {"sweep": {"kind": "curve", **plan.curve}}
     return {}
+
+
+def training_plan(request: dict | TrainingPlan) -> TrainingPlan:
+    """The request as a `TrainingPlan`; a wrong one is refused naming its field."""
+    try:
+        return TrainingPlan.model_validate(request)
+    except PydanticError as exc:
+        error = exc.errors()[0]
+        raise ValidationError(f"training request: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None

@@ -62,6 +62,28 @@ def test_a_type_the_config_does_not_offer_is_refused_and_nothing_is_recorded(pro
     assert not list((project.home / "trainings").glob("*/snapshot"))
 
 
+def test_the_catalog_keeps_a_request_as_its_training_plan_and_refuses_a_malformed_one(project):
+    from labtrain.training_plan import TrainingPlan
+    from trainers.spec import TrainSpec
+
+    training = project.create_training("toy", {**REQUEST, "params": {"epochs": 1, "warmup": 0.2}}, "owner1")
+    (stored,) = project.con.execute("SELECT request FROM trainings WHERE training_id = ?", [training["id"]]).fetchone()
+    plan = TrainingPlan.model_validate_json(stored)
+    assert (plan.types, plan.embeddings, plan.runner, plan.max_retries) == (["ner"], {"ner": "bilstm"}, "ray_train", 1)
+    assert training["request"] == plan.model_dump()
+    spec = TrainSpec.from_dict({**project.job_spec(training["jobs"][0]["job_id"]), "output_dir": "/tmp/x"})
+    assert (spec.params.epochs, spec.params.warmup, spec.given) == (1, 0.2, ("epochs", "warmup"))
+    for wrong, field in (
+        ({**REQUEST, "types": []}, "types"),
+        ({**REQUEST, "runner": "cron"}, "runner"),
+        ({**REQUEST, "colour": "red"}, "colour"),
+        ({**REQUEST, "max_retries": -1}, "max_retries"),
+    ):
+        with pytest.raises(ValidationError, match=f"training request: {field}: "):
+            project.create_training("toy", wrong, "owner1")
+    assert len(project.trainings("toy")) == 1
+
+
 def test_versioning_off_overwrites_the_model_and_on_counts_versions(project):
     first = succeed(project, project.create_training("toy", REQUEST, "owner1"), 0.5)[0]
     second = succeed(project, project.create_training("toy", REQUEST, "owner1"), 0.6)[0]
