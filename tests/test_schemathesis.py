@@ -1,6 +1,7 @@
 """schemathesis against the running service's OpenAPI document: every route, the import upload
 included, with generated and mutated inputs (its coverage and fuzzing phases) aimed at a real
-project, training, model and script. No answer may be a 5xx, and the service stays up."""
+project, training, model and script. No answer may be a 5xx, every answer must carry a media type
+its route documents and fit the route's response schema, and the service stays up."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from pathlib import Path
 from tests.conftest import HANG_S
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
+# No 5xx; and every answer has a media type its route documents and, when JSON, fits the route's schema
+# (its response model, or the 422 one).
+CHECKS = "not_a_server_error,content_type_conformance,response_schema_conformance"
+
 
 def schemathesis_command() -> list[str]:
     """Its console script, or its module with this Python (the test environment sees the
@@ -21,7 +26,7 @@ def schemathesis_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "schemathesis.cli"]
 
 
-def test_schemathesis_finds_no_server_error_on_any_route(service, tmp_path):
+def test_schemathesis_finds_no_server_error_or_undocumented_answer_on_any_route(service, tmp_path):
     project = toy_project(service, 20)
     with service.client() as http:
         training = wait(
@@ -53,7 +58,7 @@ parameters = {{ "path.name" = "{model}" }}
                 "-H",
                 f"Authorization: Bearer {service.token}",
                 "--checks",
-                "not_a_server_error",
+                CHECKS,
                 "--phases",
                 "coverage,fuzzing",
                 "--workers",
@@ -83,7 +88,7 @@ parameters = {{ "path.name" = "{model}" }}
     generated = re.search(r"(\d+) generated", output)
     assert run.returncode == 0, output[-6000:]
     assert generated and int(generated.group(1)) > 300, output[-3000:]
-    print(f"schemathesis: {generated.group(0)} test cases, no 5xx")
+    print(f"schemathesis: {generated.group(0)} test cases, no 5xx, every answer as documented")
     with service.client() as http:
         operations = sum(len(ops) for ops in http.get("/openapi.json").json()["paths"].values())
         assert f"Tested: {operations}" in output, output[-3000:]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from labtrain.errors import Conflict, LabtrainError, NotFound
+from ray_app.api.answers import NDJSON_STREAM, LinkCreated, LinkShown, SyncPublic
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.ml_backend import model_version, predictions_for
 from ray_app.api.models import LinkRequest, PushRequest
@@ -19,7 +20,7 @@ from storage.links import BACKEND_USER
 router = APIRouter(prefix="/api/projects/{name}/link", tags=["label studio"])
 
 
-@router.post("", status_code=201)
+@router.post("", response_model=LinkCreated, status_code=201)
 async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser, storage: StorageDep, jobs: JobsDep):
     """Link the project to a Label Studio project (created from its labeling config when it does not
     exist; else owners and managers only), pull every task and annotation, and with `connect`
@@ -57,7 +58,7 @@ async def link(name: str, body: LinkRequest, request: Request, user: CurrentUser
     }
 
 
-@router.get("")
+@router.get("", response_model=LinkShown)
 async def show_link(name: str, user: ProjectMember, storage: StorageDep):
     """The link: Label Studio's URL and project, the last sync, and the backend's state as Label
     Studio reports it (`backend_state`: CONNECTED, ERROR, ... or why it cannot be read)."""
@@ -79,7 +80,7 @@ async def show_link(name: str, user: ProjectMember, storage: StorageDep):
     return shown
 
 
-@router.post("/sync")
+@router.post("/sync", response_model=SyncPublic)
 async def sync(name: str, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Pull the Label Studio project again (a mirror: annotations deleted there go here too)."""
     imported = await sync_project(storage, name)
@@ -87,13 +88,13 @@ async def sync(name: str, user: ProjectManager, storage: StorageDep, jobs: JobsD
     return {**imported, "active_learning_training": training["id"] if training else None}
 
 
-@router.delete("", status_code=204)
+@router.delete("", response_class=Response, status_code=204)
 async def unlink(name: str, user: ProjectManager, storage: StorageDep):
     """Forget the link (Label Studio keeps the backend registered until it is removed there)."""
     await storage.unlink_project(name)
 
 
-@router.post("/push")
+@router.post("/push", response_class=StreamingResponse, responses={**NDJSON_STREAM})
 async def push(
     name: str, body: PushRequest, request: Request, user: ProjectManager, storage: StorageDep, jobs: JobsDep
 ):

@@ -16,6 +16,13 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from labtrain.errors import LabtrainError, ValidationError
+from ray_app.api.answers import (
+    BackendEventAnswer,
+    BackendHealth,
+    BackendPredictions,
+    BackendSetup,
+    BackendVersions,
+)
 from ray_app.api.deps import JobsDep, StorageDep
 from ray_app.api.registry import _loaded
 from ray_app.labelstudio import LabelStudio, sync_project
@@ -69,7 +76,7 @@ async def model_version(storage, name: str) -> str:
     return "+".join(sorted(m["name"] for m in await deployed_models(storage, name))) or NO_MODEL
 
 
-@router.get("/health")
+@router.get("/health", response_model=BackendHealth)
 async def health(name: LabelStudioCaller, storage: StorageDep):
     """Label Studio's health check of the backend."""
     return {
@@ -80,20 +87,20 @@ async def health(name: LabelStudioCaller, storage: StorageDep):
     }
 
 
-@router.post("/setup")
+@router.post("/setup", response_model=BackendSetup)
 async def setup(name: LabelStudioCaller, storage: StorageDep, body: Annotated[dict, Body()] = None):
     """Label Studio's setup call: answers the model version its predictions will carry."""
     return {"model_version": await model_version(storage, name)}
 
 
-@router.get("/versions")
+@router.get("/versions", response_model=BackendVersions)
 async def versions(name: LabelStudioCaller, storage: StorageDep):
     """Every model of the project, newest last (Label Studio's version list)."""
     models = [m for m in await storage.models(None) if m["project"] == name]
     return {"versions": [m["name"] for m in sorted(models, key=lambda m: m["trained_at"])]}
 
 
-@router.post("/predict")
+@router.post("/predict", response_model=BackendPredictions)
 async def predict(
     name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep, body: Annotated[dict, Body()]
 ):
@@ -176,7 +183,7 @@ async def predictions_for(
 # --- events ----------------------------------------------------------------------------------------
 
 
-@router.post("/webhook")
+@router.post("/webhook", response_model=BackendEventAnswer)
 async def webhook(
     name: LabelStudioCaller, request: Request, storage: StorageDep, jobs: JobsDep, event: Annotated[dict, Body()]
 ):

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from labtrain.errors import Forbidden, NotFound, ValidationError
+from ray_app.api.answers import PNG, Benchmark, ModelDetail, ModelPublic, Predictions
 from ray_app.api.deps import CurrentUser, JobsDep, StorageDep
 from ray_app.api.models import PredictRequest
 from storage.artifacts import cached_folder
@@ -23,13 +24,13 @@ async def _visible_model(name: str, user, storage, with_versions: bool = False) 
     return model
 
 
-@router.get("")
+@router.get("", response_model=list[ModelPublic])
 async def list_models(user: CurrentUser, storage: StorageDep):
     """Every model of the projects the caller belongs to."""
     return await storage.models(user)
 
 
-@router.get("/{name}")
+@router.get("/{name}", response_model=ModelDetail)
 async def show_model(name: str, user: CurrentUser, storage: StorageDep):
     """One model (a family name gives its latest version) with all versions of its family and
     its confusion matrix."""
@@ -38,14 +39,14 @@ async def show_model(name: str, user: CurrentUser, storage: StorageDep):
     return model
 
 
-@router.get("/{name}/benchmark")
+@router.get("/{name}/benchmark", response_model=Benchmark)
 async def benchmark(name: str, user: CurrentUser, storage: StorageDep):
     """Test metrics: per label P/R/F1 and support, micro and macro, the confusion matrix."""
     await _visible_model(name, user, storage)
     return await storage.model_benchmark(name)
 
 
-@router.get("/{name}/confusion_matrix.png")
+@router.get("/{name}/confusion_matrix.png", response_class=FileResponse, responses={**PNG})
 async def confusion_png(name: str, user: CurrentUser, storage: StorageDep):
     """The confusion matrix as a picture (classification, assertion, relation)."""
     model = await _visible_model(name, user, storage)
@@ -55,7 +56,7 @@ async def confusion_png(name: str, user: CurrentUser, storage: StorageDep):
     return FileResponse(path, media_type="image/png")
 
 
-@router.post("/{name}/predict")
+@router.post("/{name}/predict", response_model=Predictions)
 async def predict(
     name: str, body: PredictRequest, request: Request, user: CurrentUser, storage: StorageDep, jobs: JobsDep
 ):

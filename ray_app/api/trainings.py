@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from labtrain.errors import NotFound, ValidationError
+from ray_app.api.answers import PNG, TEXT_STREAM, ZIP, TrainingOptions, TrainingPublic, TrainingSettingsPublic
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
 from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.history import ACTIVE
@@ -188,7 +189,7 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
     return options
 
 
-@router.get("/api/projects/{name}/training/options")
+@router.get("/api/projects/{name}/training/options", response_model=TrainingOptions)
 async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
     """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
     summary = (await storage.project(name))["training_types"]
@@ -231,19 +232,19 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
     }
 
 
-@router.get("/api/projects/{name}/training/settings")
+@router.get("/api/projects/{name}/training/settings", response_model=TrainingSettingsPublic)
 async def get_settings(name: str, user: ProjectMember, storage: StorageDep):
     """Versioning and active learning of the project."""
     return await storage.training_settings(name)
 
 
-@router.put("/api/projects/{name}/training/settings")
+@router.put("/api/projects/{name}/training/settings", response_model=TrainingSettingsPublic)
 async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, storage: StorageDep):
     """Change versioning or active learning (409 while a training of the project runs)."""
     return await storage.set_training_settings(name, body.versioning, body.active_learning)
 
 
-@router.post("/api/projects/{name}/trainings", status_code=201)
+@router.post("/api/projects/{name}/trainings", response_model=TrainingPublic, status_code=201)
 async def start_training(name: str, body: TrainingRequest, user: ProjectManager, jobs: JobsDep):
     """Snapshot the selection and queue one job per type; answers at once with the training."""
     request = training_request(body)
@@ -251,7 +252,7 @@ async def start_training(name: str, body: TrainingRequest, user: ProjectManager,
     return await jobs.submit(name, request, user.name, source)
 
 
-@router.get("/api/projects/{name}/trainings")
+@router.get("/api/projects/{name}/trainings", response_model=list[TrainingPublic])
 async def history(
     name: str, user: ProjectMember, storage: StorageDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ):
@@ -265,20 +266,20 @@ async def _visible_training(training_id: int, user, storage, least: str = "annot
     return training
 
 
-@router.get("/api/trainings/{training_id}")
+@router.get("/api/trainings/{training_id}", response_model=TrainingPublic)
 async def training_status(training_id: int, user: CurrentUser, storage: StorageDep):
     """Status, progress 0-100 and, per job, type, epoch, metrics, model name, error."""
     return await _visible_training(training_id, user, storage)
 
 
-@router.post("/api/trainings/{training_id}/cancel")
+@router.post("/api/trainings/{training_id}/cancel", response_model=TrainingPublic)
 async def cancel_training(training_id: int, user: CurrentUser, storage: StorageDep, jobs: JobsDep):
     """Stop every job of the training that has not ended; frees their bundles and licenses."""
     await _visible_training(training_id, user, storage, "manager")
     return await jobs.cancel(training_id, user.name)
 
 
-@router.get("/api/trainings/{training_id}/logs")
+@router.get("/api/trainings/{training_id}/logs", response_class=StreamingResponse, responses={**TEXT_STREAM})
 async def stream_logs(training_id: int, user: CurrentUser, storage: StorageDep, follow: bool = True):
     """The live log of every job (a chunked text stream); ends when the training has ended."""
     training = await _visible_training(training_id, user, storage)
@@ -308,7 +309,7 @@ async def stream_logs(training_id: int, user: CurrentUser, storage: StorageDep, 
     return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
 
 
-@router.get("/api/trainings/{training_id}/logs/download")
+@router.get("/api/trainings/{training_id}/logs/download", response_class=Response, responses={**ZIP})
 async def download_logs(training_id: int, user: CurrentUser, storage: StorageDep):
     """A zip with every job's logs, parameters (labtrain.json), metrics and confusion matrix."""
     training = await _visible_training(training_id, user, storage)
@@ -327,7 +328,7 @@ async def download_logs(training_id: int, user: CurrentUser, storage: StorageDep
     )
 
 
-@router.get("/api/trainings/{training_id}/curve.png", responses={200: {"content": {"image/png": {}}}})
+@router.get("/api/trainings/{training_id}/curve.png", response_class=Response, responses={**PNG})
 async def curve_png(training_id: int, user: CurrentUser, storage: StorageDep):
     """A train-curve's plot: test F1 against the number of training tasks, with its verdict."""
     training = await _visible_training(training_id, user, storage)

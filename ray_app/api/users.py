@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ray_app.api.answers import Caller, UserPublic
 from ray_app.api.deps import AdminUser, CurrentUser, StorageDep
 from ray_app.api.models import UserCreate, UserToken
 
 router = APIRouter(prefix="/api", tags=["users"])
 
 
-@router.get("/me")
+@router.get("/me", response_model=Caller)
 async def me(user: CurrentUser):
     """Who the token belongs to."""
     return {"name": user.name, "is_admin": user.is_admin}
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[UserPublic])
 async def list_users(user: AdminUser, storage: StorageDep):
     """Every user (admin only)."""
     return await storage.list_users()
