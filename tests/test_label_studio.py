@@ -295,12 +295,16 @@ def test_the_train_page_shows_the_link(service, label_studio, browser):
         what="the project in the picker",
     )
     Select(browser.find_element(By.ID, "project-picker")).select_by_value(name)
-    shown = until(
+    expected = f"Linked to Label Studio project {project_id} at {label_studio.url}"
+    shown = until(  # the page may show the previously picked project's link until this one's arrives
         browser,
-        lambda d: d.find_element(By.ID, "link").is_displayed() and d.find_element(By.ID, "link").text,
-        what="the link",
+        lambda d: (
+            d.find_element(By.ID, "link").is_displayed()
+            and expected in d.find_element(By.ID, "link").text
+            and d.find_element(By.ID, "link").text
+        ),
+        what=f"the link to Label Studio project {project_id}",
     )
-    assert f"Linked to Label Studio project {project_id} at {label_studio.url}" in shown
     assert "ML backend not connected" in shown and "(5 tasks)" in shown
 
 
