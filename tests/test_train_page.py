@@ -95,7 +95,11 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     by_id("login-form").submit()
     until(browser, lambda d: by_id("nav").is_displayed() and by_id("type").text, what="the wizard")
     Select(by_id("project-picker")).select_by_value(project)
-    until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
+    until(  # the page shows the previously picked project's options until this one's arrive
+        browser,
+        lambda d: [o.get_attribute("value") for o in Select(by_id("script")).options] == ["", "tagger"],
+        what="this project's options (its custom script)",
+    )
 
     Select(by_id("type")).select_by_value("ner")
     assert [o.text for o in Select(by_id("script")).options] == ["labtrain's trainer", "tagger"]
@@ -154,7 +158,11 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
 
     # a parameter search and a train-curve from the same wizard: the API's words for bad ones, then a curve
     browser.find_element(By.CSS_SELECTOR, '.tab[data-view="train"]').click()
-    until(browser, lambda d: Select(by_id("type")).options[0].get_attribute("value") == "ner", what="options")
+    until(  # the page shows the previously picked project's options until this one's arrive
+        browser,
+        lambda d: [o.get_attribute("value") for o in Select(by_id("script")).options] == ["", "tagger"],
+        what="this project's options (its custom script)",
+    )
     Select(by_id("embeddings")).select_by_value("bilstm")
     by_id("next").click()
     parameters("1")
