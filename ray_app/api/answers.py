@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from labtrain.training_plan import TrainingPlan
-from ray_app.api.models import SelectionFields
+from ray_app.api.models import ImportCounts, SelectionFields
 
 # --- errors ------------------------------------------------------------------------------------------
 
@@ -316,17 +316,9 @@ class ClusterPublic(BaseModel):
 # --- Label Studio: the link and labtrain as its ML backend ---------------------------------------------
 
 
-class MirroredImport(BaseModel):
-    """A sync's import: `ImportPublic`'s counts and the completions deleted because Label Studio no longer has them."""
+class MirroredImport(ImportCounts):
+    """A sync's import: its counts and the completions deleted because Label Studio no longer has them."""
 
-    project: str
-    formats: list[str]
-    tasks: int
-    completions: int
-    inserted: int
-    updated: int
-    unchanged: int
-    images: int
     deleted: int
 
 

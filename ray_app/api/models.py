@@ -60,7 +60,9 @@ class MemberPublic(BaseModel):
     priority: int
 
 
-class ImportPublic(BaseModel):
+class ImportCounts(BaseModel):
+    """What an import did: the project's totals after it, and its rows inserted, updated, unchanged."""
+
     project: str
     formats: list[str]
     tasks: int
@@ -69,6 +71,9 @@ class ImportPublic(BaseModel):
     updated: int
     unchanged: int
     images: int
+
+
+class ImportPublic(ImportCounts):
     active_learning_training: int | None = None  # the training active learning started, if any
 
 
