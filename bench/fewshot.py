@@ -8,7 +8,7 @@ classification head (the plain head), each with its defaults, on the same seeded
   examples in all, so at 64 it gives what it has).
 
 Prints macro F1 (median over the seeds, and its range), time and peak memory per run, and the
-crossing point the few-shot threshold (`trainers.fewshot.FEW_SHOT_BELOW`) is chosen from.
+crossing point the few-shot threshold (`trainers.recipes.FEW_SHOT_BELOW`) is chosen from.
 
     .venv/bin/python bench/fewshot.py [--sizes 8,16,32,64] [--seeds 5] [--only sms_spam]
 """

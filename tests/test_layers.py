@@ -95,3 +95,21 @@ def test_the_cli_loads_neither_duckdb_nor_pyarrow_nor_ray_nor_torch():
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_service_starts_without_torch_spark_or_sklearn():
+    """The serve process, the API replica, the storage actor and the job manager import no model
+    library: each service start would pay for it (torch alone adds ~700 MB and seconds)."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ray_app.service, ray_app.api.app, ray_app.jobs, ray_app.storage_actor; print(sorted(m for m "
+            "in ('torch', 'transformers', 'pyspark', 'sklearn') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

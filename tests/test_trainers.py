@@ -369,7 +369,7 @@ def test_a_run_resumed_from_an_epoch_checkpoint_ends_as_the_run_that_was_never_s
 
 @pytest.mark.parametrize("kind", ["single", pytest.param("multiple", marks=pytest.mark.slow)])  # fast tier: one
 def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_model(tmp_path, toy, kind):
-    """Below trainers.fewshot.FEW_SHOT_BELOW examples of its smallest label, classification takes
+    """Below trainers.recipes.FEW_SHOT_BELOW examples of its smallest label, classification takes
     SetFit's path by default; the folder loads with sentence-transformers and its head with joblib."""
     import joblib
     from sentence_transformers import SentenceTransformer

@@ -20,12 +20,11 @@ from transformers import AutoModel, AutoTokenizer
 from trainers.dataset import Example, Splits
 from trainers.embeddings import minilm_path
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
+from trainers.recipes import FEW_SHOT_BELOW, FEW_SHOT_TYPES
 from trainers.reporting import EpochTable, Reporter
 from trainers.sequence import score, tune_thresholds
 from trainers.spec import TrainParams
 
-FEW_SHOT_BELOW = 64  # few_shot "auto": this path when the smallest label has fewer training examples (bench/fewshot.py)
-FEW_SHOT_TYPES = ("classification", "assertion")
 PAIRS_PER_EXAMPLE = 20  # SetFit's num_iterations: each example gets this many positive and negative pairs
 SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling")
 

@@ -61,7 +61,7 @@ class TrainParams(BaseModel):
     few_shot: Literal["auto", "on", "off"] = Field(
         "auto",
         description="classification, assertion: 'auto' (the few-shot path when the smallest label has fewer "
-        "examples than trainers.fewshot.FEW_SHOT_BELOW), 'on' or 'off'",
+        "examples than trainers.recipes.FEW_SHOT_BELOW), 'on' or 'off'",
     )
 
     @classmethod

@@ -20,8 +20,7 @@ from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
-from trainers.fewshot import FEW_SHOT_BELOW, FEW_SHOT_TYPES
-from trainers.recipes import FEW_SHOT
+from trainers.recipes import FEW_SHOT, FEW_SHOT_BELOW, FEW_SHOT_TYPES
 from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, SpecError, TrainParams, recipe_defaults
 from trainers.sweep import default_space, parse_budget, parse_points, parse_space
