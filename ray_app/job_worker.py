@@ -18,8 +18,14 @@ PROGRESS_EVERY_S = 1.0
 # What Ray Train starts beside each run that a labtrain job (one worker) has no use for: the
 # preemption watcher, an actor process per run that polls for draining nodes (a lost node is the
 # FailureConfig's and the epoch checkpoints' business, and the autoscaler drains idle nodes only),
-# and the metrics callbacks (nothing scrapes them). Read by the run's driver and its controller.
-LEAN_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+# and the metrics callbacks (nothing scrapes them). The controller polls its worker every 0.5 s
+# instead of 2 s, so a run's end (or a dead worker) is seen sooner. Read by the run's driver and its
+# controller.
+LEAN_TRAIN_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+}
 
 
 def lean_train() -> None:
