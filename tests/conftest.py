@@ -145,6 +145,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    # The session's service starts with the first test that asks for it and idles (a fifth of a
+    # core) until the session ends: its tests go last, each module's in their order, so that the
+    # clusters, fault services and trainers' tests before them have both cores.
+    items.sort(key=uses_the_session_service)
+
+
+def uses_the_session_service(item: pytest.Item) -> bool:
+    defs = item._fixtureinfo.name2fixturedefs.get("service") if hasattr(item, "_fixtureinfo") else None
+    return bool(defs) and defs[-1].scope == "session"
 
 
 @pytest.fixture(scope="session")
