@@ -17,7 +17,7 @@ import pytest
 
 from ray_app.service import session_processes
 from ray_app.settings import read_service
-from tests.conftest import HANG_S, Service, _free_port
+from tests.conftest import HANG_S, Service, _free_port, wait_until
 from tests.test_training_service import BILSTM, start, toy_project, wait
 
 LONG = {"epochs": 500, "batch_size": 4}
@@ -123,8 +123,8 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
     try:
         project = toy_project(service)
         with service.client() as http:
-            running = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 5000})
-            wait(http, running["id"], until=lambda t: t["jobs"][0]["progress"] > 1)
+            running = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, **LONG})
+            wait(http, running["id"], until=lambda t: (t["jobs"][0]["epoch"] or 0) >= 1)
             before = http.get(f"/api/projects/{project}").json()
             trainings_before = len(http.get(f"/api/projects/{project}/trainings").json())
             filler = fill(small_disk)
@@ -155,7 +155,9 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             )
             assert answer.status_code == 507 and "nothing of this request was written" in answer.json()["detail"]
             assert http.post(f"/api/trainings/{running['id']}/cancel").status_code == 200
-            time.sleep(3)  # the cancel ends the job; the catalog cannot record it yet
+            wait_until(  # the cancel ends the job and frees its bundle; the catalog cannot record it yet
+                lambda: not http.get("/api/cluster").json()["training_servers"], "the cancelled job to end"
+            )
             assert http.get("/api/health").status_code == 200
             now = http.get(f"/api/projects/{project}").json()
             assert (now["tasks"], now["completions"]) == (before["tasks"], before["completions"])
