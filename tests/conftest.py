@@ -83,7 +83,7 @@ def catalog(tmp_path: Path) -> Catalog:
     cat.close()
 
 
-def wait_until(check, what: str, every_s: float = 1.0):
+def wait_until(check, what: str, every_s: float = 0.25):
     """Poll `check` until it gives something true, and return it; fail only on a hang (HANG_S)."""
     deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
