@@ -44,7 +44,7 @@ class LabelStudioServer:
         return self.account["token"]
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.token}"}, timeout=120)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.token}"}, timeout=HANG_S)
 
     def start(self) -> LabelStudioServer:
         template = self.venv / "template"
