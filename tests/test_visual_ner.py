@@ -18,7 +18,16 @@ from storage.catalog import Catalog
 from storage.selection import SelectionParams
 from tests.visual_data import CONFIG, draw_form, write_export
 from trainers.dataset import TrainingDataError
-from trainers.ocr import OcrError, Word, reading_order, tesseract_words, words_from_data, words_from_transcriptions
+from trainers.ocr import (
+    OcrError,
+    Word,
+    page_words,
+    reading_order,
+    segment_starts,
+    tesseract_words,
+    words_from_data,
+    words_from_transcriptions,
+)
 from trainers.run import failure_reason, run
 from trainers.spec import SpecError
 from trainers.visual_ner import Region, label_words
@@ -58,6 +67,43 @@ def test_words_in_reading_order_take_the_label_of_the_region_that_covers_them():
         (4, 5, "question"),
     ]
     assert missed == 1
+
+
+def test_task_words_keep_their_given_order_and_transcriptions_take_reading_order():
+    """A two-column form whose OCR reads the left column first: the column's two-line answer stays
+    one run of words (geometric lines would interleave it with the right column's words)."""
+    ocr = [
+        {"text": "Address:", "x": 10, "y": 10, "width": 10, "height": 2},
+        {"text": "12", "x": 10, "y": 13, "width": 3, "height": 2},
+        {"text": "Elm", "x": 14, "y": 13, "width": 5, "height": 2},
+        {"text": "Street", "x": 10, "y": 16, "width": 8, "height": 2},
+        {"text": "Phone:", "x": 60, "y": 10, "width": 8, "height": 2},
+        {"text": "555", "x": 60, "y": 13, "width": 5, "height": 2},
+    ]
+    words, _, source = page_words({"ocr": ocr}, [], None, "en", "task 3")
+    assert source == "data.ocr" and [w.text for w in words] == ["Address:", "12", "Elm", "Street", "Phone:", "555"]
+    tags, spans, _ = label_words(words, [Region((95, 125, 200, 185), "answer"), Region((595, 125, 660, 155), "answer")])
+    assert [(s.start, s.end) for s in spans] == [(1, 4), (5, 6)]
+    assert [w.text for w in reading_order(words)] == ["Address:", "Phone:", "12", "Elm", "555", "Street"]
+    results = [
+        {"id": "r2", "type": "rectangle", "value": {"x": 60, "y": 10, "width": 8, "height": 2}},
+        {"id": "r2", "type": "textarea", "value": {"text": ["Phone:"]}},
+        {"id": "r1", "type": "rectangle", "value": {"x": 10, "y": 10, "width": 10, "height": 2}},
+        {"id": "r1", "type": "textarea", "value": {"text": ["Address:"]}},
+    ]
+    words, _, source = page_words({}, results, None, "en", "task 4")
+    assert source == "transcriptions" and [w.text for w in words] == ["Address:", "Phone:"]
+
+
+def test_a_wide_gap_or_a_new_line_starts_a_line_segment():
+    words = [
+        Word("Date:", (100, 100, 160, 120)),
+        Word("12", (300, 100, 330, 120)),  # 140 apart: a gap of 7 line heights
+        Word("May", (340, 101, 390, 121)),  # 10 apart, on the same line
+        Word("1992", (100, 130, 160, 150)),  # next line
+    ]
+    assert segment_starts([w.box for w in words]) == [True, True, False, True]
+    assert segment_starts([]) == []
 
 
 def test_a_word_mostly_outside_a_region_stays_outside():
