@@ -23,6 +23,7 @@ from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from trainers.embeddings import minilm_path
+from trainers.ocr import segment_starts
 from trainers.reporting import Reporter
 from trainers.spec import TrainParams
 
@@ -143,7 +144,9 @@ class TokenTagger:
         box_lists: list[list[tuple]] | None = None,
     ):
         """Model inputs; with `box_lists` (Visual NER: each word's box in 0..1000) also LayoutLM's
-        `bbox`, [CLS] at the page's top left corner and [SEP] at its bottom right."""
+        `bbox`, [CLS] at the page's top left corner and [SEP] at its bottom right, and, for a model
+        with twice the casing rows, whether the word starts a line segment (`trainers.ocr.segment_starts`)
+        as the second half of its token type."""
         enc = self.tokenizer(
             word_lists,
             is_split_into_words=True,
@@ -155,14 +158,16 @@ class TokenTagger:
         first_piece = []
         cases = torch.zeros(enc["input_ids"].shape, dtype=torch.long)
         bbox = torch.zeros((*enc["input_ids"].shape, 4), dtype=torch.long) if box_lists is not None else None
+        flagged = box_lists is not None and self.model.config.type_vocab_size == 2 * CASES
         for row, words in enumerate(word_lists):
             seen, firsts = set(), []
+            starts = segment_starts(box_lists[row]) if flagged else None
             for pos, wid in enumerate(enc.word_ids(row)):
                 if wid is None:
                     if bbox is not None and enc["input_ids"][row, pos] == self.tokenizer.sep_token_id:
                         bbox[row, pos] = 1000
                     continue
-                cases[row, pos] = word_case(words[wid])
+                cases[row, pos] = word_case(words[wid]) + (CASES if starts and starts[wid] else 0)
                 if bbox is not None:
                     bbox[row, pos] = torch.tensor(box_lists[row][wid])
                 if wid not in seen:

@@ -1,14 +1,16 @@
 """Visual NER: entities on document images. Each task is a page; its words come from the task or
 from Tesseract (`trainers.ocr`), each word takes the label of the labelled region that covers
-most of it (at least half), and the words in reading order get BIO tags.
+most of it (at least half), and the words in their source's order get BIO tags.
 
 The model is LayoutLM's recipe initialised from the packaged MiniLM: a
 `LayoutLMForTokenClassification` whose word, position and encoder weights are MiniLM's, with
 learned 2-D embeddings of each word's box (x0, y0, x1, y1, width, height in 0..1000; they start
 as smooth sinusoids of the coordinate, since tables learned from scratch on a few pages memorise
-them) and the word casing of the text NER model (token types). It is fine-tuned end to end, and the saved folder loads with
+them); the token types are the word casing of the text NER model, plus 4 where the word starts
+a line segment (`trainers.ocr.segment_starts`: in a form's reading order, where a phrase ends).
+It is fine-tuned end to end, and the saved folder loads with
 `transformers.AutoModelForTokenClassification.from_pretrained` (inputs: `input_ids`, `bbox`,
-`token_type_ids`). Entities are scored the CoNLL way over the words in reading order: an entity
+`token_type_ids`). Entities are scored the CoNLL way over the words in their order: an entity
 counts when its words and label are exact."""
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
         hidden_dropout_prob=params.dropout,
         attention_probs_dropout_prob=bert["attention_probs_dropout_prob"],
         max_position_embeddings=bert["max_position_embeddings"],
-        type_vocab_size=ner_minilm.CASES,
+        type_vocab_size=2 * ner_minilm.CASES,  # casing, and whether the word starts a line segment
         initializer_range=bert["initializer_range"],
         layer_norm_eps=bert["layer_norm_eps"],
         pad_token_id=bert["pad_token_id"],
@@ -179,7 +181,7 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
         if not k.endswith("position_ids")
     }
     types = state["layoutlm.embeddings.token_type_embeddings.weight"]
-    state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(ner_minilm.CASES, 1)
+    state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(2 * ner_minilm.CASES, 1)
     # Smooth 2-D tables: sinusoids of the coordinate, each row half as long as MiniLM's position
     # rows. Tables learned from random or zero rows memorise the exact coordinates of a few
     # training pages and do not generalise to the next page.
@@ -194,8 +196,8 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     model = model.to(device)
     reporter.line(
         f"model: LayoutLM recipe from MiniLM-L6 (6 layers, hidden 384): word pieces + 2-D box embeddings "
-        f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing, token classification over "
-        f"{len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
+        f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing and line-segment starts, "
+        f"token classification over {len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
         f"rate); {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; windows of "
         f"{params.max_length} word pieces; initialised from {source}"
     )
