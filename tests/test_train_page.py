@@ -56,7 +56,17 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     def by_id(element_id: str):
         return browser.find_element(By.ID, element_id)
 
+    def click(element_id: str) -> None:
+        """Click once the element is shown and enabled: a slow page may still be switching views."""
+        until(
+            browser,
+            lambda d: by_id(element_id).is_displayed() and by_id(element_id).is_enabled(),
+            what=f"#{element_id} to be clickable",
+        )
+        by_id(element_id).click()
+
     def set_value(element_id: str, value: str) -> None:
+        until(browser, lambda d: by_id(element_id).is_displayed(), what=f"#{element_id} to be shown")
         field = by_id(element_id)
         field.clear()
         field.send_keys(value)
@@ -67,7 +77,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         set_value("batch_size", "4")
 
     def refused(words: str, what: str) -> None:
-        by_id("train-button").click()
+        click("train-button")
         until(browser, lambda d: words in error_text(d), what=what)
 
     def picture_shown(element_id: str, what: str) -> None:
@@ -106,18 +116,19 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     assert "train NER only" in by_id("script-note").text
     Select(by_id("embeddings")).select_by_value("bilstm")
     shot("step-1-type", "Train a model")
-    by_id("next").click()
+    click("next")
     parameters("0")
     shot("step-2-parameters", "Data")
-    by_id("next").click()
-    assert by_id("deploy").is_displayed() and not by_id("gpu-label").is_displayed()  # no GPU here
-    by_id("deploy").click()
+    click("next")
+    until(browser, lambda d: by_id("deploy").is_displayed(), what="the last step's deploy box")
+    assert not by_id("gpu-label").is_displayed()  # no GPU here
+    click("deploy")
     shot("step-3-after-training", "Train a model")
     refused("epochs=0", "the API's 422 for epochs=0")
-    by_id("back").click()
+    click("back")
     set_value("epochs", "2")
-    by_id("next").click()
-    by_id("train-button").click()
+    click("next")
+    click("train-button")
     until(browser, lambda d: by_id("run").is_displayed(), what="the run panel")
     until(
         browser,
@@ -126,7 +137,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     )
     assert "succeeded" in by_id("run-status").text and f"model ner_{project}," in by_id("run-status").text
     shot("progress-100", "Training #" + by_id("run-id").text.lstrip("#"))
-    by_id("show-logs").click()
+    click("show-logs")
     until(browser, lambda d: "TEST ENTITY" in by_id("logs").text, what="the log")
     lines = [line.split()[0] for line in by_id("logs").text.splitlines() if line.strip()]
     table = lines.index("TEST")
@@ -164,23 +175,23 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         what="this project's options (its custom script)",
     )
     Select(by_id("embeddings")).select_by_value("bilstm")
-    by_id("next").click()
+    click("next")
     parameters("1")
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="tune"]').click()
     set_value("tune_trials", "0")
-    by_id("next").click()
+    click("next")
     refused("tune.trials", "the API's 422 for 0 trials")
-    by_id("back").click()
+    click("back")
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="curve"]').click()
     set_value("curve_points", "50")
-    by_id("next").click()
+    click("next")
     refused("deploy does not apply", "the 422 for deploying a curve")  # 'deploy' is still ticked from before
-    by_id("deploy").click()
+    click("deploy")
     refused("at least two different percentages", "the 422 for one point")
-    by_id("back").click()
+    click("back")
     set_value("curve_points", "50,100")
-    by_id("next").click()
-    by_id("train-button").click()
+    click("next")
+    click("train-button")
     until(browser, lambda d: by_id("curve-verdict").is_displayed(), what="the curve's verdict")
     assert "50 % (" in by_id("curve-verdict").text and "100 % (" in by_id("curve-verdict").text
     picture_shown("curve", "the curve's plot")
