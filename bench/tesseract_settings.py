@@ -11,33 +11,18 @@ table; bench/visual_ner.py reports the same figures for the setting in use.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 
 import pytesseract
 from common import SHARED
 from PIL import Image
+from visual_ner import iou, letters
+
+from trainers.visual_ner import overlap
 
 DATA = SHARED / "funsd" / "testing_data"
 LABELS = ("header", "question", "answer")
-
-
-def letters(text: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", text.lower())
-
-
-def iou(a, b) -> float:
-    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def inside(word, region) -> float:
-    """Share of the word's box inside the region."""
-    w = max(0, min(word[2], region[2]) - max(word[0], region[0]))
-    h = max(0, min(word[3], region[3]) - max(word[1], region[1]))
-    return w * h / max(1, (word[2] - word[0]) * (word[3] - word[1]))
 
 
 def read(image, scale: float, psm: int) -> list[tuple[str, tuple]]:
@@ -66,7 +51,7 @@ def main() -> None:
             for entity in form:
                 if entity["label"] in LABELS and entity["words"]:
                     regions += 1
-                    empty += not any(inside(box, entity["box"]) >= 0.5 for _, box in words)
+                    empty += not any(overlap(box, entity["box"]) >= 0.5 for _, box in words)
                 for word in entity["words"]:
                     if not word["text"].strip():
                         continue

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -210,20 +211,22 @@ def score_pages(pages: list[list[Word]], tag_lists: list[list[str]], golds: list
     return scores
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two boxes."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def letters(text: str) -> str:
+    """A word's letters and digits, lower case: what "read" compares."""
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
 def tesseract_recall(ocr_dir: Path) -> dict:
     """Tesseract's words against FUNSD's on the test forms: a FUNSD word is found when a Tesseract
     word's box overlaps it with IoU >= 0.5, read when that word also has its letters and digits;
     and the labelled regions that no Tesseract word falls in (at least half of a word's box)."""
-    import re
-
-    def iou(a, b) -> float:
-        inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
-
-    def letters(text: str) -> str:
-        return re.sub(r"[^0-9a-z]", "", text.lower())
-
     n = found = read = regions = empty = 0
     for name, image, size, form in forms("testing_data"):
         words = tesseract_words(open_image(image), "en", ocr_dir / f"{name}.json")

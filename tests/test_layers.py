@@ -5,6 +5,7 @@ HTTP, loads none of the service's heavy libraries."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,35 +82,28 @@ def test_no_module_imports_itself_back_through_others():
     assert cycles == [], cycles
 
 
-def test_the_cli_loads_neither_duckdb_nor_pyarrow_nor_ray_nor_torch():
-    loaded = subprocess.run(
+def loaded_by(imports: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has in sys.modules after `import <imports>`."""
+    run = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, ray_app.cli; print(sorted(m for m in "
-            "('duckdb', 'pyarrow', 'ray', 'torch') if m in sys.modules))",
+            f"import sys, json, {imports}; print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))",
         ],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip() == "[]"
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_the_cli_loads_neither_duckdb_nor_pyarrow_nor_ray_nor_torch():
+    assert loaded_by("ray_app.cli", ("duckdb", "pyarrow", "ray", "torch")) == []
 
 
 def test_the_service_starts_without_torch_spark_or_sklearn():
     """The serve process, the API replica, the storage actor and the job manager import no model
     library: each service start would pay for it (torch alone adds ~700 MB and seconds)."""
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, ray_app.service, ray_app.api.app, ray_app.jobs, ray_app.storage_actor; print(sorted(m for m "
-            "in ('torch', 'transformers', 'pyspark', 'sklearn') if m in sys.modules))",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip() == "[]"
+    imports = "ray_app.service, ray_app.api.app, ray_app.jobs, ray_app.storage_actor"
+    assert loaded_by(imports, ("torch", "transformers", "pyspark", "sklearn")) == []

@@ -4,8 +4,8 @@ Tesseract (`pytesseract`), cached per image beside it in the blob store.
 
 Boxes are (x0, y0, x1, y1) normalised to 0..1000 of the page, as LayoutLM reads them. Words keep
 the order their source gives: `data.ocr` as the task lists them (an OCR engine's reading order, or
-the annotators'), Tesseract's in its own layout order (block, paragraph, line, word: a column's lines
-stay together). Only transcriptions, which have no order of their own, are put in geometric reading
+the annotators'), Tesseract's as it reads them (in mode TESSERACT_PSM, one block: lines top to
+bottom). Only transcriptions, which have no order of their own, are put in geometric reading
 order (lines top to bottom, words left to right). The order matters: an entity is a run of words
 in it, and where a run ends is what the model learns from the order (FUNSD: 75 % of the entity
 boundaries in the annotators' order are jumps on the page, 3 % of the steps inside an entity)."""
@@ -22,8 +22,8 @@ from labtrain.errors import LabtrainError
 TESSERACT_LANGUAGES = {"en": "eng", "de": "deu", "es": "spa", "pt": "por", "it": "ita", "da": "dan", "ro": "ron"}
 SCALE = 1000
 # Tesseract reads the page enlarged this many times, in this page-segmentation mode: on the 20 FUNSD
-# test scans (about 100 dpi) these find and read the most of FUNSD's own words (bench/visual_ner.py,
-# docs/benchmarks.md: 52.7 % found and 42.5 % read at 1x and the automatic mode 3)
+# test scans (about 100 dpi) these find and read 68.7 % and 62.4 % of FUNSD's own words, against
+# 52.7 % and 42.5 % at 1x in the automatic mode 3 (bench/tesseract_settings.py, docs/benchmarks.md)
 TESSERACT_UPSCALE = 2
 TESSERACT_PSM = 6
 
