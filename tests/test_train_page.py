@@ -65,6 +65,26 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
         )
         by_id(element_id).click()
 
+    def options_loaded() -> None:
+        """The wizard is idle (not aria-busy) and shows this project's options (its custom script)."""
+        until(
+            browser,
+            lambda d: (
+                by_id("train-view").get_attribute("aria-busy") == "false"
+                and [o.get_attribute("value") for o in Select(by_id("script")).options] == ["", "tagger"]
+            ),
+            what="this project's options (its custom script)",
+        )
+
+    def choose(element_id: str, value: str) -> None:
+        """Pick an option, again if the list was rebuilt under the click, until the pick holds."""
+
+        def picked(d) -> bool:
+            Select(by_id(element_id)).select_by_value(value)
+            return by_id(element_id).get_attribute("value") == value
+
+        until(browser, picked, what=f"#{element_id} to take {value!r}")
+
     def set_value(element_id: str, value: str) -> None:
         until(browser, lambda d: by_id(element_id).is_displayed(), what=f"#{element_id} to be shown")
         field = by_id(element_id)
@@ -104,17 +124,13 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
     set_value("token", service.token)
     by_id("login-form").submit()
     until(browser, lambda d: by_id("nav").is_displayed() and by_id("type").text, what="the wizard")
-    Select(by_id("project-picker")).select_by_value(project)
-    until(  # the page shows the previously picked project's options until this one's arrive
-        browser,
-        lambda d: [o.get_attribute("value") for o in Select(by_id("script")).options] == ["", "tagger"],
-        what="this project's options (its custom script)",
-    )
+    choose("project-picker", project)
+    options_loaded()  # the page shows the previous options until this project's arrive
 
-    Select(by_id("type")).select_by_value("ner")
+    choose("type", "ner")
     assert [o.text for o in Select(by_id("script")).options] == ["labtrain's trainer", "tagger"]
     assert "train NER only" in by_id("script-note").text
-    Select(by_id("embeddings")).select_by_value("bilstm")
+    choose("embeddings", "bilstm")
     shot("step-1-type", "Train a model")
     click("next")
     parameters("0")
@@ -169,12 +185,8 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
 
     # a parameter search and a train-curve from the same wizard: the API's words for bad ones, then a curve
     browser.find_element(By.CSS_SELECTOR, '.tab[data-view="train"]').click()
-    until(  # the page shows the previously picked project's options until this one's arrive
-        browser,
-        lambda d: [o.get_attribute("value") for o in Select(by_id("script")).options] == ["", "tagger"],
-        what="this project's options (its custom script)",
-    )
-    Select(by_id("embeddings")).select_by_value("bilstm")
+    options_loaded()  # the page shows the previous options until this project's arrive
+    choose("embeddings", "bilstm")
     click("next")
     parameters("1")
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="tune"]').click()

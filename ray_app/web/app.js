@@ -117,7 +117,17 @@ async function pickProject(name) {
 
 // --- the wizard ---------------------------------------------------------------------------
 
+// The wizard is aria-busy while it loads a project's options: its fields are rebuilt when they arrive.
 async function loadOptions() {
+  $("train-view").setAttribute("aria-busy", "true");
+  try {
+    await fillOptions();
+  } finally {
+    $("train-view").setAttribute("aria-busy", "false");
+  }
+}
+
+async function fillOptions() {
   state.options = await api("GET", `/api/projects/${encodeURIComponent(state.project)}/training/options`);
   const types = state.options.types.filter((t) => t.available);
   $("type").replaceChildren(...types.map((t) => new Option(t.type, t.type)));
