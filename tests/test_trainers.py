@@ -369,7 +369,7 @@ def test_a_run_resumed_from_an_epoch_checkpoint_ends_as_the_run_that_was_never_s
 
 @pytest.mark.parametrize("kind", ["single", pytest.param("multiple", marks=pytest.mark.slow)])  # fast tier: one
 def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_model(tmp_path, toy, kind):
-    """Below trainers.recipes.FEW_SHOT_BELOW examples of its smallest label, classification takes
+    """Below trainers.recipes.FEW_SHOT_BELOW examples of its median label, classification takes
     SetFit's path by default; the folder loads with sentence-transformers and its head with joblib."""
     import joblib
     from sentence_transformers import SentenceTransformer
@@ -392,7 +392,7 @@ def test_few_examples_take_the_few_shot_path_and_the_folder_loads_as_a_setfit_mo
         },
         [lambda e: lines.append(e.get("line", ""))],
     )
-    assert any(line.startswith("few-shot: smallest label") and "fewer than 64" in line for line in lines), lines
+    assert any(line.startswith("few-shot: labels have a median of") and "under 64" in line for line in lines), lines
     assert any(line.startswith("few-shot parameters: epochs=1, learning_rate=2e-05") for line in lines), lines
     assert result.metrics["micro"]["f1"] > 0.9
     info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
@@ -413,7 +413,16 @@ def test_the_few_shot_path_can_be_asked_for_or_refused_and_needs_a_known_value(t
     train = [Example(i, "t", ["a" if i % 3 else "b"]) for i in range(300)]
     assert few_shot_reason("classification", "minilm", "auto", train, ["a", "b"]) == (
         False,
-        "fine-tuning: smallest label 'b' has 100 examples (64 or more): the encoder with a classification head",
+        "fine-tuning: labels have a median of 150 examples, the smallest, 'b', 100 (a median of 64 or more): "
+        "the encoder with a classification head",
+    )
+    # one rare label among well-filled ones is no few-shot project; most labels rare is one
+    rare = [Example(i, "t", [["a", "b", "c"][i % 3] if i < 600 else "d"]) for i in range(610)]
+    assert few_shot_reason("classification", "minilm", "auto", rare, ["a", "b", "c", "d"])[0] is False
+    assert few_shot_reason("classification", "minilm", "auto", rare[:90] + rare[600:], ["a", "b", "c", "d"]) == (
+        True,
+        "few-shot: labels have a median of 30 examples, the smallest, 'd', 10 (a median under 64): SetFit's "
+        "contrastive sentence-pair fine-tuning and a logistic head",
     )
     assert few_shot_reason("classification", "minilm", "on", train, ["a", "b"])[0] is True
     assert few_shot_reason("assertion", "minilm", "auto", train[:30], ["a", "b"])[0] is True

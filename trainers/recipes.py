@@ -6,7 +6,7 @@ assertion have two recipes, the fine-tuned head's and the few-shot path's (`trai
 from __future__ import annotations
 
 FEW_SHOT = "few-shot"
-FEW_SHOT_BELOW = 64  # few_shot "auto": that path when the smallest label has fewer training examples (bench/fewshot.py)
+FEW_SHOT_BELOW = 64  # few_shot "auto": that path when the median label has fewer training examples (bench/fewshot.py)
 FEW_SHOT_TYPES = ("classification", "assertion")
 
 RECIPES: dict[tuple[str, ...], dict] = {

@@ -60,8 +60,8 @@ class TrainParams(BaseModel):
     )
     few_shot: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="classification, assertion: 'auto' (the few-shot path when the smallest label has fewer "
-        "examples than trainers.recipes.FEW_SHOT_BELOW), 'on' or 'off'",
+        description="classification, assertion: 'auto' (the few-shot path when the median label has fewer "
+        "training examples than trainers.recipes.FEW_SHOT_BELOW), 'on' or 'off'",
     )
 
     @classmethod

@@ -114,7 +114,7 @@ class ScriptSource(ScriptPublic):
 
 
 class FewShotOption(BaseModel):
-    chosen_below: int = Field(description="few_shot 'auto' takes this path when the smallest label has fewer examples")
+    chosen_below: int = Field(description="few_shot 'auto' takes this path when the median label has fewer examples")
     values: list[str]
     method: str
     defaults: dict

@@ -181,7 +181,7 @@ function showDefaults() {
     $(key).value = "";
     $(key).placeholder = d[key] === null || d[key] === undefined ? "default" : String(d[key]);
   }
-  $("type-note").textContent = [entry.note, chosen.few_shot ? `Few-shot path (SetFit) when the smallest label ` +
+  $("type-note").textContent = [entry.note, chosen.few_shot ? `Few-shot path (SetFit) when the median label ` +
     `has fewer than ${chosen.few_shot.chosen_below} examples.` : ""].filter(Boolean).join(" ");
 }
 
