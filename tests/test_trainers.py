@@ -134,6 +134,11 @@ def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, t
 
 
 def test_multiple_choice_classification_learns_with_tuned_thresholds(tmp_path):
+    """The mean-pooled encoder and a sigmoid head per label, trained end to end: the folder loads
+    with sentence-transformers and joblib, and their probabilities are the trainer's."""
+    import joblib
+    from sentence_transformers import SentenceTransformer
+
     snapshot = build_snapshot(tmp_path / "home", MULTI_CONFIG, multi_tasks(60))["classification"]
     result = train(
         tmp_path,
@@ -148,8 +153,15 @@ def test_multiple_choice_classification_learns_with_tuned_thresholds(tmp_path):
     info = json.loads((tmp_path / "out" / "labtrain.json").read_text())
     assert set(info["thresholds"]) == {"respiratory", "skin"}
     assert all(0 < t < 1 for t in info["thresholds"].values())
-    (both,) = load(tmp_path / "out").predict(["Elena reports a cough and a rash since May ."])
+    assert info["head"] == "mean-pooled"
+    text = "Elena reports a cough and a rash since May ."
+    predictor = load(tmp_path / "out")
+    (both,) = predictor.predict([text])
     assert both[0]["from_name"] == "symptoms" and sorted(both[0]["value"]["choices"]) == ["respiratory", "skin"]
+    folder = tmp_path / "out" / "model"
+    theirs = joblib.load(folder / "model_head.pkl").predict_proba(SentenceTransformer(str(folder)).encode([text]))
+    assert theirs.shape == (1, 2) and all(theirs[0] >= list(info["thresholds"].values()))
+    assert abs(theirs - predictor.model.probabilities([text]).numpy()).max() < 1e-4
 
 
 def test_assertion_status_learns_from_the_marked_span(tmp_path, toy):

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import HANG_S
 from tests.test_service import new_user
 from tests.trainer_data import CONFIG, toy_tasks
+from trainers.recipes import MULTIPLE, RECIPES
 
 # MiniLM, fine-tuned: the service tests train the toy project fast; the few-shot path, which the toy
 # project's few examples would choose, has tests of its own (test_trainers, and the one below)
@@ -264,6 +265,12 @@ def test_only_owners_and_managers_train_and_members_read(service):
         assert [t["type"] for t in options["types"]] == ["ner", "assertion", "classification", "relation"]
         assert [e["name"] for e in options["types"][0]["embeddings"]] == ["minilm", "bilstm"]
         assert options["gpu_available"] is False and options["defaults"]["validation_split"] == 0.2
+        minilm = options["types"][2]["embeddings"][0]  # classification: multiple choice has a recipe of its own
+        assert (
+            minilm["multiple_choice"]["defaults"]["learning_rate"]
+            == RECIPES[("classification", "minilm", MULTIPLE)]["learning_rate"]
+        )
+        assert minilm["defaults"]["learning_rate"] == RECIPES[("classification", "minilm")]["learning_rate"]
     with service.client() as http:
         assert http.get("/api/trainings/999999").status_code == 404
 

@@ -162,7 +162,7 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
         from trainers.sequence import SequenceModel
 
         thresholds = info.get("thresholds") or {}
-        kind = FewShotModel if info.get("head") == "setfit" else SequenceModel
+        kind = FewShotModel if info.get("head") in ("setfit", "mean-pooled") else SequenceModel
         model = kind.load(model_dir, info["multiple"], list(thresholds.values()) or None, info["max_length"], device)
     return Predictor(info, model)
 

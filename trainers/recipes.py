@@ -6,6 +6,7 @@ assertion have two recipes, the fine-tuned head's and the few-shot path's (`trai
 from __future__ import annotations
 
 FEW_SHOT = "few-shot"
+MULTIPLE = "multiple choice"  # classification with multiple choice: the mean-pooled head (trainers.pooled)
 FEW_SHOT_BELOW = 64  # few_shot "auto": that path when the median label has fewer training examples (bench/fewshot.py)
 FEW_SHOT_TYPES = ("classification", "assertion")
 
@@ -23,6 +24,8 @@ RECIPES: dict[tuple[str, ...], dict] = {
     ("ner", "bilstm"): {"epochs": 12, "learning_rate": 1e-3, "dropout": 0.5, "decay": 0.05},
     ("classification", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
     ("classification", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
+    # GoEmotions' 10k sample, its dev set validating (bench/recipes.py goemotions)
+    ("classification", "minilm", MULTIPLE): {"epochs": 5, "learning_rate": 1e-4, "warmup": 0.1},
     ("assertion", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
     ("assertion", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
     ("relation", "minilm"): {"epochs": 5, "learning_rate": 5e-5},

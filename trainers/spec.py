@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
 from labtrain.errors import LabtrainError
-from trainers.recipes import recipe
+from trainers.recipes import MULTIPLE, recipe
 
 TYPES = ("ner", "assertion", "classification", "relation", "visual_ner")
 
@@ -138,9 +138,14 @@ class TrainSpec(BaseModel):
             error = exc.errors()[0]
             raise SpecError(f"spec field {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
         spec.check()
-        spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings)
+        spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings, spec.recipe_path)
         spec.params.check()
         return spec
+
+    @property
+    def recipe_path(self) -> str:
+        """Which of the type's recipes (trainers.recipes) applies: multiple choice has its own."""
+        return MULTIPLE if self.type == "classification" and self.multiple else ""
 
     @classmethod
     def load(cls, path: str | Path) -> TrainSpec:

@@ -120,6 +120,13 @@ class FewShotOption(BaseModel):
     defaults: dict
 
 
+class MultipleChoiceOption(BaseModel):
+    method: str
+    defaults: dict = Field(
+        description="every parameter as a multiple-choice training gets it (single choice: defaults)"
+    )
+
+
 class EmbeddingsOption(BaseModel):
     name: str
     description: str
@@ -128,6 +135,7 @@ class EmbeddingsOption(BaseModel):
     default_learning_rate: float
     defaults: dict = Field(description="every parameter as a training of this type and embeddings gets it")
     few_shot: FewShotOption | None = None
+    multiple_choice: MultipleChoiceOption | None = None
 
 
 class BackendOption(BaseModel):

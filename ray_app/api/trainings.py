@@ -20,7 +20,7 @@ from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
 from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
-from trainers.recipes import FEW_SHOT, FEW_SHOT_BELOW, FEW_SHOT_TYPES
+from trainers.recipes import FEW_SHOT, FEW_SHOT_BELOW, FEW_SHOT_TYPES, MULTIPLE
 from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, SpecError, TrainParams, recipe_defaults
 from trainers.sweep import default_space, parse_budget, parse_points, parse_space
@@ -183,6 +183,11 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
                 "method": "SetFit: contrastive sentence-pair fine-tuning of the sentence encoder, "
                 "then a logistic regression head",
                 "defaults": recipe_defaults(training_type, e, FEW_SHOT),
+            }
+        if training_type == "classification" and e == "minilm":
+            entry["multiple_choice"] = {
+                "method": "the mean-pooled sentence encoder and a sigmoid head per label, fine-tuned end to end",
+                "defaults": recipe_defaults(training_type, e, MULTIPLE),
             }
         options.append(entry)
     return options
