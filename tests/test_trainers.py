@@ -479,3 +479,22 @@ def test_a_type_and_embeddings_get_their_recipe_for_what_the_request_leaves_out(
         }
     )
     assert (bilstm.params.epochs, bilstm.params.dropout, bilstm.params.learning_rate) == (12, 0.5, 1e-3)
+
+
+@pytest.mark.parametrize("n_labels", [1, 2, 5])
+def test_the_trained_multiple_choice_head_becomes_scikit_learn_heads_with_the_same_probabilities(n_labels):
+    """The saved head (what joblib and SetFit load) answers as the layer trained; one label too."""
+    import numpy as np
+    import torch
+
+    from trainers.fewshot import FewShotModel
+    from trainers.pooled import SCALE, sklearn_head
+
+    torch.manual_seed(n_labels)
+    layer, x = torch.nn.Linear(8, n_labels), np.random.default_rng(0).normal(size=(6, 8))
+    labels = [f"l{i}" for i in range(n_labels)]
+    model = FewShotModel(None, None, sklearn_head(layer, 8), labels, True, [0.5] * n_labels, None, 16)
+    model.embeddings = lambda texts: x
+    expected = torch.sigmoid(layer(torch.tensor(SCALE * x, dtype=torch.float32))).detach()
+    assert model.probabilities(["t"] * 6).shape == (6, n_labels)
+    assert torch.allclose(model.probabilities(["t"] * 6), expected, atol=1e-5)

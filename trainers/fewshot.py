@@ -82,7 +82,10 @@ class FewShotModel:
     def probabilities(self, texts: list[str]) -> torch.Tensor:
         if not texts:
             return torch.zeros(0, len(self.labels))
-        return torch.tensor(self.head.predict_proba(self.embeddings(texts)), dtype=torch.float32)
+        probs = self.head.predict_proba(self.embeddings(texts))
+        if self.multiple and len(self.labels) == 1:
+            probs = probs[:, -1:]  # scikit-learn answers a single label's (no, yes)
+        return torch.tensor(probs, dtype=torch.float32)
 
     def predict(self, texts: list[str]) -> list[list[str]]:
         probs = self.probabilities(texts)
