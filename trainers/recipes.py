@@ -25,7 +25,7 @@ RECIPES: dict[tuple[str, ...], dict] = {
     ("classification", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
     ("classification", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
     # GoEmotions' 10k sample, its dev set validating (bench/recipes.py goemotions)
-    ("classification", "minilm", MULTIPLE): {"epochs": 5, "learning_rate": 1e-4, "warmup": 0.1},
+    ("classification", "minilm", MULTIPLE): {"epochs": 3, "learning_rate": 1e-4, "warmup": 0.1},
     ("assertion", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
     ("assertion", "minilm", FEW_SHOT): {"epochs": 1, "learning_rate": 2e-5},
     ("relation", "minilm"): {"epochs": 5, "learning_rate": 5e-5},
