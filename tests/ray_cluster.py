@@ -24,6 +24,7 @@ from ray_app.service import session_processes
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this environment
 HANG_S = 1800
+WORKER_STARTS = 3  # a loaded machine can outlast `ray start`'s own 30 s wait for the raylet
 
 
 def free_port() -> int:
@@ -193,10 +194,15 @@ class RayCluster:
             start += ["--resources", json.dumps(resources)]
         script = (mounts + " && " if mounts else "") + "exec " + " ".join(f"'{a}'" for a in start)
         log = self.folder / f"worker-{ip}.log"
-        node = WorkerNode(self._spawn(["unshare", "--mount", "sh", "-c", script], self.env(), log), ip, log)
-        self.workers.append(node)
-        self._wait_for_nodes(len(self.alive_nodes()) + 1, at_least=True)
-        return node
+        wanted = len(self.alive_nodes()) + 1
+        for _ in range(WORKER_STARTS):
+            node = WorkerNode(self._spawn(["unshare", "--mount", "sh", "-c", script], self.env(), log), ip, log)
+            self.workers.append(node)
+            if self._wait_for_nodes(wanted, at_least=True, unless=lambda pid=node.pid: ended(pid)):
+                return node
+            node.kill()  # `ray start` gave up (Ray waits 30 s for its raylet to register): what it left goes
+            self.workers.remove(node)
+        raise AssertionError(f"worker node {ip} did not start in {WORKER_STARTS} tries; see {log}")
 
     def alive_nodes(self) -> list[dict]:
         probe = subprocess.run(
@@ -217,11 +223,14 @@ class RayCluster:
             return []
         return json.loads(probe.stdout.strip().splitlines()[-1])
 
-    def _wait_for_nodes(self, n: int, at_least: bool = False) -> None:
+    def _wait_for_nodes(self, n: int, at_least: bool = False, unless=lambda: False) -> bool:
+        """Until the cluster has `n` nodes alive (True), or `unless()` holds (False)."""
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             if len(self.alive_nodes()) >= n:
-                return
+                return True
+            if unless():
+                return False
             time.sleep(1)
         raise AssertionError(f"the cluster did not reach {n} nodes; see {self.folder}")
 
@@ -238,6 +247,14 @@ class RayCluster:
         if self.head_pid:
             _kill_session(self.head_pid)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def ended(pid: int) -> bool:
+    """Whether the process has exited (gone, or a zombie nobody reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _kill_session(leader: int) -> None:
