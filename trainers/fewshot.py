@@ -47,6 +47,14 @@ def embed(
     return torch.cat(out) if out else torch.zeros(0, encoder.config.hidden_size)
 
 
+def sentence_encoder(params: TrainParams, device_name: str, reporter: Reporter) -> tuple:
+    """Seeded, on its device: (device, source folder, tokenizer, encoder) of all-MiniLM-L6-v2."""
+    seed_everything(params.seed)
+    device = resolve_device(device_name, reporter)
+    source = minilm_path()
+    return device, source, AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).to(device)
+
+
 def sentence_pairs(examples: list[Example], rng: random.Random, per_example: int = PAIRS_PER_EXAMPLE) -> list[tuple]:
     """(text, text, 1.0 if they share a label else 0.0): for each example and round, one partner
     that shares a label and one that shares none, when there is one."""
@@ -174,11 +182,7 @@ def train_few_shot(
     device_name: str,
     reporter: Reporter,
 ) -> tuple[FewShotModel, list[EpochResult]]:
-    seed_everything(params.seed)
-    device = resolve_device(device_name, reporter)
-    source = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source).to(device)
+    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter)
     model = FewShotModel(encoder, tokenizer, None, labels, multiple, [0.5] * len(labels), device, params.max_length)
     pairs = sentence_pairs(splits.train, random.Random(params.seed))
     reporter.line(

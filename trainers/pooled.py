@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from trainers.dataset import Splits
-from trainers.embeddings import minilm_path
-from trainers.fewshot import FewShotModel, embed
-from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
+from trainers.fewshot import FewShotModel, embed, sentence_encoder
+from trainers.loop import EpochResult, epoch_note, train_while_improving
 from trainers.reporting import EpochTable, Reporter
 from trainers.sequence import score, tune_thresholds
 from trainers.spec import TrainParams
@@ -63,11 +61,7 @@ def train_pooled_classifier(
     device_name: str,
     reporter: Reporter,
 ) -> tuple[FewShotModel, list[EpochResult]]:
-    seed_everything(params.seed)
-    device = resolve_device(device_name, reporter)
-    source = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source).to(device)
+    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter)
     layer = torch.nn.Linear(encoder.config.hidden_size, len(labels)).to(device)
     network = torch.nn.ModuleDict({"encoder": encoder, "dropout": torch.nn.Dropout(params.dropout), "head": layer})
     model = FewShotModel(

@@ -138,7 +138,7 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
 
         model, epochs = train_pooled_classifier(parts, labels, spec.params, lr, spec.device, reporter)
     else:
-        model, epochs = train_sequence_classifier(parts, labels, spec.multiple, spec.params, lr, spec.device, reporter)
+        model, epochs = train_sequence_classifier(parts, labels, spec.params, lr, spec.device, reporter)
     primary = score(model, parts.test) if parts.test else None
     extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
     extra["head"] = "setfit" if few else "mean-pooled" if spec.multiple else "fine-tuned"

@@ -105,12 +105,13 @@ def tune_thresholds(model: SequenceModel, examples: list[Example]) -> list[float
 def train_sequence_classifier(
     splits: Splits,
     labels: list[str],
-    multiple: bool,
     params: TrainParams,
     lr: float,
     device_name: str,
     reporter: Reporter,
 ) -> tuple[SequenceModel, list[EpochResult]]:
+    """Single choice (classification, assertion, relations); multiple choice trains in
+    trainers.pooled. SequenceModel still loads the multiple-choice models saved before that."""
     seed_everything(params.seed)
     device = resolve_device(device_name, reporter)
     source = minilm_path()
@@ -121,12 +122,12 @@ def train_sequence_classifier(
         id2label=dict(enumerate(labels)),
         label2id={lab: i for i, lab in enumerate(labels)},
         classifier_dropout=params.dropout,
-        problem_type="multi_label_classification" if multiple else "single_label_classification",
+        problem_type="single_label_classification",
     ).to(device)
-    wrapped = SequenceModel(model, tokenizer, labels, multiple, [0.5] * len(labels), device, params.max_length)
+    wrapped = SequenceModel(model, tokenizer, labels, False, [0.5] * len(labels), device, params.max_length)
     n_params = sum(p.numel() for p in model.parameters())
     reporter.line(
-        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + {'sigmoid' if multiple else 'softmax'} head "
+        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + softmax head "
         f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}"
     )
     index = {lab: i for i, lab in enumerate(labels)}
@@ -135,21 +136,11 @@ def train_sequence_classifier(
         enc = tokenizer(
             [e.text for e in batch], padding=True, truncation=True, max_length=params.max_length, return_tensors="pt"
         ).to(device)
-        if multiple:
-            target = torch.zeros(len(batch), len(labels), device=device)
-            for row, e in enumerate(batch):
-                for lab in e.labels:
-                    target[row, index[lab]] = 1.0
-        else:
-            target = torch.tensor([index[e.labels[0]] for e in batch], device=device)
+        target = torch.tensor([index[e.labels[0]] for e in batch], device=device)
         return model(**enc, labels=target).loss
 
     def validate() -> dict | None:
-        if not splits.validation:
-            return None
-        if multiple:
-            wrapped.thresholds = tune_thresholds(wrapped, splits.validation)
-        return score(wrapped, splits.validation)["micro"]
+        return score(wrapped, splits.validation)["micro"] if splits.validation else None
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(
@@ -164,11 +155,7 @@ def train_sequence_classifier(
         checkpoints=reporter.checkpoints,
     ):
         note = epoch_note(result, params.early_stopping_patience)
-        if multiple:
-            note = f"thresholds {min(wrapped.thresholds):.2f}-{max(wrapped.thresholds):.2f} {note}"
         table.row(result.epoch, result.loss, result.scores, result.seconds, note.strip())
         reporter.progress(100 * 0.95 * result.epoch / params.epochs, result.epoch, result.scores)
         epochs.append(result)
-    if multiple:
-        wrapped.thresholds = tune_thresholds(wrapped, splits.validation)
     return wrapped, epochs
