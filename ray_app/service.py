@@ -143,8 +143,14 @@ def run_service(
             admin_token = ray.get(storage.ensure_admin_token.remote())
         except ray.exceptions.RayError as exc:
             raise LabtrainError(f"could not open the catalog in {home}: {last_line(exc)}") from None
+        # Everything the job manager starts (trainings, Ray Train's controllers and their placement-group
+        # cleaners) inherits this cluster's address: Ray's state API, which the cleaner calls, otherwise
+        # guesses the cluster and gives up when another Ray cluster runs on the machine.
         jobs = JobManager.options(
-            name=JOB_MANAGER, namespace=NAMESPACE, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            name=JOB_MANAGER,
+            namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            runtime_env={"env_vars": {"RAY_ADDRESS": context.address_info["gcs_address"]}},
         ).remote(str(home), storage, autoscaling_config, artifacts)
         try:
             interrupted = ray.get(jobs.start.remote())

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,3 +339,38 @@ class S3Server:
     def stop(self) -> None:
         if self.pid:
             _kill_session(self.pid)
+
+
+BARE_HEAD = """
+import signal, sys, time, ray
+ray.init(address="local", num_cpus=0, include_dashboard=False, _temp_dir=sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(ray.get_runtime_context().gcs_address, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+class AnotherRayCluster:
+    """A bare Ray cluster of its own (as a second labtrain home or a notebook would start), in a
+    session of its own, stopped by its pids."""
+
+    def __init__(self):
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        self.gcs_address = self.process.stdout.readline().strip()  # its line comes once Ray is up
+        if not self.gcs_address:
+            self.stop()
+            raise AssertionError("the second Ray cluster did not start")
+
+    def stop(self) -> None:
+        _kill_session(self.process.pid)
+        self.process.wait(timeout=HANG_S)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.ray_cluster import AnotherRayCluster
 from tests.test_training_service import BILSTM, start, toy_project, wait, wait_for_free_cpus
 
 SPACE = "lr=3e-3:3e-2:log,batch_size=4|8"
@@ -98,6 +99,17 @@ def test_the_curve_trains_on_growing_shares_plots_and_gives_a_verdict_without_re
 
 
 def test_cancel_stops_every_trial_and_frees_the_bundles(service):
+    # With another Ray cluster on the machine: Ray Train's cleaner, which frees a cancelled run's
+    # bundles, must still find its own cluster (it guessed, and gave up on two, before labtrain
+    # gave its workers the cluster's address).
+    other = AnotherRayCluster()
+    try:
+        _cancel_a_search(service)
+    finally:
+        other.stop()
+
+
+def _cancel_a_search(service) -> None:
     project = toy_project(service)
     with service.client() as http:
         training = start(
