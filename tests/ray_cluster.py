@@ -197,9 +197,12 @@ class RayCluster:
         log = self.folder / f"worker-{ip}.log"
         wanted = len(self.alive_nodes()) + 1
         for _ in range(WORKER_STARTS):
+            since = log.stat().st_size if log.exists() else 0
             node = WorkerNode(self._spawn(["unshare", "--mount", "sh", "-c", script], self.env(), log), ip, log)
             self.workers.append(node)
-            if self._wait_for_nodes(wanted, at_least=True, unless=lambda pid=node.pid: ended(pid)):
+            # `ray start` says when its raylet has registered; until then nothing here asks the cluster
+            # anything (a probe is a new Ray driver: every second of them starved a starting node on one core)
+            if _started(log, since, node.pid) and self._wait_for_nodes(wanted):
                 return node
             node.kill()  # `ray start` gave up (Ray waits 30 s for its raylet to register): what it left goes
             self.workers.remove(node)
@@ -224,14 +227,12 @@ class RayCluster:
             return []
         return json.loads(probe.stdout.strip().splitlines()[-1])
 
-    def _wait_for_nodes(self, n: int, at_least: bool = False, unless=lambda: False) -> bool:
-        """Until the cluster has `n` nodes alive (True), or `unless()` holds (False)."""
+    def _wait_for_nodes(self, n: int) -> bool:
+        """Until the cluster has at least `n` nodes alive."""
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             if len(self.alive_nodes()) >= n:
                 return True
-            if unless():
-                return False
             time.sleep(1)
         raise AssertionError(f"the cluster did not reach {n} nodes; see {self.folder}")
 
@@ -248,6 +249,21 @@ class RayCluster:
         if self.head_pid:
             _kill_session(self.head_pid)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _started(log: Path, since: int, pid: int) -> bool:
+    """Whether the `ray start` that writes `log` from byte `since` on says it started (True) or
+    exited without saying so (False)."""
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        with open(log, "rb") as f:
+            f.seek(since)
+            if b"Ray runtime started" in f.read():
+                return True
+        if ended(pid):
+            return False
+        time.sleep(0.5)
+    return False
 
 
 def ended(pid: int) -> bool:
