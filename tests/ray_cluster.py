@@ -34,6 +34,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def agent_port() -> list[str]:
+    """A free port for the node's dashboard agent. Ray's default, 52365, is the one port an embedded
+    `labtrain serve` (ray.init) cannot move: a test cluster that held it would leave a service started
+    beside it without Ray job submission."""
+    return ["--dashboard-agent-listen-port", str(free_port())]
+
+
 def unshare_available() -> str | None:
     """Why worker nodes cannot get a mount namespace of their own here, or None."""
     if shutil.which("unshare") is None:
@@ -156,6 +163,7 @@ class RayCluster:
             str(self.port),
             "--dashboard-port",
             str(free_port()),
+            *agent_port(),
             "--disable-usage-stats",
             "--object-store-memory",
             str(400 * 2**20),
@@ -187,6 +195,7 @@ class RayCluster:
             str(num_cpus),
             "--node-ip-address",
             ip,
+            *agent_port(),
             "--disable-usage-stats",
             "--object-store-memory",
             str(300 * 2**20),
