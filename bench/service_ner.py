@@ -6,6 +6,11 @@ uses the `ner` + `minilm` recipe (trainers.recipes). Prints test entity F1 per t
 from the request to the end, the training job's own time and its parameters.
 
     .venv/bin/python bench/service_ner.py [--only conll2003 | --only conll2002_es] [--num-cpus 2]
+        [--backend sparknlp] [--sentences 1350]
+
+`--backend sparknlp` trains Spark NLP's NerDL instead (the `ner` + `minilm_words` recipe), still
+with nothing else set; `--sentences N` keeps the first training documents that hold N sentences
+(the test part stays whole): a small project, as a user starts one.
 
 It starts its own service on a temporary home (port 8794) and stops it at the end.
 CoNLL-2003 English: eng.train.conll (14,041 sentences) and eng.test.conll (3,453);
@@ -39,10 +44,22 @@ SETS = {
 }
 
 
-def export(train: Path, test: Path) -> list[dict]:
+def first_documents(documents: list, sentences: int | None) -> list:
+    """The first documents that hold `sentences` sentences (all of them for None)."""
+    kept, n = [], 0
+    for document in documents:
+        if sentences is not None and n >= sentences:
+            break
+        kept.append(document)
+        n += len(document)
+    return kept
+
+
+def export(train: Path, test: Path, sentences: int | None = None) -> list[dict]:
     tasks = []
     for is_test, path in ((False, train), (True, test)):
-        for sentence in (s for document in read_conll(path) for s in document):
+        documents = read_conll(path) if is_test else first_documents(read_conll(path), sentences)
+        for sentence in (s for document in documents for s in document):
             row = to_row(len(tasks) + 1, "test" if is_test else "train", sentence)
             tasks.append(task(row["task_id"], row["text"], json.loads(row["result"]), is_test))
     return tasks
@@ -52,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(SETS), action="append")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--backend", choices=["pytorch", "sparknlp"], default=None, help="default: the service's")
+    parser.add_argument("--sentences", type=int, help="train on the first documents holding this many sentences")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain-service-ner-"))
     info = serve(home, args.num_cpus, 8794)
@@ -62,13 +81,14 @@ def main() -> None:
         )
         for name in args.only or sorted(SETS, reverse=True):
             title, train, test = SETS[name]
-            tasks = export(train, test)
+            tasks = export(train, test, args.sentences)
             http.post("/api/projects", json={"name": name, "config": CONLL_CONFIG}).raise_for_status()
             http.post(f"/api/projects/{name}/import", content=json.dumps(tasks)).raise_for_status()
             started = time.monotonic()
-            answer = http.post(
-                f"/api/projects/{name}/trainings", json={"types": ["ner"], "selection": {"test_tag": "Test"}}
-            )
+            body = {"types": ["ner"], "selection": {"test_tag": "Test"}}
+            if args.backend:
+                body["backend"] = args.backend
+            answer = http.post(f"/api/projects/{name}/trainings", json=body)
             answer.raise_for_status()
             done = wait(http, answer.json()["id"], poll_s=10)
             wall = time.monotonic() - started
@@ -76,7 +96,8 @@ def main() -> None:
             if done["status"] != "succeeded":
                 raise SystemExit(f"{title}: training {done['id']} {done['status']}: {job.get('reason')}")
             saved = json.loads((Path(job["output_dir"]) / "labtrain.json").read_text())
-            entity = job["metrics"]["entity"] if "entity" in job["metrics"] else job["metrics"]
+            metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())  # per type too
+            entity = metrics.get("entity", metrics)
             rows.append((title, len(tasks), entity, wall, saved))
             print(f"{title}: test entity F1 {entity['micro']['f1']:.3f} in {minutes(wall)}", flush=True)
             print(f"  parameters: {saved['parameters']}", flush=True)
@@ -86,7 +107,9 @@ def main() -> None:
     for title, n, entity, wall, _ in rows:
         per_type = "".join(f"{entity['per_label'][label]['f1']:7.3f}" for label in LABELS)
         print(f"{title:<22}{n:>7}{entity['micro']['f1']:9.3f}{per_type}{minutes(wall):>10}")
-    print(f"\nlabtrain serve --num-cpus {args.num_cpus}, defaults only; home {home}")
+    backend = args.backend or "the default backend"
+    sentences = f", the first {args.sentences} training sentences" if args.sentences else ""
+    print(f"\nlabtrain serve --num-cpus {args.num_cpus}, {backend}{sentences}, defaults only; home {home}")
 
 
 if __name__ == "__main__":

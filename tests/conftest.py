@@ -17,6 +17,10 @@ import pytest
 
 from storage.catalog import Catalog
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the fast tier's workers (-n 2) share the cores: a thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 HANG_S = 1800  # the limit of every wait in the suite: it only catches a hang (tests wait for states, not seconds)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NER_CONFIG = """
