@@ -6,11 +6,10 @@ the SparkSession and the word-vector index) and peak memory of the process tree 
 
     .venv/bin/python bench/backends.py [--quick] [--ner-documents 200] [--only ner|sms]
 
-Each system runs with its own usual settings: MiniLM as in bench/ner_vs_spacy.py and
-bench/classification.py; NerDL with Spark NLP's defaults (lr 1e-3, po 0.005, dropout 0.5,
-batch 8) and 10 epochs; ClassifierDL with its dropout 0.5 and batch 64, but lr 3e-4 and 60
-epochs (of about half a second): at its default 5e-3 it collapses to the majority class over
-these vectors (see trainers/spark/train.py).
+Each system trains with the service's defaults (trainers.recipes, what `labtrain train` gives a
+user who sets nothing but the type and the backend): MiniLM's and the BiLSTM's recipes, NerDL's
+(`minilm_words`: 20 epochs, lr 3e-3) and ClassifierDL's (5 epochs, lr 3e-4, batch 16). `--quick`
+caps every system at 2 epochs.
 """
 
 from __future__ import annotations
@@ -24,25 +23,13 @@ from common import SHARED, minutes, run_trainer, write_snapshot
 from ner_vs_spacy import LABELS, read_conll, snapshot_rows
 
 NER_SYSTEMS = {
-    "pytorch minilm": {
-        "embeddings": "minilm",
-        "params": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 16, "warmup": 0.1, "decay": 0.5, "bf16": True},
-    },
-    "pytorch bilstm": {
-        "embeddings": "bilstm",
-        "params": {"epochs": 12, "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.5, "decay": 0.05},
-    },
-    "sparknlp NerDL": {
-        "backend": "sparknlp",
-        "params": {"epochs": 10, "learning_rate": 1e-3, "decay": 0.005, "dropout": 0.5, "batch_size": 8},
-    },
+    "pytorch minilm": {"embeddings": "minilm", "params": {}},
+    "pytorch bilstm": {"embeddings": "bilstm", "params": {}},
+    "sparknlp NerDL": {"backend": "sparknlp", "params": {}},
 }
 SMS_SYSTEMS = {
-    "pytorch minilm": {"params": {"epochs": 2, "learning_rate": 5e-5, "batch_size": 16}},
-    "sparknlp ClassifierDL": {
-        "backend": "sparknlp",
-        "params": {"epochs": 60, "learning_rate": 3e-4, "dropout": 0.5, "batch_size": 64},
-    },
+    "pytorch minilm": {"params": {}},
+    "sparknlp ClassifierDL": {"backend": "sparknlp", "params": {}},
 }
 
 
@@ -73,7 +60,7 @@ def main() -> None:
 
 
 def quick(params: dict) -> dict:
-    return {**params, "epochs": min(params["epochs"], 2)}
+    return {**params, "epochs": 2}
 
 
 def ner(work: Path, documents: int, is_quick: bool) -> list[dict]:

@@ -1,5 +1,7 @@
 """NER on CoNLL-2003 English: labtrain's `minilm` and `bilstm` trainers vs spaCy 3's `spacy train`
-with its default CPU NER config (`init config --pipeline ner --optimize efficiency`). Same train /
+with its default CPU NER config (`init config --pipeline ner --optimize efficiency`). Ours train
+with the service's defaults (the `ner` recipes in trainers.recipes, as `labtrain train --type ner`
+gets them); a `--minilm-*` or `--bilstm-*` flag overrides one parameter. Same train /
 dev / test files, same machine, one run each, run one after another; test entity F1 (exact span
 and type), training wall time, peak memory. Prints a table.
 
@@ -78,6 +80,11 @@ def snapshot_rows(parts: dict[str, list], documents: bool) -> list[dict]:
         )
         rows += [to_row(len(rows) + 1, split, unit) for unit in units]
     return rows
+
+
+def given(**params) -> dict:
+    """The parameters a flag gave (the others come from the service's recipe, trainers.recipes)."""
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def run_ours(work: Path, snapshot: Path, embeddings: str, params: dict) -> dict:
@@ -167,21 +174,20 @@ def main() -> None:
         "--spacy", default=shutil.which("spacy") or str(Path.home() / ".cache/labtrain/spacy-venv/bin/spacy")
     )
     parser.add_argument("--only", choices=["minilm", "bilstm", "spacy"], action="append")
-    parser.add_argument("--minilm-epochs", type=int, default=4)
-    parser.add_argument("--minilm-lr", type=float, default=1e-4)
-    parser.add_argument("--minilm-batch-size", type=int, default=16)
-    parser.add_argument("--minilm-max-length", type=int, default=128)
-    parser.add_argument("--minilm-warmup", type=float, default=0.1)
-    parser.add_argument("--minilm-decay", type=float, default=0.5)
-    parser.add_argument("--minilm-seed", type=int, default=0, help="shuffling, dropout and head initialisation")
-    parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (default: on)")
+    # The `minilm` and `bilstm` rows train with the service's defaults (trainers.recipes) unless a
+    # flag below gives a parameter; only the given ones are passed, as a user's request would.
+    parser.add_argument("--minilm-epochs", type=int)
+    parser.add_argument("--minilm-lr", type=float)
+    parser.add_argument("--minilm-batch-size", type=int)
+    parser.add_argument("--minilm-max-length", type=int)
+    parser.add_argument("--minilm-warmup", type=float)
+    parser.add_argument("--minilm-decay", type=float)
+    parser.add_argument("--minilm-seed", type=int, help="shuffling, dropout and head initialisation (default 0)")
+    parser.add_argument("--minilm-fp32", action="store_true", help="no bfloat16 autocast (the recipe's default: on)")
     parser.add_argument(
-        "--minilm-average-last",
-        type=float,
-        default=0.25,
-        help="share of the final steps whose weights are averaged (default 0.25; 0: off)",
+        "--minilm-average-last", type=float, help="share of the final steps whose weights are averaged (0: off)"
     )
-    parser.add_argument("--bilstm-epochs", type=int, default=12)
+    parser.add_argument("--bilstm-epochs", type=int)
     parser.add_argument(
         "--documents",
         action="store_true",
@@ -217,18 +223,17 @@ def main() -> None:
                 work,
                 snapshot,
                 "minilm",
-                {
-                    "epochs": 1 if args.quick else args.minilm_epochs,
-                    "learning_rate": args.minilm_lr,
-                    "batch_size": args.minilm_batch_size,
-                    "dropout": 0.1,
-                    "max_length": args.minilm_max_length,
-                    "warmup": args.minilm_warmup,
-                    "decay": args.minilm_decay,
-                    "bf16": not args.minilm_fp32,
-                    "average_last": args.minilm_average_last,
-                    "seed": args.minilm_seed,
-                },
+                given(
+                    epochs=1 if args.quick else args.minilm_epochs,
+                    learning_rate=args.minilm_lr,
+                    batch_size=args.minilm_batch_size,
+                    max_length=args.minilm_max_length,
+                    warmup=args.minilm_warmup,
+                    decay=args.minilm_decay,
+                    bf16=False if args.minilm_fp32 else None,
+                    average_last=args.minilm_average_last,
+                    seed=args.minilm_seed,
+                ),
             )
         )
         print(rows[-1], flush=True)
@@ -238,13 +243,7 @@ def main() -> None:
                 work,
                 snapshot,
                 "bilstm",
-                {
-                    "epochs": 2 if args.quick else args.bilstm_epochs,
-                    "learning_rate": 1e-3,
-                    "batch_size": 16,
-                    "dropout": 0.5,
-                    "decay": 0.05,
-                },
+                given(epochs=2 if args.quick else args.bilstm_epochs),
             )
         )
         print(rows[-1], flush=True)
