@@ -7,10 +7,15 @@ from dataclasses import dataclass, field
 
 CPU_BUNDLE = {"CPU": 1.0}
 GPU_BUNDLE = {"CPU": 1.0, "GPU": 1.0}
+ALONE_MAX_CPUS = 16  # a CPU job that runs alone on a cluster without an autoscaler takes a node's CPUs, up to this
 
 
-def bundle_for(gpu: bool) -> dict[str, float]:
-    return dict(GPU_BUNDLE if gpu else CPU_BUNDLE)
+def bundle_for(gpu: bool, cpus: int | None = None) -> dict[str, float]:
+    """A job's bundle: the CPUs it asked for (`cpus`), else 1; and a GPU if it asked for one."""
+    bundle = dict(GPU_BUNDLE if gpu else CPU_BUNDLE)
+    if cpus:
+        bundle["CPU"] = float(cpus)
+    return bundle
 
 
 def scaled(bundle: dict[str, float], n: int) -> dict[str, float]:

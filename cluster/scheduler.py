@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cluster.resources import describe_bundle, scaled
+from cluster.resources import ALONE_MAX_CPUS, describe_bundle, scaled
 
 Resources = Mapping[str, float]
 
@@ -61,8 +61,9 @@ class Capacity:
 class QueuedJob:
     job_id: int
     scope: str  # the license scope it needs (training:ner, ocr:training, ...)
-    bundle: Resources  # one bundle: {"CPU": 1} or {"CPU": 1, "GPU": 1}
+    bundle: Resources  # one bundle: {"CPU": 1} or {"CPU": 1, "GPU": 1}, or the CPUs it asked for
     wanted: int = 1  # a search or a curve: how many bundles it would use at once
+    grows: bool = False  # asked for no CPU count: alone on an idle fixed cluster, it takes a node's CPUs
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Start:
     job_id: int
     slots: int  # bundles (and license slots) it takes, one per trial it runs at once
     licenses: tuple[str, ...]  # the license of each slot
+    bundle: Resources | None = None  # the bundle of each slot (the job's own, or grown: see `plan`)
 
 
 @dataclass
@@ -96,7 +98,13 @@ def missing(bundle: Resources, free: Resources) -> str | None:
     return describe_bundle(short) if short else None
 
 
-def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity, licenses: Sequence[LicenseSlots]) -> Plan:
+def plan(
+    queue: Sequence[QueuedJob],
+    free: Resources,
+    capacity: Capacity,
+    licenses: Sequence[LicenseSlots],
+    alone_cpus: float = ALONE_MAX_CPUS,
+) -> Plan:
     """Go through the queue in order; a job that waits never holds back a later one that fits.
 
     - A job starts when its bundle fits in what is free and a license slot of its scope is free; a
@@ -106,8 +114,12 @@ def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity, licens
       free for it (that slot is then counted as spoken for); with no slot it waits for a license and
       asks for no node.
     - Otherwise it waits for the resources (running jobs must end) or for a license.
+    - A job that asked for no CPU count (`grows`), the only one in the queue, starting on a cluster
+      without an autoscaler where nothing runs, takes every CPU of the largest node (at most
+      `alone_cpus`, what Ray itself has free): a lone training uses the machine, and jobs that arrive
+      together still run together, one CPU each.
     """
-    free = dict(free)
+    free, free_before = dict(free), dict(free)
     slots = {lic.id: lic.free for lic in licenses}
     result = Plan()
 
@@ -142,7 +154,23 @@ def plan(queue: Sequence[QueuedJob], free: Resources, capacity: Capacity, licens
             result.demand.append(dict(job.bundle))
         else:
             result.waits[job.job_id] = f"waiting for {lacking}"
+    alone = _alone(queue, result, free_before, capacity, alone_cpus)
+    if alone is not None:
+        result.starts[0] = Start(result.starts[0].job_id, 1, result.starts[0].licenses, alone)
     return result
+
+
+def _alone(
+    queue: Sequence[QueuedJob], result: Plan, free: Resources, capacity: Capacity, most: float
+) -> dict[str, float] | None:
+    """The grown bundle of a lone job (see `plan`), or None when it keeps its own."""
+    if len(queue) != 1 or len(result.starts) != 1 or capacity.node_types:
+        return None
+    job = queue[0]
+    if not job.grows or result.starts[0].slots != 1 or free.get("CPU", 0.0) < _total(capacity.nodes, "CPU"):
+        return None
+    cpus = min(max((node.get("CPU", 0.0) for node in capacity.nodes), default=0.0), float(int(most)))
+    return {**job.bundle, "CPU": cpus} if cpus > job.bundle.get("CPU", 1.0) else None
 
 
 def _total(nodes: Sequence[Resources], key: str) -> float:

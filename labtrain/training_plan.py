@@ -29,6 +29,7 @@ class TrainingPlan(BaseModel):
     selection: dict[str, Any] = Field(default_factory=dict, description="storage.selection.SelectionParams")
     deploy: bool = False
     gpu: bool = False
+    cpus: int | None = Field(None, ge=1, description="CPUs of each job's bundle; None: 1, or a node's when alone")
     backend: str = "pytorch"
     runner: Literal["ray_train", "ray_job"] = "ray_train"
     max_retries: int = Field(1, ge=0)

@@ -38,6 +38,8 @@ def training_body(args: argparse.Namespace) -> dict:
     }
     if getattr(args, "max_retries", None) is not None:
         body["max_retries"] = args.max_retries
+    if getattr(args, "cpus", None) is not None:
+        body["cpus"] = args.cpus
     if getattr(args, "tune", None):
         body["tune"] = {"trials": tune_trials(args.tune), "space": args.tune_space, "budget": args.tune_budget}
     if getattr(args, "points", None) is not None or getattr(args, "curve", False):
@@ -473,6 +475,12 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reviewed-only", action="store_true")
     p.add_argument(
         "--gpu", "--use-gpu", action="store_true", help="ask for a GPU bundle (1 GPU + 1 CPU): 'Use available GPU'"
+    )
+    p.add_argument(
+        "--cpus",
+        type=int,
+        help="CPUs of each job's bundle (default 1; a CPU job that runs alone on a cluster without an "
+        "autoscaler takes every CPU of the largest node, up to 16)",
     )
     p.add_argument(
         "--max-retries",

@@ -17,7 +17,7 @@ from typing import Any
 import ray
 
 from cluster.licenses import LicensePool, describe, license_file
-from cluster.resources import Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
+from cluster.resources import ALONE_MAX_CPUS, Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
 from cluster.scheduler import Plan, QueuedJob, plan
 from labtrain.errors import Conflict, LabtrainError, NotFound, StorageFull, ValidationError
 from ray_app.autoscaling import Demand, capacity, find_node_types
@@ -115,10 +115,12 @@ class JobManager:
 
     async def submit(self, project: str, request: dict, user: str | None, source: str = "manual") -> dict:
         self._refresh_totals()
-        bundle = bundle_for(request.get("gpu", False))
+        bundle = bundle_for(request.get("gpu", False), request.get("cpus"))
         impossible = self.capacity.impossible(bundle)
         if impossible and "GPU" in bundle:
             raise ValidationError(f"gpu: {impossible}; train without --gpu, or add a GPU node (or a GPU node type)")
+        if impossible and request.get("cpus"):
+            raise ValidationError(f"cpus: {impossible}; ask for fewer CPUs, or add a node with {request['cpus']} CPUs")
         if impossible:
             raise ValidationError(
                 f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type with CPUs"
@@ -129,7 +131,8 @@ class JobManager:
             self._log(
                 job,
                 f"queued by {user or 'unknown'} ({source}): {job['type']} with {job['embeddings']} "
-                f"embeddings on a {describe_bundle(bundle_for(job['gpu']))} bundle, "
+                f"embeddings on a {describe_bundle(bundle)} bundle"
+                f"{'' if request.get('cpus') or request.get('gpu') else ' (a node of its own when it runs alone)'}, "
                 f"license scope {job['scope']}",
             )
             if submitted:
@@ -415,12 +418,20 @@ class JobManager:
             waiting = [(job, training) for job, training in waiting if job["job_id"] in self.queue]
             self._refresh_totals()
             queued = [
-                QueuedJob(job["job_id"], job["scope"], bundle_for(job["gpu"]), sweep_size(training["request"]))
+                QueuedJob(
+                    job["job_id"],
+                    job["scope"],
+                    bundle_for(job["gpu"], training["request"].get("cpus")),
+                    sweep_size(training["request"]),
+                    grows=not job["gpu"] and not training["request"].get("cpus"),
+                )
                 for job, training in waiting
             ]
             try:
                 self.licenses.reload()
-                decided = plan(queued, self.ledger.free(), self.capacity, self.licenses.slots())
+                decided = plan(
+                    queued, self.ledger.free(), self.capacity, self.licenses.slots(), self._alone_cpus(queued)
+                )
             except LabtrainError as exc:  # a broken license file: every job waits and says so
                 decided = Plan(waits={q.job_id: f"waiting for a valid license file: {exc}" for q in queued})
             self.demand.show([r.bundle for r in self.running.values() for _ in range(r.slots)], decided.demand)
@@ -436,7 +447,7 @@ class JobManager:
                     continue
                 # Off the queue and into `running` with no await between: a cancel always finds it.
                 self.queue.remove(job["job_id"])
-                bundle = bundle_for(job["gpu"])
+                bundle = dict(start.bundle or bundle_for(job["gpu"], training["request"].get("cpus")))
                 self.ledger.take(job["job_id"], scaled(bundle, start.slots))
                 for license_id in start.licenses:
                     self.licenses.bind(license_id, job["job_id"])
@@ -456,6 +467,16 @@ class JobManager:
                     max_retries=training["request"].get("max_retries", 1),
                 )
                 await self._launch(self.running[job["job_id"]], job)
+
+    def _alone_cpus(self, queued: list[QueuedJob]) -> float:
+        """The most CPUs a lone job may grow to (`cluster.scheduler.plan`): what Ray has free now
+        (a job that just ended may still hold its CPUs for a moment)."""
+        if len(queued) != 1 or not queued[0].grows:
+            return 0.0
+        try:
+            return min(ALONE_MAX_CPUS, ray.available_resources().get("CPU", 0.0))
+        except Exception:  # Ray's view unavailable: the job keeps its one CPU
+            return 0.0
 
     async def _launch(self, running: RunningJob, job: dict) -> None:
         job_id, bundle, license_id = running.job_id, running.bundle, running.license

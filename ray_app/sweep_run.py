@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, forwarder, last_line, lean_train, lower_priority
+from ray_app.job_worker import Resilience, bundle_threads, forwarder, last_line, lean_train, lower_priority
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
@@ -35,6 +35,7 @@ def trial_worker(config: dict) -> None:
     from trainers.run import failure_reason, run
 
     lower_priority()
+    bundle_threads()
     deadline = config.get("deadline")
     reported = {"best_f1": None}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, forwarder, lean_train, lower_priority
+from ray_app.job_worker import Resilience, bundle_threads, forwarder, lean_train, lower_priority
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 
@@ -33,6 +33,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     job_id, checkpoints = config["job_id"], config.get("checkpoints")
     lower_priority()
+    bundle_threads()
     resumed = ray.train.get_checkpoint()
     epoch = (resumed.get_metadata() or {}).get("epoch") if resumed else None
     forward = forwarder(job_id, {"resumed_epoch": epoch, "checkpoints": bool(checkpoints)})
@@ -115,6 +116,7 @@ def run_process(job_id: int, spec: dict, home: Home) -> None:
     JSON lines, its other output goes to `process.log` in the job's folder. The child dies with
     this worker (a cancelled job's JVM does not linger)."""
     lower_priority()
+    bundle_threads()
     forward = forwarder(job_id)
     with job_files(job_id, spec, home) as local:
         _run_child(local, forward)

@@ -121,3 +121,41 @@ def test_a_bundle_no_node_and_no_node_type_can_hold_is_impossible_and_says_why()
 def test_the_most_a_cluster_may_have_counts_what_its_node_types_may_add():
     assert AUTOSCALING.max_resource("CPU") == 4.0 and AUTOSCALING.max_resource("GPU") == 1.0
     assert TWO_CPUS.max_resource("GPU") == 0.0
+
+
+def lone(job_id: int, bundle=CPU, wanted: int = 1) -> QueuedJob:
+    """A job that asked for no CPU count (`labtrain train` without --cpus)."""
+    return QueuedJob(job_id, "training:ner", bundle, wanted, grows=True)
+
+
+def test_a_lone_job_without_a_cpu_count_takes_the_largest_node_of_an_idle_fixed_cluster():
+    result = plan([lone(1)], {"CPU": 2.0}, TWO_CPUS, [TEXT])
+    assert [(s.job_id, s.slots, s.bundle) for s in result.starts] == [(1, 1, {"CPU": 2.0})]
+    two_nodes = Capacity(nodes=({"CPU": 4.0}, {"CPU": 8.0}))
+    assert plan([lone(1)], {"CPU": 12.0}, two_nodes, [TEXT]).starts[0].bundle == {"CPU": 8.0}
+    # no more than Ray has free now, nor than the cap
+    assert plan([lone(1)], {"CPU": 12.0}, two_nodes, [TEXT], alone_cpus=3.5).starts[0].bundle == {"CPU": 3.0}
+    assert plan([lone(1)], {"CPU": 2.0}, TWO_CPUS, [TEXT], alone_cpus=0.0).starts[0].bundle is None
+
+
+def test_jobs_that_arrive_together_or_beside_a_running_one_keep_one_cpu_each():
+    together = plan([lone(1), lone(2)], {"CPU": 2.0}, TWO_CPUS, [TEXT])
+    assert [(s.job_id, s.bundle) for s in together.starts] == [(1, None), (2, None)]
+    beside = plan([lone(3)], {"CPU": 1.0}, TWO_CPUS, [TEXT])  # one CPU is held by a running job
+    assert [(s.job_id, s.bundle) for s in beside.starts] == [(3, None)]
+
+
+def test_a_lone_job_keeps_its_bundle_on_an_autoscaling_cluster_with_a_cpu_count_or_as_a_search():
+    nodes = Capacity(nodes=({"CPU": 4.0},), node_types=AUTOSCALING.node_types)
+    assert plan([lone(1)], {"CPU": 4.0}, nodes, [TEXT]).starts[0].bundle is None  # node types size the jobs
+    assert plan([ner(1, {"CPU": 2.0})], {"CPU": 4.0}, Capacity(nodes=({"CPU": 4.0},)), [TEXT]).starts[0].bundle is None
+    search = plan([lone(1, wanted=4)], {"CPU": 2.0}, TWO_CPUS, [TEXT]).starts[0]
+    assert (search.slots, search.bundle) == (2, None)  # a search's trials take one CPU each
+
+
+def test_a_job_asking_for_more_cpus_than_any_node_has_is_impossible_and_says_why():
+    assert TWO_CPUS.impossible({"CPU": 4.0}) == (
+        "a 4 CPU bundle fits no node of this cluster (it has 2 CPU) and the cluster has no autoscaler"
+    )
+    result = plan([ner(1, {"CPU": 2.0}), ner(2)], {"CPU": 1.0}, TWO_CPUS, [TEXT])
+    assert [s.job_id for s in result.starts] == [2] and result.waits == {1: "waiting for 1 CPU"}

@@ -121,7 +121,8 @@ def test_jobs_beyond_the_cpus_wait_and_cancel_frees_their_bundles(service):
         "few_shot": "off",
     }  # the fine-tuned head: steps of seconds
     with service.client() as http:
-        trainings = [start(http, project, types=["classification"], params=long) for _ in range(3)]
+        # one CPU each (--cpus 1): without it the first, alone on the idle service, would take both
+        trainings = [start(http, project, types=["classification"], params=long, cpus=1) for _ in range(3)]
         third = wait(
             http,
             trainings[2]["id"],
@@ -240,6 +241,8 @@ def test_a_job_without_a_license_waits_and_says_for_which_scope(service):
         ({"types": ["ner"], "params": {"epochs": 0}}, 422, "epochs=0"),
         ({"types": ["ner"], "params": {"dropout": 1.5}}, 422, "dropout"),
         ({"types": ["ner"], "gpu": True}, 422, "fits no node of this cluster (it has 0 GPU)"),
+        ({"types": ["ner"], "cpus": 3}, 422, "cpus: a 3 CPU bundle fits no node of this cluster (it has 2 CPU)"),
+        ({"types": ["ner"], "cpus": 0}, 422, "cpus"),
         ({"types": ["ner"], "selection": {"validation_split": 0.2, "test_tag": "test"}}, 422, "not both"),
         ({"types": ["ner"], "backend": "tensorflow"}, 422, "backend 'tensorflow'"),
     ],
@@ -249,7 +252,7 @@ def test_bad_training_requests_are_refused_naming_the_field(service, body, statu
     with service.client() as http:
         answer = http.post(f"/api/projects/{project}/trainings", json=body)
         assert answer.status_code == status, answer.text
-        assert words in answer.json()["detail"]
+        assert words in str(answer.json()["detail"])  # a field FastAPI checks gives a list naming it
         assert http.get(f"/api/projects/{project}/trainings").json() == []
 
 
@@ -302,6 +305,8 @@ def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(se
     assert f"ner_{project}" in models.stdout
     logs = service.cli("logs", str(training_id), "-f", token=service.token)
     assert "epoch" in logs.stdout.lower() and "TEST ENTITY" in logs.stdout
+    # alone on the idle service, asking for no CPU count: it took both CPUs, and trained on both
+    assert "started on 2 CPU with license" in logs.stdout and "(2 threads)" in logs.stdout, logs.stdout
     cluster = json.loads(service.cli("cluster", "--json", token=service.token).stdout)
     assert cluster["total"]["CPU"] == 2 and cluster["dashboard_url"].startswith("http")
     status = service.cli("status", str(training_id), token=service.token)

@@ -146,6 +146,14 @@ class TrainingRequest(BaseModel):
     deploy: bool = Field(False, description="after success, the labeling config names the new model")
     gpu: bool = Field(False, description="ask for a GPU bundle (1 GPU + 1 CPU) instead of a CPU bundle")
     use_gpu: bool = Field(False, description="the page's 'Use available GPU' (the same as gpu)")
+    cpus: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="CPUs of each job's bundle (of each trial's, in a search or a curve). Default: 1, "
+        "and a CPU job that runs alone on a cluster without an autoscaler takes every CPU of the "
+        "largest node (up to 16)",
+    )
     backend: str = "pytorch"
     submit: bool = Field(
         False,
