@@ -126,13 +126,14 @@ class JobManager:
                 f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type with CPUs"
             )
         submitted = request.get("runner") == "ray_job"
+        grows = not request.get("cpus") and not request.get("gpu") and not self.capacity.node_types
         training = await self.storage.create_training(project, request, user, "ray job" if submitted else source)
         for job in training["jobs"]:
             self._log(
                 job,
                 f"queued by {user or 'unknown'} ({source}): {job['type']} with {job['embeddings']} "
                 f"embeddings on a {describe_bundle(bundle)} bundle"
-                f"{'' if request.get('cpus') or request.get('gpu') else ' (a node of its own when it runs alone)'}, "
+                f"{' (every CPU of a node if it runs alone)' if grows else ''}, "
                 f"license scope {job['scope']}",
             )
             if submitted:
