@@ -6,11 +6,12 @@ uses the `ner` + `minilm` recipe (trainers.recipes). Prints test entity F1 per t
 from the request to the end, the training job's own time and its parameters.
 
     .venv/bin/python bench/service_ner.py [--only conll2003 | --only conll2002_es] [--num-cpus 2]
-        [--backend sparknlp] [--sentences 1350]
+        [--backend sparknlp] [--sentences 1350] [--seed 1]
 
 `--backend sparknlp` trains Spark NLP's NerDL instead (the `ner` + `minilm_words` recipe), still
 with nothing else set; `--sentences N` keeps the first training documents that hold N sentences
-(the test part stays whole): a small project, as a user starts one.
+(the test part stays whole): a small project, as a user starts one. `--seed N` sets the one
+parameter the seed spread needs.
 
 It starts its own service on a temporary home (port 8794) and stops it at the end.
 CoNLL-2003 English: eng.train.conll (14,041 sentences) and eng.test.conll (3,453);
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--backend", choices=["pytorch", "sparknlp"], default=None, help="default: the service's")
     parser.add_argument("--sentences", type=int, help="train on the first documents holding this many sentences")
+    parser.add_argument("--seed", type=int, help="the training's seed (default: the recipe's, 0): the seed spread")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain-service-ner-"))
     info = serve(home, args.num_cpus, 8794)
@@ -88,6 +90,8 @@ def main() -> None:
             body = {"types": ["ner"], "selection": {"test_tag": "Test"}}
             if args.backend:
                 body["backend"] = args.backend
+            if args.seed is not None:
+                body["params"] = {"seed": args.seed}
             answer = http.post(f"/api/projects/{name}/trainings", json=body)
             answer.raise_for_status()
             done = wait(http, answer.json()["id"], poll_s=10)
