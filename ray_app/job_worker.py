@@ -61,16 +61,15 @@ def lower_priority() -> None:
         pass
 
 
-def bundle_threads() -> int:
+def bundle_threads() -> None:
     """A training's threads are its bundle's CPUs (torch's, and a Spark trainer's cores read
-    OMP_NUM_THREADS), whatever the service's own environment says. Returns their number."""
+    OMP_NUM_THREADS), whatever the service's own environment says."""
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0))
     if cpus < 1:
-        return int(os.environ.get("OMP_NUM_THREADS") or 1)
+        return
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpus)
     if "torch" in sys.modules:  # imported already (Ray Train's worker): it read the variable before
         sys.modules["torch"].set_num_threads(cpus)
-    return cpus
 
 
 def forwarder(job_id: int, start: dict | None = None):
