@@ -10,7 +10,12 @@ classification head (the plain head), each with its defaults, on the same seeded
 Prints macro F1 (median over the seeds, and its range), time and peak memory per run, and the
 crossing point the few-shot threshold (`trainers.recipes.FEW_SHOT_BELOW`) is chosen from.
 
-    .venv/bin/python bench/fewshot.py [--sizes 8,16,32,64] [--seeds 5] [--only sms_spam]
+    .venv/bin/python bench/fewshot.py [--sizes 8,16,32,64] [--seeds 5] [--first-seed 0] [--only sms_spam]
+
+Every run is also appended, as one JSON line with its date, to bench/results/fewshot.jsonl, so
+that draws run on different days can be read together (`--first-seed 3 --seeds 2` adds draws 3
+and 4 to a set's first three); `--from-record` prints the table of the recorded runs instead
+of training (the latest run of each set, size, draw and path).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import json
 import random
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from common import SHARED, run_trainer, write_snapshot
 
+RECORD = Path(__file__).parent / "results" / "fewshot.jsonl"
 EKMAN = {
     "anger": ["anger", "annoyance", "disapproval"],
     "disgust": ["disgust"],
@@ -121,9 +128,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="8,16,32,64")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="draws first-seed .. first-seed + seeds - 1")
     parser.add_argument("--only", choices=list(SETS), action="append")
     parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
+    parser.add_argument("--from-record", action="store_true", help="print the table of the recorded runs")
     args = parser.parse_args()
+    if args.from_record:
+        print_recorded(args.only, [int(s) for s in args.sizes.split(",")])
+        return
     work = Path(args.work or tempfile.mkdtemp(prefix="fewshot_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -131,7 +143,7 @@ def main() -> None:
     for name in args.only or list(SETS):
         data = SETS[name]()
         for size in sizes:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 train = draw(data["train"], data["labels"], size, seed)
                 rows = [
                     {"task_id": i + 1, "split": split, "text": text, "result": json.dumps(result)}
@@ -167,12 +179,29 @@ def main() -> None:
                         }
                     )
                     print(json.dumps(results[-1]), flush=True)
+                    with RECORD.open("a") as record:
+                        record.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), **results[-1]}) + "\n")
     (work / "fewshot.json").write_text(json.dumps(results, indent=2))
     print_table(results, args.seeds)
     print(f"\nwork folder {work}")
 
 
-def print_table(results: list[dict], seeds: int) -> None:
+def print_recorded(sets: list[str] | None, sizes: list[int]) -> None:
+    """The table over bench/results/fewshot.jsonl: per set, size, draw and path its latest run."""
+    latest = {}
+    for line in RECORD.read_text().splitlines() if RECORD.exists() else []:
+        run = json.loads(line)
+        if (sets is None or run["set"] in sets) and run["size"] in sizes:
+            latest[(run["set"], run["size"], run["seed"], run["path"])] = run
+    runs = sorted(latest.values(), key=lambda r: (list(SETS).index(r["set"]), r["size"], r["seed"]))
+    for name, size in dict.fromkeys((r["set"], r["size"]) for r in runs):
+        draws = sorted({r["seed"] for r in runs if (r["set"], r["size"]) == (name, size)})
+        dates = sorted({r["date"][:10] for r in runs if (r["set"], r["size"]) == (name, size)})
+        print(f"{name} at {size}: draws {draws}, run on {', '.join(dates)}")
+    print_table(runs, "the recorded")
+
+
+def print_table(results: list[dict], seeds: int | str) -> None:
     print(f"\nmacro F1, median of {seeds} seeded draws (min-max); the test part whole; defaults of each path\n")
     print("| set | per label | few-shot (SetFit) | plain head | few-shot time | plain time | peak RSS |")
     print("|---|---|---|---|---|---|---|")

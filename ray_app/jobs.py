@@ -126,7 +126,7 @@ class JobManager:
                 f"{impossible}; start a worker node with CPUs, or give the autoscaler a node type with CPUs"
             )
         submitted = request.get("runner") == "ray_job"
-        grows = not request.get("cpus") and not request.get("gpu") and not self.capacity.node_types
+        grows = may_grow(request, bool(request.get("gpu"))) and not self.capacity.node_types
         training = await self.storage.create_training(project, request, user, "ray job" if submitted else source)
         for job in training["jobs"]:
             self._log(
@@ -424,7 +424,7 @@ class JobManager:
                     job["scope"],
                     bundle_for(job["gpu"], training["request"].get("cpus")),
                     sweep_size(training["request"]),
-                    grows=not job["gpu"] and not training["request"].get("cpus"),
+                    grows=may_grow(training["request"], bool(job["gpu"])),
                 )
                 for job, training in waiting
             ]
@@ -471,7 +471,8 @@ class JobManager:
 
     def _alone_cpus(self, queued: list[QueuedJob]) -> float:
         """The most CPUs a lone job may grow to (`cluster.scheduler.plan`): what Ray has free now
-        (a job that just ended may still hold its CPUs for a moment)."""
+        (a job that just ended may still hold its CPUs for a moment). Ray is asked only when the
+        queue is one job that may grow."""
         if len(queued) != 1 or not queued[0].grows:
             return 0.0
         try:
@@ -657,6 +658,12 @@ class JobManager:
                 out.write(line + "\n")
         except OSError as exc:
             print(f"labtrain: could not write to the log of {output_dir} ({exc}): {line}", file=sys.stderr, flush=True)
+
+
+def may_grow(request: dict, gpu: bool) -> bool:
+    """Whether a job may take every CPU of a node when it runs alone (`cluster.scheduler.plan`): it
+    asked for no CPU count and no GPU."""
+    return not gpu and not request.get("cpus")
 
 
 def _with_embeddings(request: dict) -> dict:
