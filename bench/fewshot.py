@@ -133,12 +133,12 @@ def main() -> None:
     parser.add_argument("--work", help="keep outputs here (default: a temporary folder)")
     parser.add_argument("--from-record", action="store_true", help="print the table of the recorded runs")
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
     if args.from_record:
-        print_recorded(args.only, [int(s) for s in args.sizes.split(",")])
+        print_recorded(args.only, sizes)
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="fewshot_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     for name in args.only or list(SETS):
         data = SETS[name]()
