@@ -85,6 +85,8 @@ def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):
     log = (out / "training.log").read_text()
     assert "E       LOSS       P       R      F1  SECONDS" in log
     assert "TEST ENTITY" in log and "micro F1" in log
+    assert "CRF" not in log  # off by default: the transitions counted on the training data
+    assert "start" not in json.loads((out / "model" / "transitions.json").read_text())
     from transformers import pipeline
 
     found = pipeline("token-classification", model=str(out / "model"), aggregation_strategy="simple")(
@@ -308,6 +310,54 @@ def test_early_stopping_is_logged_and_keeps_the_best_epoch(tmp_path, toy):
     assert (
         "early stopping: no improvement on validation for 2 epochs" in (tmp_path / "out" / "training.log").read_text()
     )
+
+
+def test_the_crf_loss_is_the_likelihood_over_every_sequence_bio_allows():
+    import itertools
+
+    from trainers.ner_minilm import Crf, bio_constraints
+
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    torch.manual_seed(0)
+    crf = Crf(tags)
+    for p in crf.parameters():
+        p.data.normal_()
+    emissions = torch.randn(2, 3, len(tags))
+    gold = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])  # the second row has 2 words
+    between, start = bio_constraints(tags)
+
+    def score(row, seq):
+        total = crf.start[seq[0]] + start[seq[0]] + crf.end[seq[-1]]
+        total = total + sum(emissions[row, t, k] for t, k in enumerate(seq))
+        return total + sum(crf.transitions[a, b] + between[a, b] for a, b in zip(seq, seq[1:]))
+
+    expected = 0.0
+    for row, length in ((0, 3), (1, 2)):
+        allowed = [
+            seq
+            for seq in itertools.product(range(len(tags)), repeat=length)
+            if all(between[a, b] == 0 for a, b in zip(seq, seq[1:])) and start[seq[0]] == 0
+        ]
+        log_z = torch.logsumexp(torch.stack([score(row, seq) for seq in allowed]), 0)
+        expected = expected + log_z - score(row, gold[row, :length].tolist())
+    assert torch.allclose(crf.nll(emissions, gold, mask), expected, atol=1e-4)
+
+
+def test_minilm_ner_with_a_crf_learns_and_saves_a_plain_model(tmp_path, toy):
+    result = train(tmp_path, toy["ner"], "ner", ["PER", "LOC"], params=FAST | {"crf": True})
+    assert result.metrics["entity"]["micro"]["f1"] > 0.9
+    out = tmp_path / "out"
+    log = (out / "training.log").read_text()
+    assert "+ CRF (learned transitions)" in log and "the CRF's learned transitions" in log
+    saved = json.loads((out / "model" / "transitions.json").read_text())
+    assert len(saved["start"]) == len(saved["end"]) == 5 and len(saved["log_prior"]) == 5
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model" / "model.safetensors"), "pt") as weights:
+        assert not [k for k in weights.keys() if "crf" in k]
+    (first,) = load(out).predict(["Hugo has fever in Rome ."])
+    assert {(r["value"]["text"], r["value"]["labels"][0]) for r in first} == {("Hugo", "PER"), ("Rome", "LOC")}
 
 
 def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():

@@ -80,7 +80,11 @@ def train_ner(
     reporter.line(summary)
 
     def validate() -> dict | None:
-        return evaluate(tagger, splits.validation, spec.labels)["entity"]["micro"] if splits.validation else None
+        if not splits.validation:
+            return None
+        if isinstance(tagger, ner_minilm.TokenTagger) and tagger.learned_transitions():  # a CRF's, as they stand
+            tagger.prior_weight = 1.0
+        return evaluate(tagger, splits.validation, spec.labels)["entity"]["micro"]
 
     table, epochs = EpochTable(reporter), []
     for result in train_while_improving(
@@ -115,11 +119,18 @@ def choose_decoding(
     reporter: Reporter,
     box_lists: list | None = None,
 ) -> None:
-    """The weight of the training data's transition prior in Viterbi decoding, chosen on
-    validation (without validation: constraints only)."""
-    tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
+    """The weight of the transition prior in Viterbi decoding (a CRF's learned transitions, or
+    those counted on the training data), chosen on validation (without validation: a CRF's
+    weight 1, or constraints only)."""
+    learned = tagger.learned_transitions()
+    if not learned:
+        tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
+    kind = "the CRF's learned transitions" if learned else "transition prior"
     if not validation:
-        reporter.line("decoding: Viterbi with BIO constraints (no validation part to weigh the transition prior)")
+        tagger.prior_weight = 1.0 if learned else 0.0
+        reporter.line(
+            f"decoding: Viterbi with BIO constraints{' + ' + kind if learned else ''} (no validation part to weigh it)"
+        )
         return
     log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in validation], box_lists=box_lists)
     results = {}
@@ -132,9 +143,10 @@ def choose_decoding(
             tags,
             labels,
         )["entity"]["micro"]["f1"]
-    tagger.prior_weight = max(results, key=lambda w: (results[w], -w))
+    # ties: a CRF's weights as trained, a counted prior's smallest weight
+    tagger.prior_weight = max(results, key=lambda w: (results[w], w if learned else -w))
     reporter.line(
-        "decoding: Viterbi with BIO constraints + transition prior; validation F1 by prior weight: "
+        f"decoding: Viterbi with BIO constraints + {kind}; validation F1 by its weight: "
         + ", ".join(f"{w:g}: {f:.4f}" for w, f in results.items())
         + f"; chosen {tagger.prior_weight:g}"
     )

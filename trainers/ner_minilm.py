@@ -10,7 +10,10 @@ stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a p
 `TokenTagger` decodes each document with Viterbi: tag sequences BIO forbids (O then I-X, B-X
 then I-Y) are ruled out, and a prior of tag-to-tag transitions counted on the training data is
 added with a weight chosen on validation (`transitions.json` beside the model; a plain pipeline
-takes the argmax instead)."""
+takes the argmax instead). With `crf` the transitions are not counted but learned with the encoder:
+a linear-chain CRF over the words' scores (BIO's forbidden steps ruled out there too) is the
+training loss, and its transitions, start and end scores take the counted prior's place in
+`transitions.json`; the saved model is the same plain `BertForTokenClassification`."""
 
 from __future__ import annotations
 
@@ -111,15 +114,52 @@ def transition_prior(tags: list[str], tag_lists: list[list[str]]) -> torch.Tenso
     return torch.log(counts / counts.sum(1, keepdim=True))
 
 
-def viterbi(log_probs: torch.Tensor, between: torch.Tensor, start: torch.Tensor) -> list[int]:
+def viterbi(
+    log_probs: torch.Tensor, between: torch.Tensor, start: torch.Tensor, end: torch.Tensor | None = None
+) -> list[int]:
     score, back = start + log_probs[0], []
     for t in range(1, len(log_probs)):
         score, best = (score[:, None] + between + log_probs[t][None, :]).max(0)
         back.append(best)
+    if end is not None:
+        score = score + end
     path = [int(score.argmax())]
     for best in reversed(back):
         path.append(int(best[path[-1]]))
     return path[::-1]
+
+
+class Crf(nn.Module):
+    """A linear-chain CRF's learned scores: tag-to-tag transitions [from, to], start and end. The
+    steps BIO forbids are fixed at FORBIDDEN (a buffer, not learned), so that the partition
+    function counts only sequences a decoder may return."""
+
+    def __init__(self, tags: list[str]):
+        super().__init__()
+        n = len(tags)
+        self.transitions = nn.Parameter(torch.zeros(n, n))
+        self.start = nn.Parameter(torch.zeros(n))
+        self.end = nn.Parameter(torch.zeros(n))
+        between, start = bio_constraints(tags)
+        self.register_buffer("forbidden_between", between, persistent=False)
+        self.register_buffer("forbidden_start", start, persistent=False)
+
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of the gold tags over padded [batch, words, tags] scores
+        (every row has at least one word)."""
+        between = self.transitions + self.forbidden_between
+        start = self.start + self.forbidden_start
+        rows = torch.arange(emissions.size(0), device=emissions.device)
+        gold = start[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
+        alpha = start + emissions[:, 0]
+        for t in range(1, emissions.size(1)):
+            m = mask[:, t]
+            step = between[tags[:, t - 1], tags[:, t]] + emissions[rows, t, tags[:, t]]
+            gold = gold + step * m
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + between + emissions[:, t].unsqueeze(1), dim=1)
+            alpha = torch.where(m.unsqueeze(1), nxt, alpha)
+        gold = gold + self.end[tags[rows, mask.sum(1) - 1]]
+        return (torch.logsumexp(alpha + self.end, dim=1) - gold).sum()
 
 
 @dataclass
@@ -131,6 +171,8 @@ class TokenTagger:
     max_length: int
     prior: torch.Tensor | None = None  # log transition probabilities from training data
     prior_weight: float = 0.0
+    start_prior: torch.Tensor | None = None  # a CRF's learned start and end scores (None: counted prior)
+    end_prior: torch.Tensor | None = None
     constraints: tuple = field(default=(), repr=False)
     casing: bool = True  # False: the tokenizer's own inputs (a model trained elsewhere, e.g. by a custom script)
 
@@ -221,9 +263,12 @@ class TokenTagger:
     def decode(self, log_probs: list[torch.Tensor], prior_weight: float | None = None) -> list[list[str]]:
         weight = self.prior_weight if prior_weight is None else prior_weight
         between, start = self.constraints
+        end = None
         if self.prior is not None and weight:
             between = between + weight * self.prior
-        return [[self.tags[i] for i in viterbi(lp, between, start)] if len(lp) else [] for lp in log_probs]
+            if self.start_prior is not None:
+                start, end = start + weight * self.start_prior, weight * self.end_prior
+        return [[self.tags[i] for i in viterbi(lp, between, start, end)] if len(lp) else [] for lp in log_probs]
 
     def predict_tags(
         self, word_lists: list[list[str]], batch_size: int = 32, box_lists: list[list[tuple]] | None = None
@@ -232,17 +277,19 @@ class TokenTagger:
         return self.decode(self.word_log_probs(word_lists, batch_size, box_lists))
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
+        """A plain `BertForTokenClassification` (without a training CRF's scores, which go to
+        `transitions.json`) and its tokenizer."""
+        state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("crf.")}
+        self.model.save_pretrained(directory, state_dict=state)
         self.tokenizer.save_pretrained(directory)
-        (Path(directory) / TRANSITIONS_FILE).write_text(
-            json.dumps(
-                {
-                    "tags": self.tags,
-                    "prior_weight": self.prior_weight,
-                    "log_prior": None if self.prior is None else self.prior.tolist(),
-                }
-            )
-        )
+        info = {
+            "tags": self.tags,
+            "prior_weight": self.prior_weight,
+            "log_prior": None if self.prior is None else self.prior.tolist(),
+        }
+        if self.start_prior is not None:
+            info |= {"start": self.start_prior.tolist(), "end": self.end_prior.tolist()}
+        (Path(directory) / TRANSITIONS_FILE).write_text(json.dumps(info))
 
     @classmethod
     def load(cls, directory: Path, max_length: int, device: str = "cpu") -> TokenTagger:
@@ -254,7 +301,19 @@ class TokenTagger:
             info = json.loads(saved.read_text())
             tagger.prior_weight = info["prior_weight"]
             tagger.prior = None if info["log_prior"] is None else torch.tensor(info["log_prior"])
+            if "start" in info:
+                tagger.start_prior, tagger.end_prior = torch.tensor(info["start"]), torch.tensor(info["end"])
         return tagger
+
+    def learned_transitions(self) -> bool:
+        """Takes a training CRF's scores as the decoding prior; False when the model has no CRF."""
+        crf = getattr(self.model, "crf", None)
+        if crf is None:
+            return False
+        self.prior, self.start_prior, self.end_prior = (
+            p.detach().float().cpu() for p in (crf.transitions, crf.start, crf.end)
+        )
+        return True
 
 
 def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> TokenTagger:
@@ -271,10 +330,12 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     cased.weight.data[:] = types.weight.data[0]
     model.base_model.embeddings.token_type_embeddings = cased
     model.config.type_vocab_size = CASES
+    if params.crf:
+        model.crf = Crf(tags)  # trained with the model, saved apart (TokenTagger.save)
     model = model.to(device)
     reporter.line(
         f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
-        f"classification head over {len(tags)} BIO tags "
+        f"classification head over {len(tags)} BIO tags{' + CRF (learned transitions)' if params.crf else ''} "
         f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
         f"windows of {params.max_length} word pieces; source {source}"
@@ -293,9 +354,27 @@ def training_items(tagger: TokenTagger, word_lists: list[list[str]], tag_lists: 
 
 def lr_scales(tagger: TokenTagger) -> dict[str, float]:
     base = tagger.model.base_model_prefix
-    return {"classifier.": NEW_LAYERS_LR_SCALE, f"{base}.embeddings.token_type_embeddings.": NEW_LAYERS_LR_SCALE}
+    return {
+        "classifier.": NEW_LAYERS_LR_SCALE,
+        "crf.": NEW_LAYERS_LR_SCALE,
+        f"{base}.embeddings.token_type_embeddings.": NEW_LAYERS_LR_SCALE,
+    }
 
 
 def loss(tagger: TokenTagger, batch: list) -> torch.Tensor:
-    enc, _, labels = tagger.encode([w for w, _ in batch], [t for _, t in batch])
-    return tagger.model(**enc, labels=labels).loss
+    """Cross-entropy per word; with a CRF its negative log-likelihood per word."""
+    enc, first_piece, labels = tagger.encode([w for w, _ in batch], [t for _, t in batch])
+    crf = getattr(tagger.model, "crf", None)
+    if crf is None:
+        return tagger.model(**enc, labels=labels).loss
+    logits = tagger.model(**enc).logits
+    width = max(len(firsts) for firsts in first_piece)
+    positions = torch.zeros(len(batch), width, dtype=torch.long, device=logits.device)
+    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=logits.device)
+    for row, firsts in enumerate(first_piece):
+        positions[row, : len(firsts)] = torch.tensor([pos for pos, _ in firsts])
+        mask[row, : len(firsts)] = True
+    rows = torch.arange(len(batch), device=logits.device).unsqueeze(1)
+    tags = torch.where(mask, labels[rows, positions], 0)
+    with torch.autocast(logits.device.type, enabled=False):
+        return crf.nll(logits[rows, positions].float(), tags, mask) / mask.sum()

@@ -58,6 +58,11 @@ class TrainParams(BaseModel):
         lt=1,
         description="share of the final steps whose weights are averaged (kept if it validates as well)",
     )
+    crf: bool = Field(
+        False,
+        description="NER with MiniLM: train through a CRF layer whose tag-to-tag transitions are learned with "
+        "the encoder (decoding takes them instead of the transitions counted on the training data)",
+    )
     few_shot: Literal["auto", "on", "off"] = Field(
         "auto",
         description="classification, assertion: 'auto' (the few-shot path when the median label has fewer "
