@@ -24,7 +24,7 @@ from trainers.metrics import ner_scores
 from trainers.ner import NerDocument, prepare, tag_set
 from trainers.reporting import EpochTable, Reporter
 from trainers.sequence import score
-from trainers.spark import session
+from trainers.spark import cache_dir, session
 from trainers.spark.vectors import DIMENSIONS, STORAGE_REF, write_vectors
 from trainers.spec import TrainSpec
 from trainers.text import spans_from_bio
@@ -306,8 +306,12 @@ def spark_nlp_version() -> str:
 
 def _vectors(words, work: Path, reporter: Reporter) -> Path:
     path = work / "vectors.txt"
-    count = write_vectors(words, path)
-    reporter.line(f"word vectors: {count} words, {DIMENSIONS} dimensions (MiniLM word pieces, PCA) in {path.name}")
+    started = time.monotonic()
+    count = write_vectors(words, path, cache_dir() / "vectors")
+    reporter.line(
+        f"word vectors: {count} words, {DIMENSIONS} dimensions (MiniLM word pieces, PCA) in {path.name} "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     return path
 
 
