@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +81,35 @@ def _check_port_free(host: str, port: int) -> None:
             raise Conflict(f"port {port} on {host} is already in use; choose another with --port") from None
 
 
+@contextmanager
+def _free_agent_port(local: bool):
+    """A head that `ray.init` starts puts its dashboard agent, which Ray job submission goes through,
+    on Ray's default port 52365, and `ray.init` has no argument to move it: a second service on the
+    machine (or any Ray node holding the port) would start without job submission. While the head
+    starts, its parameters' default is a free port instead (Ray's `RayParams`, which `ray.init` looks
+    up when it builds them)."""
+    from ray._private import parameter
+
+    if not local:
+        yield
+        return
+    base = parameter.RayParams
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]
+
+    class RayParams(base):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", free)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = RayParams
+    try:
+        yield
+    finally:
+        parameter.RayParams = base
+
+
 def run_service(
     home: Path,
     host: str,
@@ -116,14 +146,15 @@ def run_service(
 
         ArtifactStore(artifacts).check()  # a store this node cannot write is refused before anything starts
     # "local": a head of our own, never the cluster a `ray start` on this machine left in /tmp/ray
-    context = ray.init(
-        address=address or "local",
-        num_cpus=None if address else num_cpus,
-        namespace=NAMESPACE,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        log_to_driver=False,
-    )
+    with _free_agent_port(local=not address):
+        context = ray.init(
+            address=address or "local",
+            num_cpus=None if address else num_cpus,
+            namespace=NAMESPACE,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+        )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,13 +1,14 @@
-"""Faults, each on a service of its own: `labtrain serve` stopped, then killed with SIGKILL,
-mid-training; the disk of its home filling up. Each time the job ends with its reason, the
-catalog stays consistent, no completion is lost, and the next training succeeds. (A worker
-killed mid-epoch and a corrupt snapshot are in test_training_service.py.)"""
+"""Faults in one service's life, on a home of its own: `labtrain serve` stopped, then killed
+with SIGKILL, mid-training; then the disk of its home filling up. Each time the job ends with its
+reason, the catalog stays consistent, no completion is lost, and the next training succeeds. (A
+worker killed mid-epoch and a corrupt snapshot are in test_training_service.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,8 +53,38 @@ def stop(home) -> None:
     subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=HANG_S, check=True)
 
 
-def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_and_nothing_lost(tmp_path):
-    home, port = tmp_path / "home", _free_port()
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 MB tmpfs (needs root to mount); None where it cannot be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        yield None, done.stderr.decode().strip()
+        return
+    yield mount, None
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of the disk (again, if something freed some since)."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as out:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_service_stopped_killed_or_out_of_disk_fails_its_job_keeps_the_catalog_and_recovers(small_disk, tmp_path):
+    """One service's life: `labtrain stop` mid-training, SIGKILL mid-training, then its home's disk
+    full while a training runs; the next training succeeds after all three."""
+    disk, cannot_mount = small_disk
+    home, port = (disk or tmp_path) / "home", _free_port()
+    agent_port = held_port(52365)  # Ray's default agent port, taken (or already taken by someone else)
     service = serve(home, port)
     try:
         project = toy_project(service)
@@ -86,48 +117,15 @@ def test_a_service_stopped_or_killed_mid_training_restarts_with_the_job_failed_a
             ), after
             project_now = http.get(f"/api/projects/{project}").json()
             assert (project_now["tasks"], project_now["completions"]) == (60, 60)
-            again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])
-            assert again["status"] == "succeeded", again
-    finally:
-        stop(home)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 300 MB tmpfs (needs root to mount; skipped where it cannot be mounted)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    """Take every free byte of the disk (again, if something freed some since)."""
-    filler = disk / "filler"
-    with open(filler, "ab", buffering=0) as out:
-        for size in (1 << 20, 1 << 12, 1):
-            try:
-                while True:
-                    out.write(b"\0" * size)
-            except OSError:
-                pass
-    return filler
-
-
-def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(small_disk):
-    home, port = small_disk / "home", _free_port()
-    service = serve(home, port)
-    try:
-        project = toy_project(service)
-        with service.client() as http:
+            if disk is None:
+                train_as_a_ray_job(service, project)
+                pytest.skip(f"the full-disk part needs a tmpfs: {cannot_mount}")
+            # 3. the disk of the restarted service's home fills up while a training runs
             running = start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, **LONG})
             wait(http, running["id"], until=lambda t: (t["jobs"][0]["epoch"] or 0) >= 1)
             before = http.get(f"/api/projects/{project}").json()
             trainings_before = len(http.get(f"/api/projects/{project}/trainings").json())
-            filler = fill(small_disk)
+            filler = fill(disk)
 
             extra = json.dumps(
                 [
@@ -146,10 +144,10 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
                     for i in range(300)
                 ]
             )  # more than any slack a file's last page may have
-            fill(small_disk)
+            fill(disk)
             answer = http.post(f"/api/projects/{project}/import", content=extra)
             assert answer.status_code == 507 and "is full" in answer.json()["detail"], answer.text
-            fill(small_disk)
+            fill(disk)
             answer = http.post(
                 f"/api/projects/{project}/trainings", json={"types": ["ner"], "embeddings": "bilstm", "params": BILSTM}
             )
@@ -176,8 +174,45 @@ def test_a_full_disk_refuses_writes_with_507_keeps_the_catalog_and_recovers(smal
             ), ended
             assert http.get("/api/cluster").json()["training_servers"] == []
             assert http.post(f"/api/projects/{project}/import", content=extra).status_code == 200
-            again = wait(http, start(http, project, types=["ner"], embeddings="bilstm", params=BILSTM)["id"])
-            assert again["status"] == "succeeded", again
+            train_as_a_ray_job(service, project)
             assert http.get(f"/api/projects/{project}").json()["completions"] == before["completions"] + 300
     finally:
         stop(home)
+        if agent_port:
+            agent_port.close()
+
+
+def held_port(number: int) -> socket.socket | None:
+    """The port, bound by this process (None when something else holds it already)."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", number))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def train_as_a_ray_job(service: Service, project: str) -> None:
+    """The next training succeeds, submitted from the CLI as a Ray job: the service's head took a
+    free port for the dashboard agent that Ray job submission goes through (Ray's default was held)."""
+    trained = service.cli(
+        "train",
+        project,
+        "--type",
+        "ner",
+        "--embeddings",
+        "bilstm",
+        "--epochs",
+        str(BILSTM["epochs"]),
+        "--learning-rate",
+        str(BILSTM["learning_rate"]),
+        "--batch-size",
+        str(BILSTM["batch_size"]),
+        "--submit",
+        "--follow",
+        token=service.token,
+    )
+    assert trained.returncode == 0, trained.stderr
+    training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]
+    assert training["source"] == "ray job" and training["status"] == "succeeded", training
