@@ -146,14 +146,45 @@ SLOW_FIXTURES = {"service", "browser", "workers", "label_studio", "snapshots", "
 SLOW_MODULES = {"test_faults", "test_cluster", "test_label_studio", "test_spark_backend", "test_schemathesis"}
 
 
-def pytest_collection_modifyitems(items):
+# The README's test command runs the modules on two pytest-xdist workers (`-n 2 --dist loadgroup
+# --no-loadscope-reorder`), a module at a time per worker, longest first so that the two end together
+# (seconds per module, roughly, from the CI runs' durations); each worker that needs the session's
+# service starts its own. test_access and test_schemathesis share one trained project: one group.
+LONGEST_FIRST = [
+    "test_training_service",
+    "test_cluster",
+    "test_sweeps",
+    "test_faults",
+    "test_spark_backend",
+    "test_trainers",
+    "test_train_page",
+    "test_label_studio",
+    "test_custom_scripts",
+    "test_visual_ner",
+    "test_access",
+]
+GROUPS = {"test_schemathesis": "test_access"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
+        module = item.module.__name__.split(".")[-1]
+        if SLOW_FIXTURES & set(item.fixturenames) or module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-    # The session's service starts with the first test that asks for it and idles (a fifth of a
-    # core) until the session ends: its tests go last, each module's in their order, so that the
-    # clusters, fault services and trainers' tests before them have both cores.
+        item.add_marker(pytest.mark.xdist_group(GROUPS.get(module, module)))
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(GROUPS.get(module_of(item), module_of(item)), len(rank)))
+        return
+    # One process: the session's service starts with the first test that asks for it and idles (a
+    # fifth of a core) until the session ends: its tests go last, each module's in their order, so
+    # that the clusters, fault services and trainers' tests before them have both cores.
     items.sort(key=uses_the_session_service)
+
+
+def module_of(item: pytest.Item) -> str:
+    return item.module.__name__.split(".")[-1]
 
 
 def uses_the_session_service(item: pytest.Item) -> bool:
@@ -189,6 +220,24 @@ def service(tmp_path_factory) -> Service:
     info = json.loads(started.stdout)
     yield Service(home, info["url"], info["admin_token"])
     subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=HANG_S)
+
+
+@pytest.fixture(scope="session")
+def trained_project(service) -> dict:
+    """A 20-task toy project with a finished 1-epoch BiLSTM NER training, its model and a script
+    's', built once: test_access adds its users to it, test_schemathesis (after it) fuzzes it."""
+    from tests.test_training_service import BILSTM, start, toy_project, wait  # not at import: it imports this
+
+    project = toy_project(service, 20)
+    with service.client() as http:
+        training = wait(
+            http, start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 1})["id"]
+        )
+        assert training["status"] == "succeeded", training
+        assert (
+            http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
+        )
+    return {"project": project, "training": training, "model": training["jobs"][0]["model_name"]}
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 
 from storage.catalog import Catalog
 from tests.test_service import new_user
-from tests.test_training_service import BILSTM, start, toy_project, wait
+from tests.test_training_service import toy_project
 
 # Who may call each route: anyone, any user, a member of the project (any role), a manager or
 # owner of the project, an administrator. A route missing here fails the first test.
@@ -66,18 +66,10 @@ RANK = {"anyone": 0, "user": 1, "member": 2, "manager": 3, "admin": 4, "backend"
 
 
 @pytest.fixture(scope="module")
-def world(service):
-    """A project with a finished training, its model and a script; an annotator and a manager of
-    it, and a user who manages another project only."""
-    project = toy_project(service, 20)
-    with service.client() as http:
-        training = wait(
-            http, start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 1})["id"]
-        )
-        assert training["status"] == "succeeded", training
-        assert (
-            http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
-        )
+def world(service, trained_project):
+    """The trained project (a finished training, its model and a script); an annotator and a
+    manager of it, and a user who manages another project only."""
+    project, training = trained_project["project"], trained_project["training"]
     users = {role: new_user(service) for role in ("annotator", "manager", "outsider")}
     with service.client() as http:
         http.put(
@@ -96,7 +88,7 @@ def world(service):
     return {
         "project": project,
         "training": training,
-        "model": training["jobs"][0]["model_name"],
+        "model": trained_project["model"],
         "users": users,
         "values": values,
     }

@@ -93,14 +93,13 @@ def test_start_training_in_label_studio_trains_deploys_and_predictions_come_back
         assert http.get(f"/api/projects/{name}/link").json()["backend_state"] == "CONNECTED"
         [backend] = ls.get("/api/ml", params={"project": project_id}).json()
         assert backend["state"] == "CO" and backend["model_version"] == "no model deployed"
-        # a manual training first: it is what "Start Training" trains again (the project's saved settings)
-        manual = wait(
-            http,
-            http.post(
-                f"/api/projects/{name}/trainings", json={"types": ["ner"], "embeddings": "bilstm", "params": BILSTM}
-            ).json()["id"],
-        )
-        assert manual["status"] == "succeeded"
+        # a manual training first: it is what "Start Training" trains again (the project's saved settings,
+        # kept however that training ended: this one is cancelled at once)
+        manual = http.post(
+            f"/api/projects/{name}/trainings", json={"types": ["ner"], "embeddings": "bilstm", "params": BILSTM}
+        ).json()
+        assert http.post(f"/api/trainings/{manual['id']}/cancel").status_code == 200
+        assert wait(http, manual["id"])["status"] == "cancelled"
 
         assert ls.post(f"/api/ml/{backend['id']}/train").status_code == 200  # Label Studio's "Start Training"
         trained = wait_for(
@@ -113,7 +112,8 @@ def test_start_training_in_label_studio_trains_deploys_and_predictions_come_back
         )[0]
         assert trained["status"] == "succeeded", trained
         model = trained["jobs"][0]["model_name"]
-        assert model == f"ner_{name}_v2" and trained["request"]["deploy"] is True  # versioned: a new name
+        assert model == f"ner_{name}_v1" and trained["request"]["deploy"] is True  # versions count successes
+        assert trained["request"]["params"] == BILSTM  # the manual training's settings
         # /setup names the new version at once; Label Studio's "Retrieve predictions" asks /predict
         answer = http.post(f"/ml/{name}/setup", headers=basic(linked["backend_password"]), json={})
         assert answer.json() == {"model_version": model}

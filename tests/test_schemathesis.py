@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from tests.conftest import HANG_S
-from tests.test_training_service import BILSTM, start, toy_project, wait
 
 # No 5xx; and every answer has a media type its route documents and, when JSON, fits the route's schema
 # (its response model, or the 422 one).
@@ -26,16 +25,8 @@ def schemathesis_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "schemathesis.cli"]
 
 
-def test_schemathesis_finds_no_server_error_or_undocumented_answer_on_any_route(service, tmp_path):
-    project = toy_project(service, 20)
-    with service.client() as http:
-        training = wait(
-            http, start(http, project, types=["ner"], embeddings="bilstm", params={**BILSTM, "epochs": 1})["id"]
-        )
-        assert (
-            http.post(f"/api/projects/{project}/scripts", json={"name": "s", "source": "print(1)\n"}).status_code == 201
-        )
-    model = training["jobs"][0]["model_name"]
+def test_schemathesis_finds_no_server_error_or_undocumented_answer_on_any_route(service, trained_project, tmp_path):
+    project, training, model = trained_project["project"], trained_project["training"], trained_project["model"]
     config = tmp_path / "schemathesis.toml"
     config.write_text(f'''
 [parameters]

@@ -1,7 +1,7 @@
 """The Spark NLP backend for real: a local SparkSession with Spark NLP 3.4.4's JARs trains tiny
 NerDL, ClassifierDL and MultiClassifierDL models on toy projects; the pipeline folder loads back
-with `PipelineModel.load` and annotates new text; through the service a sparknlp training runs as
-a process of its own and is scored like a PyTorch one."""
+with `PipelineModel.load` and annotates new text; through the service a sparknlp training, submitted
+from the CLI as a Ray job, runs as a process of its own and is scored like a PyTorch one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.test_training_service import toy_project, wait
+from tests.test_training_service import toy_project
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 from trainers.predict import load
 from trainers.run import run
@@ -18,7 +18,7 @@ from trainers.spec import SpecError, TrainSpec
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Spark NLP cannot run here: {REASON}")
-NERDL = {"epochs": 25, "learning_rate": 3e-3, "batch_size": 8}
+NERDL = {"epochs": 8, "learning_rate": 3e-3, "batch_size": 8}
 CLASSIFIER = {"epochs": 12, "batch_size": 8, "learning_rate": 5e-3}  # fast on a separable toy set
 
 
@@ -48,9 +48,9 @@ def test_nerdl_learns_the_toy_entities_and_its_pipeline_folder_annotates_new_tex
     assert info["versions"]["spark-nlp"] == "3.4.4"
     log = (out / "training.log").read_text()
     assert "sparknlp | Name of the selected graph: ner-dl/blstm_10_300_128_120.pb" in log
-    assert "sparknlp | Epoch 25/25" in log and "TEST ENTITY" in log
+    assert "sparknlp | Epoch 8/8" in log and "TEST ENTITY" in log
     assert list((out / "sparknlp_logs").glob("NerDLApproach_*.log"))
-    assert len(result.metrics["epochs"]) == 25
+    assert len(result.metrics["epochs"]) == 8
 
     from pyspark.ml import PipelineModel
 
@@ -139,38 +139,20 @@ def test_service_trains_nerdl_as_its_own_process_and_serves_its_model(service):
             answer = http.post(f"/api/projects/{project}/trainings", json={**body, "backend": "sparknlp"})
             assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
 
-        answer = http.post(
-            f"/api/projects/{project}/trainings", json={"types": ["ner"], "backend": "sparknlp", "params": NERDL}
-        )
-        assert answer.status_code == 201, answer.text
-        training = wait(http, answer.json()["id"])
-        assert training["status"] == "succeeded", training
-        job = training["jobs"][0]
-        assert job["embeddings"] == "minilm_words" and job["metrics"]["micro"]["f1"] > 0.9
-        log = http.get(f"/api/trainings/{training['id']}/logs").text
-        assert "sparknlp | Epoch 25/25" in log and "TEST ENTITY" in log
-        predicted = http.post(
-            f"/api/models/{job['model_name']}/predict", json={"texts": ["Greta lives in Oslo and travels often ."]}
-        ).json()
-        assert {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]} == {
-            ("Greta", "PER"),
-            ("Oslo", "LOC"),
-        }
-
-
-def test_cli_submits_a_classifierdl_training_as_a_ray_job(service):
-    project = toy_project(service, 60)
+    # submitted from the CLI as a Ray job, the way a cluster's users train
     trained = service.cli(
         "train",
         project,
         "--type",
-        "classification",
+        "ner",
         "--backend",
         "sparknlp",
         "--epochs",
-        "20",
+        str(NERDL["epochs"]),
+        "--learning-rate",
+        str(NERDL["learning_rate"]),
         "--batch-size",
-        "8",
+        str(NERDL["batch_size"]),
         "--submit",
         "--follow",
         token=service.token,
@@ -180,4 +162,15 @@ def test_cli_submits_a_classifierdl_training_as_a_ray_job(service):
     training = json.loads(service.cli("history", project, "--json", token=service.token).stdout)[0]
     assert training["source"] == "ray job" and training["status"] == "succeeded", training
     job = training["jobs"][0]
+    assert job["ray_job_id"].startswith("labtrain-job-") and training["request"]["params"] == NERDL, training
     assert job["embeddings"] == "minilm_words" and job["metrics"]["micro"]["f1"] > 0.9
+    with service.client() as http:
+        log = http.get(f"/api/trainings/{training['id']}/logs").text
+        assert "sparknlp | Epoch 8/8" in log and "TEST ENTITY" in log
+        predicted = http.post(
+            f"/api/models/{job['model_name']}/predict", json={"texts": ["Greta lives in Oslo and travels often ."]}
+        ).json()
+        assert {(r["value"]["text"], r["value"]["labels"][0]) for r in predicted["results"][0]} == {
+            ("Greta", "PER"),
+            ("Oslo", "LOC"),
+        }

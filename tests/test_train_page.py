@@ -109,7 +109,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
 
     project = toy_project(service)
     with service.client() as http:  # a classification model beside it, for a confusion matrix
-        classification = start(http, project, types=["classification"], params={**FAST, "epochs": 2})
+        classification = start(http, project, types=["classification"], params={**FAST, "epochs": 1}, cpus=1)
         assert (
             http.post(f"/api/projects/{project}/scripts", json={"name": "tagger", "source": "print(1)\n"}).status_code
             == 201

@@ -22,7 +22,7 @@ from trainers.recipes import MULTIPLE, RECIPES
 
 # MiniLM, fine-tuned: the service tests train the toy project fast; the few-shot path, which the toy
 # project's few examples would choose, has tests of its own (test_trainers, and the one below)
-FAST = {"epochs": 4, "learning_rate": 1e-4, "batch_size": 4, "few_shot": "off"}
+FAST = {"epochs": 2, "learning_rate": 1e-4, "batch_size": 4, "few_shot": "off"}
 BILSTM = {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4}
 ENDED = ("succeeded", "failed", "cancelled")
 
@@ -345,7 +345,7 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         t["tags"] = ["Test"]
     with service.client() as http:
         # the settings active learning reuses: the last manual training's request, however it ended
-        manual = start(http, project, types=["classification"])
+        manual = start(http, project, types=["classification"], params={**FAST, "epochs": 1})
         assert http.post(f"/api/trainings/{manual['id']}/cancel").status_code == 200
         assert wait(http, manual["id"])["status"] == "cancelled"
         bad = http.put(f"/api/projects/{project}/training/settings", json={"active_learning": {"every": 0}})
@@ -367,7 +367,7 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         done = wait(http, started)
         assert done["status"] == "succeeded" and done["source"] == "active learning"
         request = done["request"]
-        assert request["types"] == ["classification"] and request["params"] == FAST
+        assert request["types"] == ["classification"] and request["params"] == {**FAST, "epochs": 1}
         assert request["selection"]["test_tag"] == "Test" and request["deploy"] is True
         assert http.get(f"/api/models/{done['jobs'][0]['model_name']}").json()["deployed"]
         history = http.get(f"/api/projects/{project}/trainings").json()
@@ -391,6 +391,7 @@ def test_a_corrupt_snapshot_fails_its_job_with_the_reason_and_the_next_training_
             assert done["status"] == "failed"
             assert done["jobs"][0]["reason"].startswith("corrupt snapshot: the snapshot "), done["jobs"][0]
             assert http.get(f"/api/projects/{project}").json()["completions"] == 60
-            assert wait(http, start(http, project, types=["classification"])["id"])["status"] == "succeeded"
+            again = start(http, project, types=["classification"], params={**FAST, "epochs": 1})
+            assert wait(http, again["id"])["status"] == "succeeded"
     finally:
         license_file.unlink(missing_ok=True)
