@@ -146,45 +146,14 @@ SLOW_FIXTURES = {"service", "browser", "workers", "label_studio", "snapshots", "
 SLOW_MODULES = {"test_faults", "test_cluster", "test_label_studio", "test_spark_backend", "test_schemathesis"}
 
 
-# The README's test command runs the modules on two pytest-xdist workers (`-n 2 --dist loadgroup
-# --no-loadscope-reorder`), a module at a time per worker, longest first so that the two end together
-# (seconds per module, roughly, from the CI runs' durations); each worker that needs the session's
-# service starts its own. test_access and test_schemathesis share one trained project: one group.
-LONGEST_FIRST = [
-    "test_training_service",
-    "test_cluster",
-    "test_sweeps",
-    "test_faults",
-    "test_spark_backend",
-    "test_trainers",
-    "test_train_page",
-    "test_label_studio",
-    "test_custom_scripts",
-    "test_visual_ner",
-    "test_access",
-]
-GROUPS = {"test_schemathesis": "test_access"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     for item in items:
-        module = item.module.__name__.split(".")[-1]
-        if SLOW_FIXTURES & set(item.fixturenames) or module in SLOW_MODULES:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(GROUPS.get(module, module)))
-    if getattr(config.option, "dist", "no") == "loadgroup":
-        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(GROUPS.get(module_of(item), module_of(item)), len(rank)))
-        return
-    # One process: the session's service starts with the first test that asks for it and idles (a
-    # fifth of a core) until the session ends: its tests go last, each module's in their order, so
-    # that the clusters, fault services and trainers' tests before them have both cores.
+    # The session's service starts with the first test that asks for it and idles (a fifth of a
+    # core) until the session ends: its tests go last, each module's in their order, so that the
+    # clusters, fault services and trainers' tests before them have both cores.
     items.sort(key=uses_the_session_service)
-
-
-def module_of(item: pytest.Item) -> str:
-    return item.module.__name__.split(".")[-1]
 
 
 def uses_the_session_service(item: pytest.Item) -> bool:
