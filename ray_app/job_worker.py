@@ -29,10 +29,23 @@ LEAN_TRAIN_ENV = {
 }
 
 
-def lean_train() -> None:
-    """Before a `TorchTrainer` is made: leave out what `LEAN_TRAIN_ENV` names (unless set already)."""
+def one_worker_trainer(train_loop, **kwargs):
+    """The `TorchTrainer` of one job or trial (one worker), without what it has no use for: what
+    `LEAN_TRAIN_ENV` names (unless set already), and the DatasetManager actor that Ray Train 2.60
+    starts for every run, Ray Datasets or not (a process that imports Ray Data while the worker
+    starts beside it; a labtrain worker reads its snapshot itself)."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
     for name, value in LEAN_TRAIN_ENV.items():
         os.environ.setdefault(name, value)
+
+    class OneWorkerTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            return callbacks if self.datasets else [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+    return OneWorkerTrainer(train_loop, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, bundle_threads, forwarder, last_line, lean_train, lower_priority
+from ray_app.job_worker import Resilience, bundle_threads, forwarder, last_line, lower_priority, one_worker_trainer
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 from trainers.spec import TrainParams
@@ -63,7 +63,7 @@ def trial_driver(config: dict) -> None:
     """One Tune trial: one Ray Train run on the job's bundle shape."""
     from ray import tune
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
     spec, bundle = dict(config["spec"]), config["bundle"]
@@ -83,8 +83,7 @@ def trial_driver(config: dict) -> None:
         (out / BUDGET_SPENT).write_text("not started (time budget)")
         tune.report(NOTHING_YET)
         return
-    lean_train()
-    trainer = TorchTrainer(
+    trainer = one_worker_trainer(
         trial_worker,
         train_loop_config={
             "spec": spec,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from ray_app.job_worker import Resilience, bundle_threads, forwarder, lean_train, lower_priority
+from ray_app.job_worker import Resilience, bundle_threads, forwarder, lower_priority, one_worker_trainer
 from ray_app.settings import ON_THE_HEAD
 from ray_app.workspace import Home, job_files
 
@@ -84,12 +84,11 @@ def run_job(job_id: int, spec: dict, bundle: dict, home: Home, resilience: Resil
     """One Ray Train run on one bundle; it raises when the training fails. On the head, as is its
     Train controller (Ray puts it beside the caller), so that losing a worker node loses neither."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
-    lean_train()
     if resilience.autoscaling:  # a retry may wait for the autoscaler to add a node (read by the controller)
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(NODE_WAIT_S))
-    trainer = TorchTrainer(
+    trainer = one_worker_trainer(
         train_loop_per_worker,
         train_loop_config={"job_id": job_id, "spec": spec, "home": home, "checkpoints": resilience.checkpoints},
         scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in bundle, resources_per_worker=bundle),
