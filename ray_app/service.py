@@ -217,8 +217,10 @@ def run_service(
                 service_file(home).unlink(missing_ok=True)
 
 
-def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
-    """Start `labtrain serve` in the background; return its service info once it answers."""
+def start_detached(home: Path, argv: list[str], hang_s: float = 1800) -> dict:
+    """Start `labtrain serve` in the background; return its service info once it answers. It waits
+    as long as the service starts (a loaded machine can take minutes to bring up Ray and Serve) and
+    fails when the service exits first; `hang_s` only catches a start that hangs."""
     home.mkdir(parents=True, exist_ok=True)
     other = running_service(home)
     if other:
@@ -233,7 +235,7 @@ def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
             start_new_session=True,
             env={**os.environ, "LABTRAIN_DETACHED": "1"},
         )
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + hang_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -249,7 +251,7 @@ def start_detached(home: Path, argv: list[str], timeout_s: float = 300) -> dict:
                 pass
         time.sleep(0.5)
     proc.terminate()
-    raise LabtrainError(f"labtrain serve did not answer within {timeout_s:.0f} s; see {log_path}")
+    raise LabtrainError(f"labtrain serve did not answer within {hang_s:.0f} s; see {log_path}")
 
 
 def stop_service(home: Path, timeout_s: float = 60) -> dict | None:

@@ -195,6 +195,37 @@ def test_second_serve_on_the_same_home_is_refused(service):
     assert again.returncode == 1 and "already serving" in again.stderr
 
 
+def test_a_detached_serve_that_exits_while_starting_fails_at_once_with_its_log(tmp_path):
+    """`serve --detach` waits for the service as long as its process lives, with no clock: a service
+    that exits first (here: its port is taken) fails the command with the end of serve.log."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        detached = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ray_app.cli",
+                "serve",
+                "--detach",
+                "--home",
+                str(tmp_path / "home"),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+        )
+    assert detached.returncode == 1, detached.stdout + detached.stderr
+    assert "labtrain serve exited with code" in detached.stderr, detached.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in detached.stderr, detached.stderr
+    assert "serve.log" in detached.stderr
+
+
 @pytest.mark.shared_data
 def test_real_label_studio_export_through_the_cli(service, tmp_path):
     export = shared_file("labelstudio_export", "street_ninja_project-1-at-2025-01-24-22-16-54047e52.json")
