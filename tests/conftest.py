@@ -146,6 +146,7 @@ SLOW_FIXTURES = {"service", "browser", "workers", "label_studio", "snapshots", "
 SLOW_MODULES = {"test_faults", "test_cluster", "test_label_studio", "test_spark_backend", "test_schemathesis"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
@@ -154,6 +155,15 @@ def pytest_collection_modifyitems(items):
     # core) until the session ends: its tests go last, each module's in their order, so that the
     # clusters, fault services and trainers' tests before them have both cores.
     items.sort(key=uses_the_session_service)
+    # On pytest-xdist workers (`-n 2 --dist loadgroup`, the README's command) a group runs on one
+    # worker: every test that uses the session's service goes to "service" (one service, started
+    # once), every other slow test to its module's group (its module's cluster, Label Studio or
+    # Spark session, started once per worker at most); the fast tests go wherever a worker is free.
+    for item in items:
+        if uses_the_session_service(item):
+            item.add_marker(pytest.mark.xdist_group("service"))
+        elif item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def uses_the_session_service(item: pytest.Item) -> bool:
