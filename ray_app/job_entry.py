@@ -1,10 +1,12 @@
 """The entry point of a training submitted as a Ray job (`labtrain train ... --submit`):
 
-    python -m ray_app.job_entry JOB_ID SUBMISSION_ID
+    python -m ray_app.job_entry JOB_ID SUBMISSION_ID GCS_ADDRESS
 
 It runs as the Ray job's driver on the cluster where `labtrain serve` runs: it waits until the
 job manager grants the job its bundle and license (the same queue as every other job), runs
-the same Ray Train run, and reports how it ended."""
+the same Ray Train run, and reports how it ended. It connects to GCS_ADDRESS, the cluster of the
+service that queued the job: Ray's job supervisor gives a driver RAY_ADDRESS "auto", which names
+the Ray cluster started last on the machine, not necessarily the one that runs this job."""
 
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ def call(method, *args):
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m ray_app.job_entry JOB_ID SUBMISSION_ID", file=sys.stderr)
+    if len(argv) != 3:
+        print("usage: python -m ray_app.job_entry JOB_ID SUBMISSION_ID GCS_ADDRESS", file=sys.stderr)
         return 2
-    job_id, submission_id = int(argv[0]), argv[1]
-    ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
+    job_id, submission_id, address = int(argv[0]), argv[1], argv[2]
+    os.environ["RAY_ADDRESS"] = address  # for what the run starts (Ray Train's own processes)
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     call(manager.attach_submission, job_id, submission_id)
     shown = None
