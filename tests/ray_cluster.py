@@ -368,7 +368,7 @@ class S3Server:
 
 BARE_HEAD = """
 import signal, sys, time, ray
-ray.init(address="local", num_cpus=0, include_dashboard=False, _temp_dir=sys.argv[1])
+ray.init(address="local", num_cpus=0, include_dashboard=False, _temp_dir=sys.argv[1] or None)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print(ray.get_runtime_context().gcs_address, flush=True)
 while True:
@@ -378,12 +378,14 @@ while True:
 
 class AnotherRayCluster:
     """A bare Ray cluster of its own (as a second labtrain home or a notebook would start), in a
-    session of its own, stopped by its pids."""
+    session of its own, stopped by its pids. `machine_default`: in Ray's default temporary folder,
+    where it becomes the machine's latest cluster, the one Ray's "auto" address finds."""
 
-    def __init__(self):
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
+    def __init__(self, machine_default: bool = False):
+        # short: Ray's socket paths have a limit
+        self.temp_dir = None if machine_default else Path(tempfile.mkdtemp(prefix="ray-"))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir)],
+            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir or "")],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -398,4 +400,5 @@ class AnotherRayCluster:
     def stop(self) -> None:
         _kill_session(self.process.pid)
         self.process.wait(timeout=HANG_S)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)

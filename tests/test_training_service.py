@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HANG_S
+from tests.ray_cluster import AnotherRayCluster
 from tests.test_service import new_user
 from tests.trainer_data import CONFIG, toy_tasks
 from trainers.recipes import MULTIPLE, RECIPES
@@ -316,6 +317,16 @@ def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(se
 
 
 def test_submit_runs_the_training_as_a_ray_job_recorded_in_the_history(service):
+    # A Ray cluster started after the service is the machine's latest, which Ray's job supervisor
+    # points a driver at ("auto"): the driver must still join the service's own cluster.
+    other = AnotherRayCluster(machine_default=True)
+    try:
+        _submit_a_training(service)
+    finally:
+        other.stop()
+
+
+def _submit_a_training(service) -> None:
     project = toy_project(service)
     trained = service.cli(
         "train",
