@@ -5,8 +5,9 @@
 It runs as the Ray job's driver on the cluster where `labtrain serve` runs: it waits until the
 job manager grants the job its bundle and license (the same queue as every other job), runs
 the same Ray Train run, and reports how it ended. It connects to GCS_ADDRESS, the cluster of the
-service that queued the job: Ray's job supervisor gives a driver RAY_ADDRESS "auto", which names
-the Ray cluster started last on the machine, not necessarily the one that runs this job."""
+service that queued the job: Ray's job supervisor gives a driver the address "auto" resolves to,
+the latest cluster `ray start` recorded on the machine or else any Ray cluster running there, not
+necessarily the one that runs this job."""
 
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ def main(argv: list[str]) -> int:
         print("usage: python -m ray_app.job_entry JOB_ID SUBMISSION_ID GCS_ADDRESS", file=sys.stderr)
         return 2
     job_id, submission_id, address = int(argv[0]), argv[1], argv[2]
-    os.environ["RAY_ADDRESS"] = address  # for what the run starts (Ray Train's own processes)
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    # what the run starts (Ray Train's controller and placement-group cleaner) inherits the address,
+    # as everything the service's job manager starts does (ray_app.service)
+    ray.init(
+        address=address,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_ADDRESS": address}},
+    )
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     call(manager.attach_submission, job_id, submission_id)
     shown = None

@@ -145,8 +145,8 @@ class JobManager:
         if submitted:
             for job in training["jobs"]:
                 job["submission_id"] = f"labtrain-job-{job['job_id']}-{uuid.uuid4().hex[:6]}"
-                # this cluster's GCS: Ray's job supervisor points a driver at "auto", the cluster
-                # started last on the machine, which need not be this one
+                # this cluster's GCS: Ray's job supervisor points a driver at "auto", the latest
+                # cluster `ray start` recorded on the machine or any running there, maybe not this one
                 job["entrypoint"] = (
                     f"{sys.executable} -m ray_app.job_entry {job['job_id']} {job['submission_id']} "
                     f"{ray.get_runtime_context().gcs_address}"
