@@ -368,7 +368,7 @@ class S3Server:
 
 BARE_HEAD = """
 import signal, sys, time, ray
-ray.init(address="local", num_cpus=0, include_dashboard=False, _temp_dir=sys.argv[1] or None)
+ray.init(address="local", num_cpus=0, include_dashboard=False, _temp_dir=sys.argv[1])
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print(ray.get_runtime_context().gcs_address, flush=True)
 while True:
@@ -378,14 +378,15 @@ while True:
 
 class AnotherRayCluster:
     """A bare Ray cluster of its own (as a second labtrain home or a notebook would start), in a
-    session of its own, stopped by its pids. `machine_default`: in Ray's default temporary folder,
-    where it becomes the machine's latest cluster, the one Ray's "auto" address finds."""
+    session of its own, stopped by its pids. `latest`: recorded as the machine's latest cluster in
+    Ray's default folder, as `ray start` records one: the cluster Ray's "auto" address names there
+    (the record before it comes back at `stop`)."""
 
-    def __init__(self, machine_default: bool = False):
-        # short: Ray's socket paths have a limit
-        self.temp_dir = None if machine_default else Path(tempfile.mkdtemp(prefix="ray-"))
+    def __init__(self, latest: bool = False):
+        self.recorded = None  # (the record before this cluster's,) when `latest`
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir or "")],
+            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -396,9 +397,21 @@ class AnotherRayCluster:
         if not self.gcs_address:
             self.stop()
             raise AssertionError("the second Ray cluster did not start")
+        if latest:
+            from ray._private.utils import read_ray_address, write_ray_address
+
+            self.recorded = (read_ray_address(),)
+            write_ray_address(self.gcs_address)
 
     def stop(self) -> None:
         _kill_session(self.process.pid)
         self.process.wait(timeout=HANG_S)
-        if self.temp_dir is not None:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self.recorded:
+            from ray._private.utils import get_ray_address_file, write_ray_address
+
+            (previous,) = self.recorded
+            if previous:
+                write_ray_address(previous)
+            else:
+                Path(get_ray_address_file(None)).unlink(missing_ok=True)

@@ -317,9 +317,9 @@ def test_cli_trains_with_a_progress_bar_and_reads_history_models_logs_cluster(se
 
 
 def test_submit_runs_the_training_as_a_ray_job_recorded_in_the_history(service):
-    # A Ray cluster started after the service is the machine's latest, which Ray's job supervisor
-    # points a driver at ("auto"): the driver must still join the service's own cluster.
-    other = AnotherRayCluster(machine_default=True)
+    # Another Ray cluster on the machine, recorded as its latest: Ray's job supervisor points a
+    # driver at "auto", which names it; the driver must still join the service's own cluster.
+    other = AnotherRayCluster(latest=True)
     try:
         _submit_a_training(service)
     finally:
