@@ -13,7 +13,7 @@ import torch
 from tests.conftest import HANG_S
 from tests.trainer_data import CONFIG, MULTI_CONFIG, build_snapshot, multi_tasks, toy_tasks
 from trainers import embeddings
-from trainers.dataset import TrainingDataError, split_examples
+from trainers.dataset import TrainingDataError
 from trainers.metrics import ner_scores
 from trainers.predict import load
 from trainers.run import run
@@ -73,26 +73,6 @@ def test_entity_scores_need_exact_span_and_type():
     assert entity["micro"]["recall"] == 0.5
     assert entity["per_label"]["LOC"]["f1"] == 0.0
     assert scores["token"]["accuracy"] == 0.5
-
-
-def test_ner_validation_holds_out_whole_runs_of_consecutive_tasks():
-    """A share drawn task by task would put sentences of one article on both sides."""
-    tasks = list(range(1000))
-    parts = split_examples(tasks, ["train"] * 990 + ["test"] * 10, 0.1, 0, runs=100)
-    assert len(parts.validation) == 99 and len(parts.train) == 891 and parts.test == tasks[990:]
-    assert sorted(parts.train + parts.validation) == tasks[:990]
-    held = set(parts.validation)
-    starts = [t for t in parts.validation if t - 1 not in held]
-    assert len(starts) <= 11  # 11 runs of 9 consecutive tasks, some side by side
-    assert all(all(t + k in held for k in range(9)) for t in starts)
-    assert split_examples(tasks, ["train"] * 1000, 0.1, 1, runs=100).validation != parts.validation  # seeded
-    # fewer tasks than runs: the plain seeded share, task by task
-    few = split_examples(list(range(40)), ["train"] * 40, 0.1, 3, runs=100)
-    assert few == split_examples(list(range(40)), ["train"] * 40, 0.1, 3)
-    # a project's own validation part wins; too few tasks hold nothing out
-    given = split_examples([1, 2, 3], ["train", "validation", "test"], 0.5, 0, runs=100)
-    assert (given.train, given.validation, given.test) == ([1], [2], [3])
-    assert split_examples([1, 2, 3, 4], ["train"] * 4, 0.5, 0, runs=100).validation == []
 
 
 def test_minilm_ner_learns_and_loads_with_transformers(tmp_path, toy):

@@ -93,28 +93,17 @@ def read_documents(path: str | Path) -> list[Document]:
     return documents
 
 
-def split_examples(
-    items: list, splits: list[str], validation_fraction: float, seed: int, runs: int | None = None
-) -> Splits:
+def split_examples(items: list, splits: list[str], validation_fraction: float, seed: int) -> Splits:
     """Train and test come from the snapshot; validation is its `validation` rows if it has any,
-    else a seeded share of train. With `runs`, that share is whole runs of consecutive tasks (the
-    train part cut into about `runs` runs in task order, runs drawn while they bring it nearer the share):
-    neighbouring tasks of a project often come from one document, and a share drawn task by task
-    puts sentences of one article on both sides, so validation rewards remembering its names. With
-    fewer tasks than `runs` every run is one task: the plain seeded share."""
+    else a seeded share of train."""
     train = [x for x, s in zip(items, splits) if s == "train"]
     test = [x for x, s in zip(items, splits) if s == "test"]
     given = [x for x, s in zip(items, splits) if s == "validation"]
     if given:
         return Splits(train, given, test)
+    random.Random(seed).shuffle(train)
     n_val = int(round(len(train) * validation_fraction)) if len(train) >= 5 else 0
-    size = max(1, len(train) // runs) if runs else 1
-    parts = [train[i : i + size] for i in range(0, len(train), size)]
-    random.Random(seed).shuffle(parts)
-    held, rest = [], []
-    for part in parts:
-        (held if len(held) + len(part) / 2 <= n_val else rest).extend(part)
-    return Splits(rest, held, test)
+    return Splits(train[n_val:], train[:n_val], test)
 
 
 def window(text: str, start: int, end: int, radius: int = 300) -> tuple[str, int]:

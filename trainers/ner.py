@@ -15,12 +15,6 @@ from trainers.reporting import EpochTable, Reporter
 from trainers.spec import TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio, tokenize
 
-# Validation (without a given part) is whole runs of consecutive tasks, about 1 % of the train part
-# each: sentences of one article held out together (see dataset.split_examples). On CoNLL-2003 a
-# share drawn sentence by sentence validated the last epoch's weights over their average, which
-# scored lower on the official dev set and the test set (docs/benchmarks.md).
-VALIDATION_RUNS = 100
-
 
 @dataclass
 class NerDocument:
@@ -71,9 +65,7 @@ def train_ner(
     seed_everything(params.seed)
     device = resolve_device(spec.device, reporter)
     docs = prepare(documents, spec.labels, reporter)
-    splits = split_examples(
-        docs, [d.split for d in documents], params.validation_share, params.seed, runs=VALIDATION_RUNS
-    )
+    splits = split_examples(docs, [d.split for d in documents], params.validation_share, params.seed)
     tags = tag_set(spec.labels)
     train_words = [[w for w, _, _ in d.words] for d in splits.train]
     train_tags = [d.tags for d in splits.train]

@@ -41,11 +41,7 @@ class TrainParams(BaseModel):
     seed: int = Field(0, description="the training's seed (weights, batches); the split's is selection.split_seed")
     early_stopping_patience: int = Field(0, ge=0, description="epochs without improvement on validation; 0 = off")
     validation_fraction: float = Field(
-        0.1,
-        ge=0,
-        lt=1,
-        description="share of the train split held out for validation after each epoch "
-        "(NER: whole runs of consecutive tasks)",
+        0.1, ge=0, lt=1, description="share of the train split held out for validation after each epoch"
     )
     eval_size: float | None = Field(
         None,
