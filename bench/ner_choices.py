@@ -1,11 +1,12 @@
 """What the NER training's choices on validation are worth: trains CoNLL-2003 as the service does
 (`trainers.run`, the `ner` + `minilm` defaults, the training sentences with the service's own
 validation share, `--seed`), then scores every candidate it chooses between (the last epoch's
-weights and the averaged weights of the last steps, each with every Viterbi prior weight) on that
-validation share, on the official dev set (articles no training sentence comes from) and on the
+weights and the averaged weights of the last steps, each with every Viterbi prior weight; with
+`--windows`, averages over longer final shares of the same run too, which the trainer does not
+choose between) on that validation share, on the official dev set (articles no training sentence comes from) and on the
 test set. Prints the table and writes it as JSON next to the run.
 
-    .venv/bin/python bench/ner_choices.py [--seed 0] [--quick]
+    .venv/bin/python bench/ner_choices.py [--seed 0] [--windows 0.5 0.75] [--quick]
 
 One run takes as long as the service's training (about 20 minutes on 2 cores); `--quick` checks the script in a
 minute (500 sentences of each part, 1 epoch).
@@ -51,6 +52,9 @@ def f1(tagger, docs: list, weight: float, log_probs) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--windows", type=float, nargs="*", default=[], help="also average these final shares of the steps"
+    )
     parser.add_argument("--quick", action="store_true", help="500 sentences of each part, 1 epoch: a check")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labtrain-ner-choices-"))
@@ -61,11 +65,20 @@ def main() -> None:
 
     # Instruments the trainer as it runs: the weights of the last epoch and of the average, then
     # (after the trainer's own choice of decoding) every candidate on every part.
-    train_while_improving, validate_average, choose_decoding = (
+    train_while_improving, validate_average, choose_decoding, step_average = (
         ner.train_while_improving,
         WeightAverage.validate,
         ner.choose_decoding,
+        WeightAverage.step,
     )
+    extra: dict[str, WeightAverage] = {}  # the --windows averages, stepped with the trainer's own
+
+    def step(self, done, total):
+        step_average(self, done, total)
+        for share in args.windows:
+            key = f"averaged {share:g}"
+            extra.setdefault(key, WeightAverage(self.model, share * total))
+            step_average(extra[key], done, total)
 
     def epochs(model, *rest, **named):
         for result in train_while_improving(model, *rest, **named):
@@ -79,6 +92,7 @@ def main() -> None:
 
     def decoding(tagger, train_tags, validation, labels, reporter, box_lists=None):
         choose_decoding(tagger, train_tags, validation, labels, reporter, box_lists)
+        weights.update({key: average.mean for key, average in extra.items() if average.count})
         chosen = copy.deepcopy(tagger.model.state_dict())
         table["chosen"] = {"prior weight": tagger.prior_weight}
         parts = {
@@ -101,6 +115,7 @@ def main() -> None:
         tagger.model.load_state_dict(chosen)
 
     ner.train_while_improving, WeightAverage.validate, ner.choose_decoding = epochs, average, decoding
+    WeightAverage.step = step
     started = time.monotonic()
     run(
         {
@@ -114,11 +129,11 @@ def main() -> None:
     )
     (work / "choices.json").write_text(json.dumps(table, indent=1))
     print(f"\nseed {args.seed}; chosen: {table['chosen']}; {time.monotonic() - started:.0f} s")
-    print(f"{'weights':<12}{'prior':>6}{'validation':>12}{'dev':>8}{'test':>8}")
+    print(f"{'weights':<14}{'prior':>6}{'validation':>12}{'dev':>8}{'test':>8}")
     for candidate in weights:
         for weight in ner_minilm.PRIOR_WEIGHTS:
             scores = [table[candidate][f"{part} {weight:g}"] for part in ("validation", "dev", "test")]
-            print(f"{candidate:<12}{weight:>6g}" + "".join(f"{s:>{w}.4f}" for s, w in zip(scores, (12, 8, 8))))
+            print(f"{candidate:<14}{weight:>6g}" + "".join(f"{s:>{w}.4f}" for s, w in zip(scores, (12, 8, 8))))
     print(f"\nlog and JSON in {work}")
 
 
