@@ -115,6 +115,42 @@ def test_bilstm_crf_ner_learns_and_reloads(tmp_path, toy):
     assert [r["value"]["text"] for r in first] == ["Ines", "Dublin"]
 
 
+@pytest.mark.parametrize(
+    ("last", "averaged", "kept"),
+    [
+        (0.95, 0.92, "average"),  # the last epoch validates better than the average: the average still
+        (0.95, 0.85, "epoch 3"),  # an earlier epoch (2) validates better than the average: the best epoch
+        (0.80, 0.85, "epoch 2"),
+    ],
+)
+def test_the_weight_average_is_kept_unless_an_earlier_epoch_validates_better(last, averaged, kept):
+    from trainers.loop import epoch_note, train_while_improving
+    from trainers.spec import TrainParams
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    data = [(torch.randn(3), float(i % 2)) for i in range(100)]  # 25 steps an epoch; the average: steps 40 and 60
+    scores = iter([0.5, 0.9, last, averaged])  # epochs 1, 2, 3, then the average
+
+    def step(batch):
+        x = torch.stack([x for x, _ in batch])
+        y = torch.tensor([y for _, y in batch])
+        return torch.nn.functional.mse_loss(model(x).squeeze(1), y)
+
+    params = TrainParams(epochs=3, batch_size=4, learning_rate=0.1, average_last=0.5, seed=0)
+    weights, results = {}, []
+    for result in train_while_improving(model, data, params, 0.1, step, lambda: {"f1": next(scores)}):
+        weights[f"epoch {result.epoch}"] = {k: v.clone() for k, v in model.state_dict().items()}
+        results.append(result)
+    final = model.state_dict()
+    same = {name: all(torch.equal(final[k], w[k]) for k in final) for name, w in weights.items()}
+    assert results[-1].averaged == {"f1": averaged}
+    assert results[-1].average_kept == (kept == "average")
+    assert same == {"epoch 1": False, "epoch 2": kept == "epoch 2", "epoch 3": kept == "epoch 3"}
+    note = epoch_note(results[-1], 0)
+    assert note.endswith("kept" if kept == "average" else "not kept (an earlier epoch's weights validate better)")
+
+
 def test_single_choice_classification_learns_with_a_confusion_matrix(tmp_path, toy):
     result = train(
         tmp_path, toy["classification"], "classification", ["travel", "health"], params={**FAST, "epochs": 3}

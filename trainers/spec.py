@@ -56,7 +56,7 @@ class TrainParams(BaseModel):
         0.0,
         ge=0,
         lt=1,
-        description="share of the final steps whose weights are averaged (kept if it validates as well)",
+        description="share of the final steps whose weights are averaged (kept unless an earlier epoch validates better)",
     )
     crf: bool = Field(
         False,
