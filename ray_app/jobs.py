@@ -23,6 +23,7 @@ from labtrain.errors import Conflict, LabtrainError, NotFound, StorageFull, Vali
 from ray_app.autoscaling import Demand, capacity, find_node_types
 from ray_app.clients import Storage
 from ray_app.job_worker import Resilience, ray_failure
+from ray_app.placement_groups import remove_leftovers
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
 from ray_app.train_run import start_job
 from ray_app.workspace import Home
@@ -392,8 +393,20 @@ class JobManager:
                             self.errors.get(running.job_id)
                             or f"its Ray job {running.submission_id} ended {state} without reporting",
                         )
+                await self._remove_leftover_placement_groups()
             except Exception:  # the next tick tries again
                 log.exception("job manager tick failed")
+
+    async def _remove_leftover_placement_groups(self) -> None:
+        """Give back what a cancelled or dead run's placement groups still hold (see
+        ray_app.placement_groups): a run's Ray actors die some seconds after its task, so every tick looks."""
+        runs_going = any(not r.submission_id for r in self.running.values())  # a Ray job's runs are its own
+        for group in await asyncio.to_thread(remove_leftovers, runs_going):
+            log.warning(
+                "removed placement group %s (%s): its creator is gone",
+                group.id,
+                ", ".join(describe_bundle(b) for b in group.bundles),
+            )
 
     def _job_client(self):
         from ray.job_submission import JobSubmissionClient

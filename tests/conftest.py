@@ -143,7 +143,14 @@ class Service:
 # The fast tier (`pytest -m "not slow" -n 2`) leaves out what starts a labtrain service, a Ray cluster,
 # Label Studio, a browser or Spark; it keeps every module's own logic.
 SLOW_FIXTURES = {"service", "browser", "workers", "label_studio", "snapshots", "small_disk"}
-SLOW_MODULES = {"test_faults", "test_cluster", "test_label_studio", "test_spark_backend", "test_schemathesis"}
+SLOW_MODULES = {
+    "test_faults",
+    "test_cluster",
+    "test_placement_groups",
+    "test_label_studio",
+    "test_spark_backend",
+    "test_schemathesis",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups

@@ -4,10 +4,14 @@ real Ray Train runs under Tune, the HTTP API and the `labtrain` CLI, on the tiny
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tests.ray_cluster import AnotherRayCluster
+from tests.ray_cluster import HANG_S, AnotherRayCluster
 from tests.test_training_service import BILSTM, start, toy_project, wait, wait_for_free_cpus
 
 SPACE = "lr=3e-3:3e-2:log,batch_size=4|8"
@@ -126,7 +130,38 @@ def _cancel_a_search(service) -> None:
         assert http.post(f"/api/trainings/{training['id']}/cancel").status_code == 200
         done = wait(http, training["id"])
         assert done["status"] == "cancelled", done
-        wait_for_free_cpus(http, 2)  # Ray's own view: no trial's worker holds a CPU any more
+        # Ray's own view: no trial's group (Tune's) or worker group (a Train controller's, even one
+        # still starting when the search was cancelled) is left, and no worker holds a CPU
+        wait_for_no_placement_groups(http)
+        wait_for_free_cpus(http, 2)
+
+
+def wait_for_no_placement_groups(http) -> None:
+    dashboard = http.get("/api/cluster").json()["dashboard_url"]
+    deadline = time.monotonic() + HANG_S
+    while (groups := live_placement_groups(dashboard)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert groups == [], groups
+
+
+def live_placement_groups(dashboard: str) -> list[dict]:
+    """The placement groups Ray has not removed, from its state API (the service's dashboard)."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; from ray.util.state import list_placement_groups; "
+            "print(json.dumps([{'id': g.placement_group_id, 'state': g.state, 'bundles': g.bundles} "
+            "for g in list_placement_groups(address=sys.argv[1], detail=True, limit=1000) if g.state != 'REMOVED']))",
+            dashboard,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+        timeout=HANG_S,
+    )
+    assert probe.returncode == 0, probe.stderr
+    return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(
