@@ -400,8 +400,10 @@ class JobManager:
     async def _remove_leftover_placement_groups(self) -> None:
         """Give back what a cancelled or dead run's placement groups still hold (see
         ray_app.placement_groups): a run's Ray actors die some seconds after its task, so every tick looks."""
-        runs_going = any(not r.submission_id for r in self.running.values())  # a Ray job's runs are its own
-        for group in await asyncio.to_thread(remove_leftovers, runs_going):
+        async with self.lock:  # no run starts between the look at what runs and the removal
+            runs_going = any(not r.submission_id for r in self.running.values())  # a --submit run is its Ray job's
+            removed = await asyncio.to_thread(remove_leftovers, runs_going)
+        for group in removed:
             log.warning(
                 "removed placement group %s (%s): its creator is gone",
                 group.id,
