@@ -26,7 +26,7 @@ from common import SHARED, write_snapshot
 from ner_vs_spacy import LABELS, read_conll, to_row
 
 from trainers import dataset, ner, ner_minilm
-from trainers.loop import WeightAverage
+from trainers.loop import WeightAverage, _same
 from trainers.metrics import ner_scores
 from trainers.run import run
 from trainers.text import spans_from_bio
@@ -135,10 +135,6 @@ def main() -> None:
             scores = [table[candidate][f"{part} {weight:g}"] for part in ("validation", "dev", "test")]
             print(f"{candidate:<14}{weight:>6g}" + "".join(f"{s:>{w}.4f}" for s, w in zip(scores, (12, 8, 8))))
     print(f"\nlog and JSON in {work}")
-
-
-def _same(state: dict, other: dict) -> bool:
-    return all(torch.equal(state[k], other[k]) for k in state)
 
 
 if __name__ == "__main__":
