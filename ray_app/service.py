@@ -23,6 +23,11 @@ from ray_app.settings import APP_NAME, JOB_MANAGER, NAMESPACE, STORAGE_ACTOR, re
 
 log = logging.getLogger(__name__)
 
+# What Ray 2.60 raises when a new node's raylet has not registered within its fixed 30 s
+# (`raylet_start_wait_time_s` in ray/_private/node.py, not configurable): a loaded machine outlasts it.
+RAY_STARTUP_TIMED_OUT = "The current node timed out during startup"
+RAY_STARTS = 3
+
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -220,14 +225,35 @@ def run_service(
 def start_detached(home: Path, argv: list[str], hang_s: float = 1800) -> dict:
     """Start `labtrain serve` in the background; return its service info once it answers. It waits
     as long as the service starts (a loaded machine can take minutes to bring up Ray and Serve) and
-    fails when the service exits first; `hang_s` only catches a start that hangs."""
+    fails when the service exits first; `hang_s` only catches a start that hangs. A start that Ray
+    itself gave up on (its fixed 30 s wait for the new node's raylet, outlasted on a loaded machine)
+    is started again, up to RAY_STARTS times."""
     home.mkdir(parents=True, exist_ok=True)
     other = running_service(home)
     if other:
         raise Conflict(f"labtrain is already serving {other['url']} from {home} (pid {other['pid']})")
     log_path = home / "serve.log"
+    attempt = 1
+    while True:
+        since = log_path.stat().st_size if log_path.exists() else 0
+        proc = _spawn_serve(argv, log_path)
+        service = _wait_until_it_answers(home, proc, hang_s)
+        if service:
+            return service
+        with open(log_path, "rb") as f:
+            f.seek(since)
+            said = f.read().decode(errors="replace")
+        if RAY_STARTUP_TIMED_OUT not in said or attempt == RAY_STARTS:
+            tail = "\n".join(said.splitlines()[-15:])
+            raise LabtrainError(f"labtrain serve exited with code {proc.returncode}; end of {log_path}:\n{tail}")
+        attempt += 1
+        with open(log_path, "a") as f:  # the exited process's Ray processes (fate-shared) went with it
+            f.write(f"labtrain: Ray gave up starting its node; starting again ({attempt} of {RAY_STARTS})\n")
+
+
+def _spawn_serve(argv: list[str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "ray_app.cli", *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -235,13 +261,14 @@ def start_detached(home: Path, argv: list[str], hang_s: float = 1800) -> dict:
             start_new_session=True,
             env={**os.environ, "LABTRAIN_DETACHED": "1"},
         )
+
+
+def _wait_until_it_answers(home: Path, proc: subprocess.Popen, hang_s: float) -> dict | None:
+    """The service info once `proc` answers; None when it exited first."""
     deadline = time.monotonic() + hang_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            raise LabtrainError(
-                f"labtrain serve exited with code {proc.returncode}; end of {log_path}:\n" + "\n".join(tail)
-            )
+            return None
         service = read_service(home)
         if service and service.get("pid") == proc.pid:
             try:
@@ -251,7 +278,7 @@ def start_detached(home: Path, argv: list[str], hang_s: float = 1800) -> dict:
                 pass
         time.sleep(0.5)
     proc.terminate()
-    raise LabtrainError(f"labtrain serve did not answer within {hang_s:.0f} s; see {log_path}")
+    raise LabtrainError(f"labtrain serve did not answer within {hang_s:.0f} s; see {home / 'serve.log'}")
 
 
 def stop_service(home: Path, timeout_s: float = 60) -> dict | None:

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from ray_app.service import session_processes
+from ray_app.service import RAY_STARTS, RAY_STARTUP_TIMED_OUT, session_processes
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this environment
 HANG_S = 1800
-WORKER_STARTS = 3  # a loaded machine can outlast `ray start`'s own 30 s wait for the raylet
 
 
 def free_port() -> int:
@@ -178,8 +177,16 @@ class RayCluster:
             )
             command += ["--autoscaling-config", str(config)]
             env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
-        self.head_pid = self._spawn(command, env, self.folder / "head.log")
-        self._wait_for_nodes(1)
+        log = self.folder / "head.log"
+        for _ in range(RAY_STARTS):
+            since = log.stat().st_size if log.exists() else 0
+            self.head_pid = self._spawn(command, env, log)
+            if _started(log, since, self.head_pid):
+                self._wait_for_nodes(1)
+                return
+            _kill_session(self.head_pid)  # `ray start` gave up (Ray waits 30 s for its raylet to register)
+            self.head_pid = None
+        raise AssertionError(f"the head did not start in {RAY_STARTS} tries; see {log}")
 
     def add_worker(self, num_cpus: int, hidden: list[Path], ip: str, resources: dict | None = None) -> WorkerNode:
         """A worker node in a mount namespace of its own, with a fresh tmpfs over each of `hidden`:
@@ -205,7 +212,7 @@ class RayCluster:
         script = (mounts + " && " if mounts else "") + "exec " + " ".join(f"'{a}'" for a in start)
         log = self.folder / f"worker-{ip}.log"
         wanted = len(self.alive_nodes()) + 1
-        for _ in range(WORKER_STARTS):
+        for _ in range(RAY_STARTS):
             since = log.stat().st_size if log.exists() else 0
             node = WorkerNode(self._spawn(["unshare", "--mount", "sh", "-c", script], self.env(), log), ip, log)
             self.workers.append(node)
@@ -215,7 +222,7 @@ class RayCluster:
                 return node
             node.kill()  # `ray start` gave up (Ray waits 30 s for its raylet to register): what it left goes
             self.workers.remove(node)
-        raise AssertionError(f"worker node {ip} did not start in {WORKER_STARTS} tries; see {log}")
+        raise AssertionError(f"worker node {ip} did not start in {RAY_STARTS} tries; see {log}")
 
     def alive_nodes(self) -> list[dict]:
         probe = subprocess.run(
@@ -384,19 +391,25 @@ class AnotherRayCluster:
 
     def __init__(self, latest: bool = False):
         self.recorded = None  # (the record before this cluster's,) when `latest`
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", BARE_HEAD, str(self.temp_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self.gcs_address = self.process.stdout.readline().strip()  # its line comes once Ray is up
-        if not self.gcs_address:
+        for attempt in range(1, RAY_STARTS + 1):
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
+            with open(self.temp_dir / "head.err", "w") as err:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-c", BARE_HEAD, str(self.temp_dir)],
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
+            self.gcs_address = self.process.stdout.readline().strip()  # its line comes once Ray is up
+            if self.gcs_address:
+                break
+            said = (self.temp_dir / "head.err").read_text(errors="replace")
             self.stop()
-            raise AssertionError("the second Ray cluster did not start")
+            # Ray gives a new node's raylet a fixed 30 s to register: a loaded machine can outlast it
+            if RAY_STARTUP_TIMED_OUT not in said or attempt == RAY_STARTS:
+                raise AssertionError(f"the second Ray cluster did not start:\n{said[-3000:]}")
         if latest:
             from ray._private.utils import read_ray_address, write_ray_address
 

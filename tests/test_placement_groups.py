@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ray_app.service import RAY_STARTS, RAY_STARTUP_TIMED_OUT
 from tests.ray_cluster import HANG_S, _kill_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,22 @@ print(json.dumps({
 
 
 def test_leftover_placement_groups_are_removed_and_a_live_actors_group_is_kept():
+    for attempt in range(1, RAY_STARTS + 1):
+        returncode, out, err = run_on_a_cluster_of_its_own()
+        # Ray gives a new node's raylet a fixed 30 s to register: a loaded machine can outlast it
+        if returncode == 0 or RAY_STARTUP_TIMED_OUT not in err or attempt == RAY_STARTS:
+            break
+    assert returncode == 0, err[-3000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    ids = seen["ids"]
+    assert seen["before the kill"] == []  # a live actor's group, and a task's while runs go, stay
+    assert seen["another job's"] == []
+    assert seen["removed while runs go"] == [ids["dead actor"]]
+    assert seen["removed when none goes"] == [ids["task"]]
+    assert seen["live"] == [ids["live actor"]]
+
+
+def run_on_a_cluster_of_its_own() -> tuple[int, str, str]:
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(temp_dir), str(HANG_S)],
@@ -74,11 +91,4 @@ def test_leftover_placement_groups_are_removed_and_a_live_actors_group_is_kept()
     finally:
         _kill_session(process.pid)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert process.returncode == 0, err[-3000:]
-    seen = json.loads(out.strip().splitlines()[-1])
-    ids = seen["ids"]
-    assert seen["before the kill"] == []  # a live actor's group, and a task's while runs go, stay
-    assert seen["another job's"] == []
-    assert seen["removed while runs go"] == [ids["dead actor"]]
-    assert seen["removed when none goes"] == [ids["task"]]
-    assert seen["live"] == [ids["live actor"]]
+    return process.returncode, out, err
