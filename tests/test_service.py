@@ -238,6 +238,7 @@ exec "$@"
 """
 
 
+@pytest.mark.slow  # a whole service, after Ray's 30 s
 def test_a_detached_serve_that_ray_gives_up_starting_is_started_again(tmp_path):
     """Ray waits a fixed 30 s for a new node's raylet to register and then gives up; a loaded machine
     outlasts that. `serve --detach` starts such a service again: here the first raylet is held stopped
