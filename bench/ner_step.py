@@ -22,16 +22,12 @@ from ner_vs_spacy import LABELS, read_conll, to_row
 from trainers.loop import batches, parameter_groups
 from trainers.ner_minilm import build, loss, lr_scales, training_items
 from trainers.recipes import recipe
+from trainers.reporting import Reporter
 from trainers.spec import TrainParams
 from trainers.text import tokenize
 
 WARM_UP = 10
 PHASES = ("forward", "backward", "clip", "AdamW")
-
-
-class Quiet:
-    def line(self, *_args, **_kwargs) -> None:
-        pass
 
 
 def sentences(limit: int) -> list[list[str]]:
@@ -45,7 +41,7 @@ def time_steps(word_lists: list[list[str]], steps: int, frozen: bool) -> dict[st
     """Mean milliseconds per phase over `steps` steps after the warm-up."""
     tags = ["O"] + [f"{kind}-{label}" for label in LABELS for kind in "BI"]
     params = TrainParams(**recipe("ner", "minilm"))
-    tagger = build(tags, params, torch.device("cpu"), Quiet())
+    tagger = build(tags, params, torch.device("cpu"), Reporter())  # no log, no listener
     model = tagger.model
     if frozen:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
