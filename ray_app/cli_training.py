@@ -100,6 +100,8 @@ def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
     training = client.post(
         f"/api/projects/{args.name}/trainings", json={**training_body(args), "submit": bool(args.submit)}
     )
+    if not args.json:
+        print_data_notes(training)
     if args.submit:
         submit_ray_jobs(client, training, args.address)
     if args.follow:
@@ -115,10 +117,20 @@ def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
         for job in training["jobs"]:
             print_sweep(job)
         if training["status"] != "succeeded":
-            raise LabtrainError(f"training {training['id']} {training['status']}")
+            failed = [
+                f"{j['type']}: {j['reason']}" for j in training["jobs"] if j["status"] == "failed" and j["reason"]
+            ]
+            raise LabtrainError(f"training {training['id']} {training['status']}" + "".join(f"; {f}" for f in failed))
     else:
         print(f"follow it with: labtrain status {training['id']} | labtrain logs {training['id']} -f")
     return None
+
+
+def print_data_notes(training: dict) -> None:
+    """The data check's notes (labels the model cannot learn, no test part), one warning a line."""
+    for check in training["data"].get("checks", {}).values():
+        for note in check["notes"]:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
 def submit_ray_jobs(client: ApiClient, training: dict, address: str | None) -> None:
@@ -146,7 +158,13 @@ def follow(client: ApiClient, training_id: int, quiet: bool = False, every_s: fl
         line = "   ".join(_bar(j) for j in training["jobs"])
         if not quiet and line != shown:
             end = "" if sys.stderr.isatty() else "\n"
-            print(("\r" if sys.stderr.isatty() else "") + line, end=end, file=sys.stderr, flush=True)
+            # on a terminal the bars redraw one line ("\x1b[K" clears what a longer one left)
+            print(
+                ("\r" if sys.stderr.isatty() else "") + line + ("\x1b[K" if end == "" else ""),
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
             shown = line
         if training["status"] in ENDED:
             if not quiet and sys.stderr.isatty():
@@ -170,6 +188,8 @@ def _f1(job: dict) -> str:
 def _print_jobs(training: dict) -> None:
     for job in training["jobs"]:
         detail = job.get("model_name") or job.get("reason") or ""
+        if job["status"] == "failed":
+            detail = f"failed: {job.get('reason') or 'no reason recorded'}"
         print(
             f"  job {job['job_id']:<5} {job['type']:<15} {job['status']:<10} {job['progress']:5.1f}%  "
             f"F1 {_f1(job):<6} {detail}"

@@ -137,6 +137,8 @@ class JobManager:
                 f"{' (every CPU of a node if it runs alone)' if grows else ''}, "
                 f"license scope {job['scope']}",
             )
+            for note in training["data"]["checks"].get(job["type"], {}).get("notes", []):
+                self._log(job, f"data check: {note}")
             if submitted:
                 await self.storage.update_job(job["job_id"], reason="waiting for its Ray job to start")
             else:

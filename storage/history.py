@@ -14,6 +14,8 @@ from labtrain.errors import Conflict, NotFound, SelectionError, ValidationError
 from labtrain.training_plan import ScriptPlan, TrainingPlan
 from storage.labeling_config import deploy_model, parse_labeling_config
 from storage.selection import SelectionParams
+from trainers.data_check import check_training_data
+from trainers.dataset import TrainingDataError, read_snapshot
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -230,6 +232,7 @@ class TrainingHistory:
                     f"no task qualifies for {', '.join(empty)}: check the tags, the review filter "
                     "and that completions are submitted"
                 )
+            manifest["checks"] = self._check_data(config, manifest, types)
             with self.transaction():
                 self.con.execute(
                     "INSERT INTO trainings (training_id, project_id, source, requested_by, request, "
@@ -246,6 +249,22 @@ class TrainingHistory:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return self.training(tid)
+
+    @staticmethod
+    def _check_data(config, manifest: dict, types: list[str]) -> dict:
+        """Each type's training part checked before any job exists (`trainers.data_check`): one
+        refusal fails the whole training; what is trainable keeps its notes and label counts."""
+        checks = []
+        for t in types:
+            file = manifest["files"][t]
+            multiple = t == "classification" and bool(
+                config.classification_group and config.classification_group.multiple
+            )
+            checks.append(check_training_data(t, file["labels"], read_snapshot(file["path"]), multiple))
+        refusals = [c.refusal for c in checks if c.refusal]
+        if refusals:
+            raise TrainingDataError("cannot train: " + "; ".join(refusals), reason="data check")
+        return {c.type: c.as_dict() for c in checks}
 
     def _script_for(self, project: str, types: list[str], wanted: ScriptPlan) -> ScriptPlan:
         """The script version a training runs, as its request keeps it (name, version, sha256, limits)."""
@@ -288,6 +307,7 @@ class TrainingHistory:
                 if manifest["files"]
                 else None,
                 "rows": {t: f["rows"] for t, f in manifest["files"].items()},
+                "checks": manifest.get("checks", {}),
             },
             "jobs": jobs,
         }
@@ -346,8 +366,10 @@ class TrainingHistory:
         return self.job(job_id)
 
     def end_job(self, job_id: int, status: str, reason: str | None = None) -> dict:
-        """Failed or cancelled, with the reason; a job already ended stays as it ended."""
-        return self.update_job(job_id, status=status, reason=reason, ended_at=now())
+        """Failed or cancelled, with the reason (its first line: the log keeps the rest); a job
+        already ended stays as it ended."""
+        first = next((line.strip() for line in (reason or "").splitlines() if line.strip()), None)
+        return self.update_job(job_id, status=status, reason=first, ended_at=now())
 
     def fail_interrupted_jobs(self, reason: str) -> list[int]:
         """At service start: jobs a previous service left queued or running can no longer end."""

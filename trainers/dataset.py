@@ -13,6 +13,7 @@ from labtrain.errors import LabtrainError
 from trainers.text import Span
 
 NO_RELATION = "no_relation"
+REGION_TYPES = ("rectanglelabels", "labels")  # the result types of a Visual NER region
 
 
 class TrainingDataError(LabtrainError):
@@ -68,8 +69,13 @@ def read_snapshot(path: str | Path) -> list[dict]:
 
 
 def read_documents(path: str | Path) -> list[Document]:
+    return documents_of(read_snapshot(path))
+
+
+def documents_of(rows: list[dict]) -> list[Document]:
+    """The snapshot's rows as documents: text, spans, choices and the relations between spans."""
     documents = []
-    for row in read_snapshot(path):
+    for row in rows:
         text = row.get("text") or ""
         doc = Document(row["task_id"], row["split"], text)
         by_id: dict[str, Span] = {}

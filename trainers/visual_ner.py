@@ -23,7 +23,8 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, LayoutLMConfig, LayoutLMForTokenClassification
 
 from trainers import ner_minilm
-from trainers.dataset import TrainingDataError, read_snapshot, split_examples
+from trainers.data_check import MIN_TRAIN_TASKS
+from trainers.dataset import REGION_TYPES, TrainingDataError, read_snapshot, split_examples
 from trainers.embeddings import minilm_path
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.ner import choose_decoding, evaluate, tag_set
@@ -33,8 +34,6 @@ from trainers.spec import TrainParams, TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio
 
 MIN_OVERLAP = 0.5  # share of a word's box inside a region for the word to take the region's label
-MIN_TRAIN_TASKS = 2
-REGION_TYPES = ("rectanglelabels", "labels")
 
 
 @dataclass
@@ -133,8 +132,9 @@ def read_pages(spec: TrainSpec, reporter: Reporter) -> list[Page]:
     return pages
 
 
-def check_examples(pages: list[Page], labels: list[str], snapshot: str) -> None:
-    """Too few completions, or labels without examples: the two data failures a user can fix."""
+def check_examples(pages: list[Page], labels: list[str], snapshot: str, reporter: Reporter) -> None:
+    """Too few completions fails the training (a user can fix it); a label without a training
+    region over OCR words is said in the log: the model cannot predict it (as for NER)."""
     train = [p for p in pages if p.split == "train" and p.spans]
     if len(train) < MIN_TRAIN_TASKS:
         raise TrainingDataError(
@@ -145,10 +145,9 @@ def check_examples(pages: list[Page], labels: list[str], snapshot: str) -> None:
     seen = {s.label for p in train for s in p.spans}
     missing = [lab for lab in labels if lab not in seen]
     if missing:
-        raise TrainingDataError(
-            f"labels without examples: no region over OCR words in the train part is labelled "
-            f"{', '.join(repr(m) for m in missing)}; label some or remove them from the config",
-            reason="labels without examples",
+        reporter.line(
+            f"note: no region over OCR words in the train part is labelled {', '.join(repr(m) for m in missing)}: "
+            "the model cannot predict them"
         )
 
 
@@ -244,7 +243,7 @@ def train_visual_ner(
     seed_everything(params.seed)
     device = resolve_device(spec.device, reporter)
     pages = read_pages(spec, reporter)
-    check_examples(pages, spec.labels, spec.snapshot)
+    check_examples(pages, spec.labels, spec.snapshot, reporter)
     splits = split_examples(pages, [p.split for p in pages], params.validation_share, params.seed)
     tags = tag_set(spec.labels)
     tagger = build(tags, params, device, reporter)

@@ -190,10 +190,19 @@ class JobPublic(BaseModel):
     entrypoint: str | None = Field(None, description="submit: the Ray job's entry point")
 
 
+class DataCheckPublic(BaseModel):
+    labels: list[str] = Field(description="the labels the job trains (the config's for its type)")
+    counts: dict[str, dict[str, int]] = Field(description="per label, its examples in the train and test parts")
+    notes: list[str] = Field(description="what the model will lack: labels without a training example, no test part")
+
+
 class TrainingData(BaseModel):
     selection: SelectionFields
     snapshot: str | None = Field(description="the folder of the training's Parquet snapshot")
     rows: dict[str, int] = Field(description="rows of the snapshot per training type")
+    checks: dict[str, DataCheckPublic] = Field(
+        default_factory=dict, description="per training type, the data check made before its job was queued"
+    )
 
 
 class TrainingPublic(BaseModel):

@@ -319,7 +319,8 @@ async function loadHistory() {
     Object.entries(t.data.rows).map(([k, v]) => `${k}: ${v} tasks`).join(", ")
       + (t.data.selection.test_tag ? ` (test tag ${t.data.selection.test_tag})` : `, split ${t.data.selection.validation_split}`),
     t.status,
-    t.jobs.map((j) => `${j.type} ${j.status}${j.model_name ? ` → ${j.model_name} (F1 ${f1(j.metrics)})` : ""}`).join("; "),
+    t.jobs.map((j) => `${j.type} ${j.status}${j.model_name ? ` → ${j.model_name} (F1 ${f1(j.metrics)})` : ""}`
+      + (j.status === "failed" && j.reason ? `: ${j.reason}` : "")).join("; "),
     button("Download logs", () => download(t.id)),
   ]));
 }
