@@ -105,6 +105,38 @@ def test_classifierdl_and_multiclassifierdl_learn_their_choices(snapshots, tmp_p
     assert sorted(both) == ["respiratory", "skin"]
 
 
+def test_nerdl_and_classifierdl_train_on_tiny_data_with_their_defaults(tmp_path):
+    from tests.test_tiny_data import LABELS, WITH_UNUSED
+
+    one = build_snapshot(tmp_path / "one", WITH_UNUSED, toy_tasks(1), split=0.0)  # one task, no test part
+    ner = run(
+        {
+            "type": "ner",
+            "snapshot": one["ner"],
+            "output_dir": str(tmp_path / "n"),
+            "labels": LABELS["ner"],
+            "backend": "sparknlp",
+        }
+    )
+    assert "entity" not in ner.metrics and (tmp_path / "n" / "model").is_dir()
+    assert all(r["value"]["labels"][0] in ("PER", "LOC") for r in load(tmp_path / "n").predict(["Anna has fever ."])[0])
+
+    two = build_snapshot(tmp_path / "two", WITH_UNUSED, toy_tasks(2), split=0.0)  # one example per class
+    classes = LABELS["classification"]
+    run(
+        {
+            "type": "classification",
+            "snapshot": two["classification"],
+            "output_dir": str(tmp_path / "c"),
+            "labels": classes,
+            "from_name": "topic",
+            "backend": "sparknlp",
+        }
+    )
+    [[result]] = load(tmp_path / "c").predict(["Jonas lives in Rome and travels often ."])
+    assert result["value"]["choices"][0] in ("travel", "health")
+
+
 @pytest.mark.parametrize(
     "fields, words",
     [

@@ -136,10 +136,11 @@ def check_examples(pages: list[Page], labels: list[str], snapshot: str, reporter
     """Too few completions fails the training (a user can fix it); a label without a training
     region over OCR words is said in the log: the model cannot predict it (as for NER)."""
     train = [p for p in pages if p.split == "train" and p.spans]
-    if len(train) < MIN_TRAIN_TASKS:
+    least = MIN_TRAIN_TASKS["visual_ner"]
+    if len(train) < least:
         raise TrainingDataError(
             f"too few completions: {len(train)} task(s) of the train part of {snapshot} have a "
-            f"labelled region over OCR words; Visual NER needs at least {MIN_TRAIN_TASKS}",
+            f"labelled region over OCR words; Visual NER needs at least {least}",
             reason="too few completions",
         )
     seen = {s.label for p in train for s in p.spans}
