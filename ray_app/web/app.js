@@ -290,7 +290,8 @@ function render(training) {
     `${j.type}: ${j.status}${j.epoch ? `, epoch ${j.epoch}` : ""}${j.reason ? ` (${j.reason})` : ""}`
     + (j.model_name ? `, model ${j.model_name}, test F1 ${f1(j.metrics)}` : "")
     + (j.metrics && j.metrics.tuning ? `, best of ${j.metrics.tuning.trials.length} trials: trial `
-       + `${j.metrics.tuning.best_trial}` : "")).join("; ");
+       + `${j.metrics.tuning.best_trial}` : "")).join("; ")
+    + Object.values(training.data.checks || {}).flatMap((c) => c.notes).map((n) => `\nwarning: ${n}`).join("");
   $("cancel").disabled = !["queued", "running"].includes(training.status);
 }
 
