@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import HANG_S, Service, wait_until
 from tests.ray_cluster import RayCluster, S3Server, WorkerNode, free_port, unshare_available, versitygw
-from tests.test_training_service import BILSTM, FAST, toy_project, wait
+from tests.test_training_service import BILSTM, DEFAULTS, toy_project, wait
 
 NODE_TYPES = {
     "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 2},
@@ -170,7 +170,7 @@ def test_a_job_waiting_for_a_license_asks_the_autoscaler_for_nothing(service):
     try:
         with service.client() as http:
             training = http.post(
-                f"/api/projects/{project}/trainings", json={"types": ["classification"], "params": FAST}
+                f"/api/projects/{project}/trainings", json={"types": ["classification"], "params": DEFAULTS}
             ).json()
             assert training["jobs"][0]["reason"] == "waiting for a license with scope training:classification"
             asked = time.time()
@@ -243,7 +243,7 @@ def test_every_kind_of_training_runs_on_workers_that_do_not_see_the_home(service
             == 201
         )
         # one epoch each: what is tested is where they train and how their files travel, not how well
-        one = {**FAST, "epochs": 1}
+        one = {**DEFAULTS, "epochs": 1}
         # each way in and out once: a PyTorch model folder (MiniLM; BiLSTM and the other types write the
         # same), a Spark NLP pipeline, a custom script sent to the node, page images and their OCR words
         requests = [
@@ -305,7 +305,7 @@ def test_a_job_whose_node_is_lost_resumes_on_another_node_from_its_last_epoch(se
     project = toy_project(service)
     with service.client() as http:
         training = http.post(
-            f"/api/projects/{project}/trainings", json={"types": ["ner"], "params": {**FAST, "epochs": 4}}
+            f"/api/projects/{project}/trainings", json={"types": ["ner"], "params": {**DEFAULTS, "epochs": 4}}
         ).json()
         wait(http, training["id"], until=lambda t: (t["jobs"][0]["epoch"] or 0) >= 2)
         lost = _node_of(service, training["id"], workers)

@@ -255,3 +255,8 @@ def test_a_script_that_fails_fails_its_job_and_the_service_goes_on(service, tmp_
         assert service.token not in log and str(service.home) not in log.split("script| environment:")[1]
         assert http.get("/api/health").status_code == 200
         assert os.path.exists(Path(training["jobs"][0]["output_dir"]) / "script.py")
+    reason = "custom script 'broken' v1 failed with exit code 1: cannot find my embeddings"
+    (listed,) = json.loads(service.cli("history", project, "--json").stdout)
+    assert listed["status"] == "failed" and listed["jobs"][0]["reason"] == reason
+    assert f"failed: {reason}" in service.cli("history", project).stdout
+    assert f"failed: {reason}" in service.cli("status", str(training["id"])).stdout

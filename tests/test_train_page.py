@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHROMIUM, DRIVER, HANG_S
-from tests.test_training_service import FAST, start, toy_project, wait
+from tests.test_training_service import DEFAULTS, start, toy_project, wait
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (bash .ci/setup installs them)"
@@ -109,7 +109,7 @@ def test_train_from_the_page_watch_progress_logs_history_benchmark_cluster(servi
 
     project = toy_project(service)
     with service.client() as http:  # a classification model beside it, for a confusion matrix
-        classification = start(http, project, types=["classification"], params={**FAST, "epochs": 1}, cpus=1)
+        classification = start(http, project, types=["classification"], params={**DEFAULTS, "epochs": 1}, cpus=1)
         assert (
             http.post(f"/api/projects/{project}/scripts", json={"name": "tagger", "source": "print(1)\n"}).status_code
             == 201

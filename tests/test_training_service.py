@@ -21,9 +21,9 @@ from tests.test_service import new_user
 from tests.trainer_data import CONFIG, toy_tasks
 from trainers.recipes import MULTIPLE, RECIPES
 
-# MiniLM, fine-tuned: the service tests train the toy project fast; the few-shot path, which the toy
-# project's few examples would choose, has tests of its own (test_trainers, and the one below)
-FAST = {"epochs": 2, "learning_rate": 1e-4, "batch_size": 4, "few_shot": "off"}
+# Nothing set: the trainings take the path and the recipe a user gets (on the toy project, MiniLM
+# NER in seconds and, for classification, the few-shot path its few examples choose)
+DEFAULTS: dict = {}
 BILSTM = {"epochs": 8, "learning_rate": 1e-2, "batch_size": 4}
 ENDED = ("succeeded", "failed", "cancelled")
 
@@ -38,7 +38,7 @@ def toy_project(service, n: int = 60) -> str:
 
 
 def start(http, project: str, **body) -> dict:
-    answer = http.post(f"/api/projects/{project}/trainings", json={"params": FAST, **body})
+    answer = http.post(f"/api/projects/{project}/trainings", json={"params": DEFAULTS, **body})
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -189,22 +189,26 @@ def wait_for_free_cpus(http, n: float, timeout_s: float = HANG_S) -> dict:
     raise AssertionError(f"CPUs not freed: {cluster}")
 
 
-def test_a_failing_trainer_fails_its_job_with_the_reason_and_the_service_goes_on(service):
+def test_data_that_cannot_train_is_refused_before_any_job_over_http_and_the_cli(service):
     project = "t" + uuid.uuid4().hex[:8]
-    travel_only = [t for i, t in enumerate(toy_tasks(20)) if i % 2]  # no assertion label anywhere
+    travel_only = [t for i, t in enumerate(toy_tasks(20)) if i % 2]  # one topic, no assertion label anywhere
     with service.client() as http:
         http.post("/api/projects", json={"name": project, "config": CONFIG})
         assert http.post(f"/api/projects/{project}/import", content=json.dumps(travel_only)).status_code == 200
-        training = start(http, project, types=["assertion"])
-        done = wait(http, training["id"])
-        assert done["status"] == "failed"
-        assert done["jobs"][0]["reason"].startswith("labels without examples: no training examples for assertion"), (
-            done["jobs"][0]
-        )
-        log = http.get(f"/api/trainings/{training['id']}/logs", params={"follow": False}).text
-        assert "failed: labels without examples" in log
-        assert http.get(f"/api/models/assertion_{project}").status_code == 404
-        wait_for_free_cpus(http, 2)
+        answer = http.post(f"/api/projects/{project}/trainings", json={"types": ["ner", "assertion", "classification"]})
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("cannot train: assertion: no entity in the training part"), detail
+        assert "Present, Absent" in detail
+        assert "classification (single choice): the training part has one class, 'travel'" in detail
+        assert http.get(f"/api/projects/{project}/trainings").json() == []
+    cli = service.cli("train", project, "--type", "classification")
+    assert cli.returncode == 1 and cli.stdout == ""
+    assert cli.stderr.startswith("labtrain: error: 422: cannot train: classification (single choice): the training"), (
+        cli.stderr
+    )
+    with service.client() as http:
+        assert http.get(f"/api/projects/{project}/trainings").json() == []
 
 
 def only_ner_licensed(service) -> Path:
@@ -356,7 +360,7 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         t["tags"] = ["Test"]
     with service.client() as http:
         # the settings active learning reuses: the last manual training's request, however it ended
-        manual = start(http, project, types=["classification"], params={**FAST, "epochs": 1})
+        manual = start(http, project, types=["classification"], params={**DEFAULTS, "epochs": 1})
         assert http.post(f"/api/trainings/{manual['id']}/cancel").status_code == 200
         assert wait(http, manual["id"])["status"] == "cancelled"
         bad = http.put(f"/api/projects/{project}/training/settings", json={"active_learning": {"every": 0}})
@@ -378,7 +382,7 @@ def test_active_learning_retrains_every_n_completions_once_at_a_time_on_the_test
         done = wait(http, started)
         assert done["status"] == "succeeded" and done["source"] == "active learning"
         request = done["request"]
-        assert request["types"] == ["classification"] and request["params"] == {**FAST, "epochs": 1}
+        assert request["types"] == ["classification"] and request["params"] == {**DEFAULTS, "epochs": 1}
         assert request["selection"]["test_tag"] == "Test" and request["deploy"] is True
         assert http.get(f"/api/models/{done['jobs'][0]['model_name']}").json()["deployed"]
         history = http.get(f"/api/projects/{project}/trainings").json()
@@ -402,7 +406,7 @@ def test_a_corrupt_snapshot_fails_its_job_with_the_reason_and_the_next_training_
             assert done["status"] == "failed"
             assert done["jobs"][0]["reason"].startswith("corrupt snapshot: the snapshot "), done["jobs"][0]
             assert http.get(f"/api/projects/{project}").json()["completions"] == 60
-            again = start(http, project, types=["classification"], params={**FAST, "epochs": 1})
+            again = start(http, project, types=["classification"], params={**DEFAULTS, "epochs": 1})
             assert wait(http, again["id"])["status"] == "succeeded"
     finally:
         license_file.unlink(missing_ok=True)
