@@ -41,216 +41,547 @@ NO, MAYBE = "ABSENT", "POSSIBLE"
 
 # id: (department, text, spans). The department cycles respiratory, cardiology, musculoskeletal.
 NOTES: dict[int, tuple[str, str, list[tuple]]] = {
-    1: ("respiratory",
+    1: (
+        "respiratory",
         "Seen on March 3 with a productive cough and low-grade fever for four days. Chest X-ray "
         "ordered and amoxicillin started. She denies chest pain.",
-        [("March 3", D), ("productive cough", P), ("low-grade fever", P), ("Chest X-ray", X),
-         ("amoxicillin", T), ("chest pain", P, NO)]),
-    2: ("cardiology",
+        [
+            ("March 3", D),
+            ("productive cough", P),
+            ("low-grade fever", P),
+            ("Chest X-ray", X),
+            ("amoxicillin", T),
+            ("chest pain", P, NO),
+        ],
+    ),
+    2: (
+        "cardiology",
         "Follow-up on 12 January for palpitations and intermittent dizziness, with no syncope. "
         "ECG shows sinus rhythm; Holter monitor arranged. Continue metoprolol.",
-        [("12 January", D), ("palpitations", P), ("intermittent dizziness", P), ("ECG", X),
-         ("Holter monitor", X), ("syncope", P, NO), ("metoprolol", T)]),
-    3: ("musculoskeletal",
+        [
+            ("12 January", D),
+            ("palpitations", P),
+            ("intermittent dizziness", P),
+            ("ECG", X),
+            ("Holter monitor", X),
+            ("syncope", P, NO),
+            ("metoprolol", T),
+        ],
+    ),
+    3: (
+        "musculoskeletal",
         "Presented on 2 May after a fall onto the right wrist, with swelling and tenderness. "
         "Suspected scaphoid fracture; wrist X-ray requested and a thumb spica splint applied.",
-        [("2 May", D), ("swelling", P), ("tenderness", P), ("scaphoid fracture", P, MAYBE),
-         ("wrist X-ray", X), ("thumb spica splint", T)]),
-    4: ("respiratory",
+        [
+            ("2 May", D),
+            ("swelling", P),
+            ("tenderness", P),
+            ("scaphoid fracture", P, MAYBE),
+            ("wrist X-ray", X),
+            ("thumb spica splint", T),
+        ],
+    ),
+    4: (
+        "respiratory",
         "Known asthma, worse since the weekend with wheeze and night-time cough but no fever. "
         "Peak flow 60% of best. Started prednisolone and increased salbutamol.",
-        [("asthma", P), ("wheeze", P), ("night-time cough", P), ("Peak flow", X),
-         ("prednisolone", T), ("salbutamol", T), ("fever", P, NO)]),
-    5: ("cardiology",
+        [
+            ("asthma", P),
+            ("wheeze", P),
+            ("night-time cough", P),
+            ("Peak flow", X),
+            ("prednisolone", T),
+            ("salbutamol", T),
+            ("fever", P, NO),
+        ],
+    ),
+    5: (
+        "cardiology",
         "Admitted on 14/02 with crushing chest pain radiating to the left arm. Troponin raised and "
         "ECG shows ST elevation. Given aspirin and taken for angioplasty.",
-        [("14/02", D), ("crushing chest pain", P), ("Troponin", X), ("ECG", X),
-         ("ST elevation", P), ("aspirin", T), ("angioplasty", T)]),
-    6: ("musculoskeletal",
+        [
+            ("14/02", D),
+            ("crushing chest pain", P),
+            ("Troponin", X),
+            ("ECG", X),
+            ("ST elevation", P),
+            ("aspirin", T),
+            ("angioplasty", T),
+        ],
+    ),
+    6: (
+        "musculoskeletal",
         "Chronic low back pain for six months, with no leg weakness and no bladder symptoms. MRI "
         "of the lumbar spine on 9 October was unremarkable. Referred for physiotherapy.",
-        [("Chronic low back pain", P), ("leg weakness", P, NO), ("bladder symptoms", P, NO),
-         ("MRI of the lumbar spine", X), ("9 October", D), ("physiotherapy", T)]),
-    7: ("respiratory",
+        [
+            ("Chronic low back pain", P),
+            ("leg weakness", P, NO),
+            ("bladder symptoms", P, NO),
+            ("MRI of the lumbar spine", X),
+            ("9 October", D),
+            ("physiotherapy", T),
+        ],
+    ),
+    7: (
+        "respiratory",
         "Two weeks of breathlessness and green sputum. Possible pneumonia on the chest film from "
         "21 June; sputum culture sent and doxycycline started.",
-        [("breathlessness", P), ("green sputum", P), ("pneumonia", P, MAYBE), ("chest film", X),
-         ("21 June", D), ("sputum culture", X), ("doxycycline", T)]),
-    8: ("cardiology",
+        [
+            ("breathlessness", P),
+            ("green sputum", P),
+            ("pneumonia", P, MAYBE),
+            ("chest film", X),
+            ("21 June", D),
+            ("sputum culture", X),
+            ("doxycycline", T),
+        ],
+    ),
+    8: (
+        "cardiology",
         "Reviewed on 5 April for ankle oedema and shortness of breath when lying flat; denies "
         "chest pain. Echocardiogram shows reduced ejection fraction. Furosemide dose increased.",
-        [("5 April", D), ("ankle oedema", P), ("shortness of breath", P), ("Echocardiogram", X),
-         ("reduced ejection fraction", P), ("Furosemide", T), ("chest pain", P, NO)]),
-    9: ("musculoskeletal",
+        [
+            ("5 April", D),
+            ("ankle oedema", P),
+            ("shortness of breath", P),
+            ("Echocardiogram", X),
+            ("reduced ejection fraction", P),
+            ("Furosemide", T),
+            ("chest pain", P, NO),
+        ],
+    ),
+    9: (
+        "musculoskeletal",
         "Swollen, hot right knee since 30 August. Rule out septic arthritis; joint aspiration "
         "performed and fluid sent for culture. Possible gout given a raised urate.",
-        [("Swollen, hot right knee", P), ("30 August", D), ("septic arthritis", P, MAYBE),
-         ("joint aspiration", X), ("culture", X), ("gout", P, MAYBE), ("urate", X)]),
-    10: ("respiratory",
-         "Smoker with chronic cough, seen on 18 November; no haemoptysis. Spirometry confirms "
-         "COPD. Started tiotropium inhaler and offered smoking cessation support.",
-         [("chronic cough", P), ("18 November", D), ("Spirometry", X), ("COPD", P),
-          ("tiotropium inhaler", T), ("smoking cessation support", T), ("haemoptysis", P, NO)]),
-    11: ("cardiology",
-         "Blood pressure 168/98 on three readings since 7 March, consistent with hypertension. No "
-         "headache or visual change. Started amlodipine; renal function tests ordered.",
-         [("Blood pressure", X), ("7 March", D), ("hypertension", P), ("headache", P, NO),
-          ("visual change", P, NO), ("amlodipine", T), ("renal function tests", X)]),
-    12: ("musculoskeletal",
-         "Right shoulder pain after lifting on 11 July, worse reaching overhead, with no "
-         "numbness in the hand. Suspected rotator cuff tear; ultrasound booked. Given naproxen.",
-         [("Right shoulder pain", P), ("11 July", D), ("rotator cuff tear", P, MAYBE),
-          ("ultrasound", X), ("naproxen", T), ("numbness", P, NO)]),
-    13: ("respiratory",
-         "Child with a barking cough at night since 3 December. Likely croup; no drooling and no "
-         "high fever. Single dose of dexamethasone given.",
-         [("barking cough", P), ("3 December", D), ("croup", P, MAYBE), ("drooling", P, NO),
-          ("high fever", P, NO), ("dexamethasone", T)]),
-    14: ("cardiology",
-         "Irregular pulse found at a routine visit on 22 September; no history of stroke. ECG "
-         "confirms atrial fibrillation. Started apixaban and bisoprolol.",
-         [("Irregular pulse", P), ("22 September", D), ("ECG", X), ("atrial fibrillation", P),
-          ("apixaban", T), ("bisoprolol", T), ("stroke", P, NO)]),
-    15: ("musculoskeletal",
-         "Ankle twisted playing football on 4 June, with bruising over the lateral side. Ankle "
-         "X-ray shows no fracture. Likely sprain; advised rest, ice and elevation.",
-         [("4 June", D), ("bruising", P), ("Ankle X-ray", X), ("fracture", P, NO),
-          ("sprain", P, MAYBE), ("rest, ice and elevation", T)]),
-    16: ("respiratory",
-         "Fever, pleuritic chest pain and rusty sputum since 1 February. Chest X-ray shows right "
-         "lower lobe consolidation. Admitted for intravenous co-amoxiclav.",
-         [("Fever", P), ("pleuritic chest pain", P), ("rusty sputum", P), ("1 February", D),
-          ("Chest X-ray", X), ("right lower lobe consolidation", P),
-          ("intravenous co-amoxiclav", T)]),
-    17: ("cardiology",
-         "Chest tightness on climbing stairs for a month, relieved by rest. Rule out angina: "
-         "exercise stress test booked for 16 May. Glyceryl trinitrate spray prescribed meanwhile.",
-         [("Chest tightness", P), ("angina", P, MAYBE), ("exercise stress test", X), ("16 May", D),
-          ("Glyceryl trinitrate spray", T)]),
-    18: ("musculoskeletal",
-         "Morning stiffness and swelling of both hands since January. Rheumatoid factor and CRP "
-         "requested. Possible rheumatoid arthritis; started on ibuprofen.",
-         [("Morning stiffness", P), ("swelling of both hands", P), ("January", D),
-          ("Rheumatoid factor", X), ("CRP", X), ("rheumatoid arthritis", P, MAYBE),
-          ("ibuprofen", T)]),
-    19: ("respiratory",
-         "Sore throat and hoarse voice for three days, no difficulty swallowing. Throat swab taken "
-         "on 8 August. Advised fluids and paracetamol; antibiotics not needed.",
-         [("Sore throat", P), ("hoarse voice", P), ("difficulty swallowing", P, NO),
-          ("Throat swab", X), ("8 August", D), ("paracetamol", T)]),
-    20: ("cardiology",
-         "Known heart failure, admitted on 27 October with a 4 kg weight gain and leg swelling "
-         "but no chest pain at rest. BNP markedly raised. Treated with intravenous furosemide.",
-         [("heart failure", P), ("27 October", D), ("leg swelling", P), ("BNP", X),
-          ("intravenous furosemide", T), ("chest pain", P, NO)]),
-    21: ("musculoskeletal",
-         "Hip pain after a fall at home on 13 March; the leg is shortened and externally rotated. "
-         "Suspected neck of femur fracture. Hip X-ray ordered and morphine given for pain.",
-         [("Hip pain", P), ("13 March", D), ("neck of femur fracture", P, MAYBE), ("Hip X-ray", X),
-          ("morphine", T)]),
-    22: ("respiratory",
-         "Recurrent chest infections since childhood with daily sputum, but no weight loss. CT "
-         "chest on 19 April shows bronchiectasis. Started airway clearance physiotherapy; sputum "
-         "sample sent.",
-         [("Recurrent chest infections", P), ("daily sputum", P), ("CT chest", X),
-          ("19 April", D), ("bronchiectasis", P), ("airway clearance physiotherapy", T),
-          ("sputum sample", X), ("weight loss", P, NO)]),
-    23: ("cardiology",
-         "Fainted while standing in church on 6 January, with full recovery in a minute and no "
-         "chest pain or palpitations. ECG and lying and standing blood pressure are normal. "
-         "Possible vasovagal syncope.",
-         [("Fainted", P), ("6 January", D), ("chest pain", P, NO), ("palpitations", P, NO),
-          ("ECG", X), ("lying and standing blood pressure", X), ("vasovagal syncope", P, MAYBE)]),
-    24: ("musculoskeletal",
-         "Pain in the heel first thing in the morning for two months. Examination suggests plantar "
-         "fasciitis; no swelling. Advised stretching exercises and supportive insoles.",
-         [("Pain in the heel", P), ("plantar fasciitis", P, MAYBE), ("swelling", P, NO),
-          ("stretching exercises", T), ("supportive insoles", T)]),
-    25: ("respiratory",
-         "Seen on 10 September with a dry cough since starting lisinopril. Chest clear with no "
-         "wheeze, and oxygen saturation 98%. Cough likely due to the ACE inhibitor; switched to losartan.",
-         [("10 September", D), ("dry cough", P), ("lisinopril", T), ("wheeze", P, NO),
-          ("oxygen saturation", X), ("losartan", T)]),
-    26: ("cardiology",
-         "Breathless and tired since 2 July, with a new murmur on examination and no angina. "
-         "Echocardiogram shows severe aortic stenosis. Referred for valve replacement.",
-         [("Breathless", P), ("2 July", D), ("murmur", P), ("Echocardiogram", X),
-          ("severe aortic stenosis", P), ("valve replacement", T), ("angina", P, NO)]),
-    27: ("musculoskeletal",
-         "Neck pain and stiffness after a car accident on 25 November. No arm weakness or tingling. "
-         "Cervical spine X-ray normal; whiplash injury treated with simple analgesia.",
-         [("Neck pain", P), ("25 November", D), ("arm weakness", P, NO), ("tingling", P, NO),
-          ("Cervical spine X-ray", X), ("whiplash injury", P), ("simple analgesia", T)]),
-    28: ("respiratory",
-         "Night sweats, weight loss and a cough for six weeks. Possible tuberculosis; chest X-ray "
-         "and three sputum samples requested on 15 March. Patient isolated pending results.",
-         [("Night sweats", P), ("weight loss", P), ("cough", P), ("tuberculosis", P, MAYBE),
-          ("chest X-ray", X), ("sputum samples", X), ("15 March", D)]),
-    29: ("cardiology",
-         "Swelling of the left calf since 20 February after knee surgery; no breathlessness. "
-         "Suspected deep vein thrombosis; Doppler ultrasound requested. Started rivaroxaban.",
-         [("Swelling of the left calf", P), ("20 February", D), ("knee surgery", T),
-          ("deep vein thrombosis", P, MAYBE), ("Doppler ultrasound", X), ("rivaroxaban", T),
-          ("breathlessness", P, NO)]),
-    30: ("musculoskeletal",
-         "Long-standing knee pain on walking, worse on stairs. X-ray on 3 October shows "
-         "osteoarthritis with joint space narrowing. Started paracetamol and physiotherapy; no locking.",
-         [("knee pain", P), ("X-ray", X), ("3 October", D), ("osteoarthritis", P),
-          ("joint space narrowing", P), ("paracetamol", T), ("physiotherapy", T),
-          ("locking", P, NO)]),
-    31: ("respiratory",
-         "Sudden sharp chest pain and breathlessness in a tall young man on 9 May. Chest X-ray "
-         "confirms a left pneumothorax. Needle aspiration performed with good re-expansion.",
-         [("sharp chest pain", P), ("breathlessness", P), ("9 May", D), ("Chest X-ray", X),
-          ("left pneumothorax", P), ("Needle aspiration", T)]),
-    32: ("cardiology",
-         "Routine check on 28 January found high cholesterol on a fasting lipid profile. No history "
-         "of angina or stroke. Started atorvastatin, with bloods repeated in three months.",
-         [("28 January", D), ("high cholesterol", P), ("fasting lipid profile", X),
-          ("angina", P, NO), ("stroke", P, NO), ("atorvastatin", T)]),
-    33: ("musculoskeletal",
-         "Lower back pain radiating down the left leg since 17 August, without saddle numbness. "
-         "Possible sciatica from a disc prolapse; straight leg raise positive. MRI requested.",
-         [("Lower back pain", P), ("17 August", D), ("sciatica", P, MAYBE),
-          ("disc prolapse", P, MAYBE), ("straight leg raise", X), ("saddle numbness", P, NO),
-          ("MRI", X)]),
-    34: ("respiratory",
-         "Allergic rhinitis with sneezing and a blocked nose every spring. Skin prick test on "
-         "2 April positive for grass pollen. Started a steroid nasal spray and cetirizine.",
-         [("Allergic rhinitis", P), ("sneezing", P), ("blocked nose", P), ("Skin prick test", X),
-          ("2 April", D), ("steroid nasal spray", T), ("cetirizine", T)]),
-    35: ("cardiology",
-         "Palpitations since 11 December with a heart rate of 150, no chest pain or fainting. "
-         "ECG shows supraventricular tachycardia. Converted with adenosine.",
-         [("Palpitations", P), ("11 December", D), ("heart rate", X), ("ECG", X),
-          ("supraventricular tachycardia", P), ("adenosine", T), ("chest pain", P, NO),
-          ("fainting", P, NO)]),
-    36: ("musculoskeletal",
-         "Elderly woman with sudden mid-back pain after coughing, seen on 14 June. Suspected "
-         "osteoporotic vertebral fracture; spine X-ray and bone density scan ordered. Started "
-         "alendronic acid.",
-         [("mid-back pain", P), ("14 June", D), ("osteoporotic vertebral fracture", P, MAYBE),
-          ("spine X-ray", X), ("bone density scan", X), ("alendronic acid", T)]),
-    37: ("respiratory",
-         "Daytime sleepiness and loud snoring reported by his partner. Possible obstructive sleep "
-         "apnoea; overnight oximetry arranged for 23 July. No morning headaches.",
-         [("Daytime sleepiness", P), ("loud snoring", P), ("obstructive sleep apnoea", P, MAYBE),
-          ("overnight oximetry", X), ("23 July", D), ("morning headaches", P, NO)]),
-    38: ("cardiology",
-         "Sharp chest pain since 5 March, eased by sitting forward, after a viral illness. Possible "
-         "pericarditis; ECG and echocardiogram requested. Started ibuprofen and colchicine.",
-         [("Sharp chest pain", P), ("5 March", D), ("viral illness", P), ("pericarditis", P, MAYBE),
-          ("ECG", X), ("echocardiogram", X), ("ibuprofen", T), ("colchicine", T)]),
-    39: ("musculoskeletal",
-         "Tennis elbow with pain over the outer elbow for eight weeks, seen on 19 January. No trauma "
-         "and no swelling. Treated with a steroid injection and a forearm brace.",
-         [("Tennis elbow", P), ("pain over the outer elbow", P), ("19 January", D),
-          ("trauma", P, NO), ("swelling", P, NO), ("steroid injection", T), ("forearm brace", T)]),
-    40: ("respiratory",
-         "Asthma review on 30 April: well controlled, no night waking and no wheeze. Inhaler "
-         "technique checked and peak flow normal. Continue budesonide inhaler.",
-         [("Asthma", P), ("30 April", D), ("night waking", P, NO), ("wheeze", P, NO),
-          ("peak flow", X), ("budesonide inhaler", T)]),
+        [
+            ("Swollen, hot right knee", P),
+            ("30 August", D),
+            ("septic arthritis", P, MAYBE),
+            ("joint aspiration", X),
+            ("culture", X),
+            ("gout", P, MAYBE),
+            ("urate", X),
+        ],
+    ),
+    10: (
+        "respiratory",
+        "Smoker with chronic cough, seen on 18 November; no haemoptysis. Spirometry confirms "
+        "COPD. Started tiotropium inhaler and offered smoking cessation support.",
+        [
+            ("chronic cough", P),
+            ("18 November", D),
+            ("Spirometry", X),
+            ("COPD", P),
+            ("tiotropium inhaler", T),
+            ("smoking cessation support", T),
+            ("haemoptysis", P, NO),
+        ],
+    ),
+    11: (
+        "cardiology",
+        "Blood pressure 168/98 on three readings since 7 March, consistent with hypertension. No "
+        "headache or visual change. Started amlodipine; renal function tests ordered.",
+        [
+            ("Blood pressure", X),
+            ("7 March", D),
+            ("hypertension", P),
+            ("headache", P, NO),
+            ("visual change", P, NO),
+            ("amlodipine", T),
+            ("renal function tests", X),
+        ],
+    ),
+    12: (
+        "musculoskeletal",
+        "Right shoulder pain after lifting on 11 July, worse reaching overhead, with no "
+        "numbness in the hand. Suspected rotator cuff tear; ultrasound booked. Given naproxen.",
+        [
+            ("Right shoulder pain", P),
+            ("11 July", D),
+            ("rotator cuff tear", P, MAYBE),
+            ("ultrasound", X),
+            ("naproxen", T),
+            ("numbness", P, NO),
+        ],
+    ),
+    13: (
+        "respiratory",
+        "Child with a barking cough at night since 3 December. Likely croup; no drooling and no "
+        "high fever. Single dose of dexamethasone given.",
+        [
+            ("barking cough", P),
+            ("3 December", D),
+            ("croup", P, MAYBE),
+            ("drooling", P, NO),
+            ("high fever", P, NO),
+            ("dexamethasone", T),
+        ],
+    ),
+    14: (
+        "cardiology",
+        "Irregular pulse found at a routine visit on 22 September; no history of stroke. ECG "
+        "confirms atrial fibrillation. Started apixaban and bisoprolol.",
+        [
+            ("Irregular pulse", P),
+            ("22 September", D),
+            ("ECG", X),
+            ("atrial fibrillation", P),
+            ("apixaban", T),
+            ("bisoprolol", T),
+            ("stroke", P, NO),
+        ],
+    ),
+    15: (
+        "musculoskeletal",
+        "Ankle twisted playing football on 4 June, with bruising over the lateral side. Ankle "
+        "X-ray shows no fracture. Likely sprain; advised rest, ice and elevation.",
+        [
+            ("4 June", D),
+            ("bruising", P),
+            ("Ankle X-ray", X),
+            ("fracture", P, NO),
+            ("sprain", P, MAYBE),
+            ("rest, ice and elevation", T),
+        ],
+    ),
+    16: (
+        "respiratory",
+        "Fever, pleuritic chest pain and rusty sputum since 1 February. Chest X-ray shows right "
+        "lower lobe consolidation. Admitted for intravenous co-amoxiclav.",
+        [
+            ("Fever", P),
+            ("pleuritic chest pain", P),
+            ("rusty sputum", P),
+            ("1 February", D),
+            ("Chest X-ray", X),
+            ("right lower lobe consolidation", P),
+            ("intravenous co-amoxiclav", T),
+        ],
+    ),
+    17: (
+        "cardiology",
+        "Chest tightness on climbing stairs for a month, relieved by rest. Rule out angina: "
+        "exercise stress test booked for 16 May. Glyceryl trinitrate spray prescribed meanwhile.",
+        [
+            ("Chest tightness", P),
+            ("angina", P, MAYBE),
+            ("exercise stress test", X),
+            ("16 May", D),
+            ("Glyceryl trinitrate spray", T),
+        ],
+    ),
+    18: (
+        "musculoskeletal",
+        "Morning stiffness and swelling of both hands since January. Rheumatoid factor and CRP "
+        "requested. Possible rheumatoid arthritis; started on ibuprofen.",
+        [
+            ("Morning stiffness", P),
+            ("swelling of both hands", P),
+            ("January", D),
+            ("Rheumatoid factor", X),
+            ("CRP", X),
+            ("rheumatoid arthritis", P, MAYBE),
+            ("ibuprofen", T),
+        ],
+    ),
+    19: (
+        "respiratory",
+        "Sore throat and hoarse voice for three days, no difficulty swallowing. Throat swab taken "
+        "on 8 August. Advised fluids and paracetamol; antibiotics not needed.",
+        [
+            ("Sore throat", P),
+            ("hoarse voice", P),
+            ("difficulty swallowing", P, NO),
+            ("Throat swab", X),
+            ("8 August", D),
+            ("paracetamol", T),
+        ],
+    ),
+    20: (
+        "cardiology",
+        "Known heart failure, admitted on 27 October with a 4 kg weight gain and leg swelling "
+        "but no chest pain at rest. BNP markedly raised. Treated with intravenous furosemide.",
+        [
+            ("heart failure", P),
+            ("27 October", D),
+            ("leg swelling", P),
+            ("BNP", X),
+            ("intravenous furosemide", T),
+            ("chest pain", P, NO),
+        ],
+    ),
+    21: (
+        "musculoskeletal",
+        "Hip pain after a fall at home on 13 March; the leg is shortened and externally rotated. "
+        "Suspected neck of femur fracture. Hip X-ray ordered and morphine given for pain.",
+        [("Hip pain", P), ("13 March", D), ("neck of femur fracture", P, MAYBE), ("Hip X-ray", X), ("morphine", T)],
+    ),
+    22: (
+        "respiratory",
+        "Recurrent chest infections since childhood with daily sputum, but no weight loss. CT "
+        "chest on 19 April shows bronchiectasis. Started airway clearance physiotherapy; sputum "
+        "sample sent.",
+        [
+            ("Recurrent chest infections", P),
+            ("daily sputum", P),
+            ("CT chest", X),
+            ("19 April", D),
+            ("bronchiectasis", P),
+            ("airway clearance physiotherapy", T),
+            ("sputum sample", X),
+            ("weight loss", P, NO),
+        ],
+    ),
+    23: (
+        "cardiology",
+        "Fainted while standing in church on 6 January, with full recovery in a minute and no "
+        "chest pain or palpitations. ECG and lying and standing blood pressure are normal. "
+        "Possible vasovagal syncope.",
+        [
+            ("Fainted", P),
+            ("6 January", D),
+            ("chest pain", P, NO),
+            ("palpitations", P, NO),
+            ("ECG", X),
+            ("lying and standing blood pressure", X),
+            ("vasovagal syncope", P, MAYBE),
+        ],
+    ),
+    24: (
+        "musculoskeletal",
+        "Pain in the heel first thing in the morning for two months. Examination suggests plantar "
+        "fasciitis; no swelling. Advised stretching exercises and supportive insoles.",
+        [
+            ("Pain in the heel", P),
+            ("plantar fasciitis", P, MAYBE),
+            ("swelling", P, NO),
+            ("stretching exercises", T),
+            ("supportive insoles", T),
+        ],
+    ),
+    25: (
+        "respiratory",
+        "Seen on 10 September with a dry cough since starting lisinopril. Chest clear with no "
+        "wheeze, and oxygen saturation 98%. Cough likely due to the ACE inhibitor; switched to losartan.",
+        [
+            ("10 September", D),
+            ("dry cough", P),
+            ("lisinopril", T),
+            ("wheeze", P, NO),
+            ("oxygen saturation", X),
+            ("losartan", T),
+        ],
+    ),
+    26: (
+        "cardiology",
+        "Breathless and tired since 2 July, with a new murmur on examination and no angina. "
+        "Echocardiogram shows severe aortic stenosis. Referred for valve replacement.",
+        [
+            ("Breathless", P),
+            ("2 July", D),
+            ("murmur", P),
+            ("Echocardiogram", X),
+            ("severe aortic stenosis", P),
+            ("valve replacement", T),
+            ("angina", P, NO),
+        ],
+    ),
+    27: (
+        "musculoskeletal",
+        "Neck pain and stiffness after a car accident on 25 November. No arm weakness or tingling. "
+        "Cervical spine X-ray normal; whiplash injury treated with simple analgesia.",
+        [
+            ("Neck pain", P),
+            ("25 November", D),
+            ("arm weakness", P, NO),
+            ("tingling", P, NO),
+            ("Cervical spine X-ray", X),
+            ("whiplash injury", P),
+            ("simple analgesia", T),
+        ],
+    ),
+    28: (
+        "respiratory",
+        "Night sweats, weight loss and a cough for six weeks. Possible tuberculosis; chest X-ray "
+        "and three sputum samples requested on 15 March. Patient isolated pending results.",
+        [
+            ("Night sweats", P),
+            ("weight loss", P),
+            ("cough", P),
+            ("tuberculosis", P, MAYBE),
+            ("chest X-ray", X),
+            ("sputum samples", X),
+            ("15 March", D),
+        ],
+    ),
+    29: (
+        "cardiology",
+        "Swelling of the left calf since 20 February after knee surgery; no breathlessness. "
+        "Suspected deep vein thrombosis; Doppler ultrasound requested. Started rivaroxaban.",
+        [
+            ("Swelling of the left calf", P),
+            ("20 February", D),
+            ("knee surgery", T),
+            ("deep vein thrombosis", P, MAYBE),
+            ("Doppler ultrasound", X),
+            ("rivaroxaban", T),
+            ("breathlessness", P, NO),
+        ],
+    ),
+    30: (
+        "musculoskeletal",
+        "Long-standing knee pain on walking, worse on stairs. X-ray on 3 October shows "
+        "osteoarthritis with joint space narrowing. Started paracetamol and physiotherapy; no locking.",
+        [
+            ("knee pain", P),
+            ("X-ray", X),
+            ("3 October", D),
+            ("osteoarthritis", P),
+            ("joint space narrowing", P),
+            ("paracetamol", T),
+            ("physiotherapy", T),
+            ("locking", P, NO),
+        ],
+    ),
+    31: (
+        "respiratory",
+        "Sudden sharp chest pain and breathlessness in a tall young man on 9 May. Chest X-ray "
+        "confirms a left pneumothorax. Needle aspiration performed with good re-expansion.",
+        [
+            ("sharp chest pain", P),
+            ("breathlessness", P),
+            ("9 May", D),
+            ("Chest X-ray", X),
+            ("left pneumothorax", P),
+            ("Needle aspiration", T),
+        ],
+    ),
+    32: (
+        "cardiology",
+        "Routine check on 28 January found high cholesterol on a fasting lipid profile. No history "
+        "of angina or stroke. Started atorvastatin, with bloods repeated in three months.",
+        [
+            ("28 January", D),
+            ("high cholesterol", P),
+            ("fasting lipid profile", X),
+            ("angina", P, NO),
+            ("stroke", P, NO),
+            ("atorvastatin", T),
+        ],
+    ),
+    33: (
+        "musculoskeletal",
+        "Lower back pain radiating down the left leg since 17 August, without saddle numbness. "
+        "Possible sciatica from a disc prolapse; straight leg raise positive. MRI requested.",
+        [
+            ("Lower back pain", P),
+            ("17 August", D),
+            ("sciatica", P, MAYBE),
+            ("disc prolapse", P, MAYBE),
+            ("straight leg raise", X),
+            ("saddle numbness", P, NO),
+            ("MRI", X),
+        ],
+    ),
+    34: (
+        "respiratory",
+        "Allergic rhinitis with sneezing and a blocked nose every spring. Skin prick test on "
+        "2 April positive for grass pollen. Started a steroid nasal spray and cetirizine.",
+        [
+            ("Allergic rhinitis", P),
+            ("sneezing", P),
+            ("blocked nose", P),
+            ("Skin prick test", X),
+            ("2 April", D),
+            ("steroid nasal spray", T),
+            ("cetirizine", T),
+        ],
+    ),
+    35: (
+        "cardiology",
+        "Palpitations since 11 December with a heart rate of 150, no chest pain or fainting. "
+        "ECG shows supraventricular tachycardia. Converted with adenosine.",
+        [
+            ("Palpitations", P),
+            ("11 December", D),
+            ("heart rate", X),
+            ("ECG", X),
+            ("supraventricular tachycardia", P),
+            ("adenosine", T),
+            ("chest pain", P, NO),
+            ("fainting", P, NO),
+        ],
+    ),
+    36: (
+        "musculoskeletal",
+        "Elderly woman with sudden mid-back pain after coughing, seen on 14 June. Suspected "
+        "osteoporotic vertebral fracture; spine X-ray and bone density scan ordered. Started "
+        "alendronic acid.",
+        [
+            ("mid-back pain", P),
+            ("14 June", D),
+            ("osteoporotic vertebral fracture", P, MAYBE),
+            ("spine X-ray", X),
+            ("bone density scan", X),
+            ("alendronic acid", T),
+        ],
+    ),
+    37: (
+        "respiratory",
+        "Daytime sleepiness and loud snoring reported by his partner. Possible obstructive sleep "
+        "apnoea; overnight oximetry arranged for 23 July. No morning headaches.",
+        [
+            ("Daytime sleepiness", P),
+            ("loud snoring", P),
+            ("obstructive sleep apnoea", P, MAYBE),
+            ("overnight oximetry", X),
+            ("23 July", D),
+            ("morning headaches", P, NO),
+        ],
+    ),
+    38: (
+        "cardiology",
+        "Sharp chest pain since 5 March, eased by sitting forward, after a viral illness. Possible "
+        "pericarditis; ECG and echocardiogram requested. Started ibuprofen and colchicine.",
+        [
+            ("Sharp chest pain", P),
+            ("5 March", D),
+            ("viral illness", P),
+            ("pericarditis", P, MAYBE),
+            ("ECG", X),
+            ("echocardiogram", X),
+            ("ibuprofen", T),
+            ("colchicine", T),
+        ],
+    ),
+    39: (
+        "musculoskeletal",
+        "Tennis elbow with pain over the outer elbow for eight weeks, seen on 19 January. No trauma "
+        "and no swelling. Treated with a steroid injection and a forearm brace.",
+        [
+            ("Tennis elbow", P),
+            ("pain over the outer elbow", P),
+            ("19 January", D),
+            ("trauma", P, NO),
+            ("swelling", P, NO),
+            ("steroid injection", T),
+            ("forearm brace", T),
+        ],
+    ),
+    40: (
+        "respiratory",
+        "Asthma review on 30 April: well controlled, no night waking and no wheeze. Inhaler "
+        "technique checked and peak flow normal. Continue budesonide inhaler.",
+        [
+            ("Asthma", P),
+            ("30 April", D),
+            ("night waking", P, NO),
+            ("wheeze", P, NO),
+            ("peak flow", X),
+            ("budesonide inhaler", T),
+        ],
+    ),
 }
 
 # Notes annotated by both: the second annotator's completion differs from the first one's by
@@ -357,25 +688,30 @@ def iso(moment: datetime, zone: bool = True) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}" + ("Z" if zone else "")
 
 
-def completion(task: int, n: int, author: str, text: str, spans, choice: str, submitted: datetime,
-               review: bool | None) -> dict:
+def completion(
+    task: int, n: int, author: str, text: str, spans, choice: str, submitted: datetime, review: bool | None
+) -> dict:
     results = []
     order = {lab: i for i, lab in enumerate([P, T, X, D, NO, MAYBE])}
     for start, end, label in sorted(spans, key=lambda s: (s[0], s[1], order[s[2]])):
-        results.append({
-            "value": {"start": start, "end": end, "text": text[start:end], "labels": [label], "confidence": 1},
-            "id": result_id(task, author, start, end, label),
-            "from_name": "label",
+        results.append(
+            {
+                "value": {"start": start, "end": end, "text": text[start:end], "labels": [label], "confidence": 1},
+                "id": result_id(task, author, start, end, label),
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+            }
+        )
+    results.append(
+        {
+            "value": {"choices": [choice]},
+            "id": result_id(task, author, "department", choice),
+            "from_name": "department",
             "to_name": "text",
-            "type": "labels",
-        })
-    results.append({
-        "value": {"choices": [choice]},
-        "id": result_id(task, author, "department", choice),
-        "from_name": "department",
-        "to_name": "text",
-        "type": "choices",
-    })
+            "type": "choices",
+        }
+    )
     lead_time = 40 + (len(text) + 17 * task + 29 * n) % 140
     record = {
         "created_username": author,
@@ -402,15 +738,16 @@ def build() -> list[dict]:
             fail(f"task {task}: department, length ({len(text)}) or characters are off")
         first_author = ANNOTATORS[(task - 1) % 2]  # maria on odd tasks, tom on even ones
         first_at = datetime(2025, 3, 4 if task <= 20 else 18, 9, 0) + timedelta(
-            days=(task - 1) % 5, minutes=(37 * task) % 480, seconds=(29 * task) % 60,
-            milliseconds=(137 * task) % 1000)
+            days=(task - 1) % 5, minutes=(37 * task) % 480, seconds=(29 * task) % 60, milliseconds=(137 * task) % 1000
+        )
         made = [("first", first_author, completion_spans(task, text, specs, None), department, first_at)]
         second = SECOND.get(task)
         if second is not None:
             other = ANNOTATORS[task % 2]
             at = first_at + (timedelta(days=1, minutes=13) if second["later"] else -timedelta(hours=2, minutes=9))
-            made.append(("second", other, completion_spans(task, text, specs, second),
-                         second.get("choice", department), at))
+            made.append(
+                ("second", other, completion_spans(task, text, specs, second), second.get("choice", department), at)
+            )
         made.sort(key=lambda m: m[4])
         completions = []
         for n, (which, author, spans, choice, at) in enumerate(made, start=1):
@@ -422,15 +759,17 @@ def build() -> list[dict]:
                     fail(f"task {task}: result id {r['id']} repeats")
                 result_ids.add(r["id"])
         created = datetime(2025, 3, 3 if task <= 20 else 17, 8, 30) + timedelta(seconds=task)
-        tasks.append({
-            "id": task,
-            "data": {"text": text, "title": f"Note {task}"},
-            "completions": completions,
-            "predictions": [],
-            "created_at": created.strftime("%Y-%m-%d %H:%M:%S"),
-            "created_by": REVIEWER,
-            "tags": ["batch-1" if task <= 20 else "batch-2"],
-        })
+        tasks.append(
+            {
+                "id": task,
+                "data": {"text": text, "title": f"Note {task}"},
+                "completions": completions,
+                "predictions": [],
+                "created_at": created.strftime("%Y-%m-%d %H:%M:%S"),
+                "created_by": REVIEWER,
+                "tags": ["batch-1" if task <= 20 else "batch-2"],
+            }
+        )
     for task, which in REVIEWS:
         if which == "second" and task not in SECOND:
             fail(f"review of task {task}'s second completion, which it does not have")
