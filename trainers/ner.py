@@ -11,6 +11,7 @@ from trainers import ner_bilstm, ner_minilm
 from trainers.dataset import Document, split_examples
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.metrics import ner_scores
+from trainers.recipes import MAX_EPOCHS, MIN_STEPS, small_data_schedule
 from trainers.reporting import EpochTable, Reporter
 from trainers.spec import TrainSpec
 from trainers.text import Span, bio_tags, spans_from_bio, tokenize
@@ -78,6 +79,13 @@ def train_ner(
         scales = ner_minilm.lr_scales(tagger)
     summary = f"documents: {splits.sizes()}; {len(items)} training sequences"
     reporter.line(summary)
+    schedule = small_data_schedule(len(items), params.batch_size, params.epochs, frozenset(spec.given))
+    if schedule:
+        params = params.model_copy(update={"batch_size": schedule[0], "epochs": schedule[1]})
+        reporter.line(
+            f"small training part ({len(items)} sequences): batch_size={params.batch_size}, epochs={params.epochs} "
+            f"(at least {MIN_STEPS} steps, at most {MAX_EPOCHS} epochs; --batch-size and --epochs choose)"
+        )
 
     def validate() -> dict | None:
         if not splits.validation:
