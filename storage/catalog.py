@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 import re
 import secrets
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,12 @@ PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Catalog(TrainingHistory, ScriptStore, LabelStudioLinks):
-    def __init__(self, home: Path | str):
+    def __init__(self, home: Path | str, data_check: Callable[[dict[str, dict], bool], dict] | None = None):
+        """`data_check` judges a training's snapshot files before any job is recorded (it raises
+        to refuse; it returns the checks the training keeps): the service's is
+        `trainers.data_check.check_snapshot`. Without one, trainings record no checks."""
         self.home = Path(home).expanduser()
+        self.data_check = data_check
         self.home.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(self.home / "blobs")
         self.con = duckdb.connect(str(self.home / "catalog.duckdb"))

@@ -5,6 +5,7 @@ starts from a copy of it. Stopped by the pids of its own session."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -23,7 +24,9 @@ VERSION = "1.23.2"
 
 def installed() -> Path | None:
     """Label Studio's virtual environment, when `.ci/setup` could make it."""
-    folder = Path(os.environ.get("LABTRAIN_CACHE", "~/.cache/labtrain")).expanduser() / f"label-studio-{VERSION}"
+    pins = hashlib.sha256((Path(__file__).resolve().parents[1] / ".ci" / "label-studio-constraints.txt").read_bytes())
+    cache = Path(os.environ.get("LABTRAIN_CACHE", "~/.cache/labtrain")).expanduser()
+    folder = cache / f"label-studio-{VERSION}-{pins.hexdigest()[:12]}"
     return folder if (folder / ".complete").exists() else None
 
 

@@ -13,12 +13,12 @@ import pytest
 from storage.catalog import Catalog
 from tests.conftest import choice, genai_completion, genai_task, span
 from tests.trainer_data import CONFIG, MULTI_CONFIG, multi_tasks, toy_tasks
-from trainers.data_check import check_training_data
+from trainers.data_check import check_snapshot, check_training_data
 from trainers.dataset import TrainingDataError
 
 
 def catalog_with(home: Path, config: str, tasks: list[dict]) -> Catalog:
-    catalog = Catalog(home)
+    catalog = Catalog(home, data_check=check_snapshot)
     catalog.create_project("p", config, "en", "owner")
     catalog.import_file("p", json.dumps(tasks).encode())
     return catalog

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from trainers.dataset import (
     NO_RELATION,
     REGION_TYPES,
+    TrainingDataError,
     assertion_examples,
     classification_examples,
     documents_of,
+    read_snapshot,
     relation_examples,
 )
 
@@ -159,3 +161,18 @@ def _examples_per_label(training_type: str, labels: list[str], rows: list[dict])
             if label != NO_RELATION:
                 add(label, split)
     return counts
+
+
+def check_snapshot(files: dict[str, dict], multiple: bool = False) -> dict:
+    """The catalog's data check (`storage.catalog.Catalog(data_check=...)`): each type's snapshot
+    file (its manifest entry: path and labels) checked; one refusal refuses the whole training, else
+    each type's notes and label counts, as the training's `checks`. `multiple`: the config's
+    classification is multiple choice."""
+    checks = [
+        check_training_data(t, file["labels"], read_snapshot(file["path"]), multiple and t == "classification")
+        for t, file in files.items()
+    ]
+    refusals = [c.refusal for c in checks if c.refusal]
+    if refusals:
+        raise TrainingDataError("cannot train: " + "; ".join(refusals), reason="data check")
+    return {c.type: c.as_dict() for c in checks}
