@@ -94,7 +94,7 @@ class LabelStudioServer:
         for key in ("LABTRAIN_URL", "LABTRAIN_TOKEN", "RAY_ADDRESS"):
             env.pop(key, None)
         log = open(self.folder / "label-studio.log", "ab")
-        self.pid = subprocess.Popen(
+        process = subprocess.Popen(
             [
                 str(self.venv / "bin" / "label-studio"),
                 "start",
@@ -110,9 +110,15 @@ class LabelStudioServer:
             env=env,
             start_new_session=True,
             cwd=self.folder,
-        ).pid
+        )
+        self.pid = process.pid
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
+            if process.poll() is not None:  # it died starting (a bad install): say so now, not at the limit
+                self.pid = None
+                raise AssertionError(
+                    f"Label Studio exited ({process.returncode}) before it answered; see {self.folder / 'label-studio.log'}"
+                )
             try:
                 if httpx.get(self.url + "/health/", timeout=2).json().get("status") == "UP":
                     return
