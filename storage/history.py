@@ -84,7 +84,8 @@ def model_family(training_type: str, project: str, choices_name: str | None) -> 
 
 
 class TrainingHistory:
-    """Mixed into `Catalog` (which owns `con`, `home`, `project_id`, `config`, `snapshot`)."""
+    """Mixed into `Catalog` (which owns `con`, `home`, `project_id`, `config`, `snapshot` and
+    `data_check`)."""
 
     # --- settings --------------------------------------------------------------------------
 
@@ -252,11 +253,10 @@ class TrainingHistory:
         """Each type's training part checked before any job exists, by the catalog's `data_check`
         (the service's is `trainers.data_check.check_snapshot`, which raises on a refusal); a catalog
         made without one records no checks."""
-        check = getattr(self, "data_check", None)
-        if check is None:
+        if self.data_check is None:
             return {}
         multiple = bool(config.classification_group and config.classification_group.multiple)
-        return check({t: manifest["files"][t] for t in types}, multiple)
+        return self.data_check({t: manifest["files"][t] for t in types}, multiple)
 
     def _script_for(self, project: str, types: list[str], wanted: ScriptPlan) -> ScriptPlan:
         """The script version a training runs, as its request keeps it (name, version, sha256, limits)."""

@@ -56,7 +56,8 @@ def recipe(training_type: str, embeddings: str | None, path: str = "") -> dict:
 # batch and 4 epochs make thousands of steps; 30 annotated notes would get 8 steps and learn nothing
 # (the examples/ project: test F1 0.000). Below SMALL_BELOW sequences a training left to the recipe
 # takes batches of SMALL_BATCH and enough epochs for MIN_STEPS steps, at most MAX_EPOCHS (that
-# project: batch 4 and 19 epochs, 0.874 in 40 s; batch 4 and 10 epochs 0.772; batch 16 and 40 epochs 0.628).
+# project's NER, one seed: batch 4 and 20 epochs 0.874 in 40 s; batch 4 and 10 epochs 0.772; batch 16 and
+# 40 epochs 0.628; this schedule gives it 19 epochs).
 SMALL_BELOW = 400
 SMALL_BATCH = 4
 MIN_STEPS = 150
@@ -65,7 +66,7 @@ MAX_EPOCHS = 20
 
 def small_data_schedule(items: int, batch_size: int, epochs: int, given: frozenset[str]) -> tuple[int, int] | None:
     """The batch size and epochs for a small training part of `items` sequences, or None when the
-    recipe's stand (enough data, or the request gave both)."""
+    recipe's values stand (enough data, or the request gave both)."""
     if items >= SMALL_BELOW or {"batch_size", "epochs"} <= given:
         return None
     batch = batch_size if "batch_size" in given else min(batch_size, SMALL_BATCH)
