@@ -53,6 +53,12 @@ class StorageFull(LabtrainError):
     status_code = 507
 
 
+class ServiceUnavailable(LabtrainError):
+    """A part of the service (the catalog, the job manager) is restarting: nothing was lost, try again."""
+
+    status_code = 503
+
+
 def disk_full(exc: BaseException) -> bool:
     """Whether an error (OSError, DuckDB's IO or commit error, Arrow's) is a full disk."""
     import errno

@@ -9,7 +9,7 @@ from typing import Any
 
 import ray
 
-from labtrain.errors import LabtrainError, StorageFull, disk_full
+from labtrain.errors import LabtrainError, ServiceUnavailable, StorageFull, disk_full
 from storage.importers import ParsedExport
 from storage.labeling_config import LabelingConfig
 from storage.members import Member, User
@@ -30,6 +30,18 @@ async def _call(method, *args: Any, **kwargs: Any) -> Any:
                 "this request was written: free some space and try again"
             ) from None
         raise
+    except ray.exceptions.RayActorError as exc:  # ActorDiedError, ActorUnavailableError
+        # The actor's process ended (Ray restarts it: max_restarts=-1) while this call was in flight.
+        raise ServiceUnavailable(
+            "the catalog or the job manager of labtrain restarted while answering (Ray: "
+            f"{_why(exc)}); try again in a few seconds"
+        ) from None
+
+
+def _why(exc: BaseException) -> str:
+    """The first sentence Ray gives for an actor that went away (killed for memory, exited, node lost)."""
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
 
 
 class Storage:

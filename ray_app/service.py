@@ -203,6 +203,7 @@ def run_service(
             "dashboard_url": dashboard if dashboard.startswith("http") else f"http://{dashboard}",
             "home": str(home),
             "ray_address": context.address_info.get("address"),
+            "ray_logs": str(Path(context.address_info["session_dir"]) / "logs"),  # what a failure report reads
             "artifacts": artifacts,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "session_leader": os.getsid(0) == os.getpid(),

@@ -208,6 +208,44 @@ def service(tmp_path_factory) -> Service:
     subprocess.run([sys.executable, "-m", "ray_app.cli", "stop", "--home", str(home)], timeout=HANG_S)
 
 
+# What a failed test that used the service shows beside its traceback: the service's own log and
+# what Ray says it killed or lost (its memory monitor, an actor's death), so that a CI run that
+# failed can be read from its output alone.
+RAY_TROUBLE = ("kill", "memory monitor", "memory usage", "died", "oom", "unexpectedly", "disconnected")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or "service" not in item.fixturenames:
+        return
+    home = getattr(item.funcargs.get("service"), "home", None)
+    if home is None:
+        return
+    report.sections.append(("labtrain service log (end)", _tail(home / "serve.log", 40)))
+    info = json.loads((home / "service.json").read_text()) if (home / "service.json").exists() else {}
+    logs = Path(info.get("ray_logs") or "/nonexistent")
+    said = []
+    for name in ("raylet.out", "gcs_server.out"):
+        path = logs / name
+        if path.exists():
+            said += [f"{name}: {line}" for line in _tail(path, 4000).splitlines() if _trouble(line)][-30:]
+    report.sections.append(("what Ray said of killed or lost workers (end)", "\n".join(said) or "nothing"))
+
+
+def _trouble(line: str) -> bool:
+    lowered = line.lower()
+    return any(word in lowered for word in RAY_TROUBLE)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({path}: {exc})"
+
+
 @pytest.fixture(scope="session")
 def trained_project(service) -> dict:
     """A 20-task toy project with a finished 1-epoch BiLSTM NER training, its model and a script

@@ -22,6 +22,16 @@ NERDL = {"epochs": 8, "learning_rate": 3e-3, "batch_size": 8}
 CLASSIFIER = {"epochs": 12, "batch_size": 8, "learning_rate": 5e-3}  # fast on a separable toy set
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _spark_ends_with_the_module():
+    """The session this module's tests open in the test process ends with the module: its JVM
+    (Spark NLP's TensorFlow beside a 4g heap: 7 GB resident) would stay until the worker exits."""
+    yield
+    from trainers.spark import stop_session
+
+    stop_session()
+
+
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory) -> dict:
     return {

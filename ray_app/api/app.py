@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -25,7 +26,10 @@ from ray_app.api import (
     users,
 )
 from ray_app.api.answers import REJECTED, HealthPublic
+from ray_app.job_worker import last_line
 from ray_app.settings import ON_THE_HEAD
+
+log = logging.getLogger("labtrain.api")
 
 app = FastAPI(
     title="labtrain", version=__version__, description="Train NLP models from the completions of an annotation project."
@@ -38,6 +42,17 @@ for module in (users, projects, members, imports, selection, scripts, trainings,
 async def domain_error(request: Request, exc: LabtrainError) -> JSONResponse:
     kind = getattr(exc, "kind", type(exc).__name__)
     return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": kind})
+
+
+@app.exception_handler(Exception)
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A fault of labtrain's own (not the caller's): a 500 that still says what went wrong, in JSON like
+    every other answer, and its traceback in the replica's log."""
+    log.exception("%s %s failed", request.method, request.url.path)
+    reason = f"{type(exc).__name__}: {last_line(exc)[:300]}"
+    return JSONResponse(
+        status_code=500, content={"detail": f"labtrain failed answering: {reason}", "error": "internal"}
+    )
 
 
 WEB = Path(__file__).resolve().parents[1] / "web"

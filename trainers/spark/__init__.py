@@ -71,6 +71,27 @@ def java_version() -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
+def stop_session() -> None:
+    """Stop the process's SparkSession and end its JVM (Spark keeps the JVM, and its driver memory,
+    until the Python process exits): for a process that goes on doing other work after Spark."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        spark.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
 def session(cores: int = 1, driver_memory: str | None = None):
     """The process's local SparkSession with Spark NLP's JARs (made on first use). Driver memory
     defaults to 4g (LABTRAIN_SPARK_DRIVER_MEMORY): Spark NLP's own 16g does not fit beside Ray here."""
