@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labtrain.errors import LabtrainError
+from ray_app.cli_embeddings import add_embeddings_commands
 from ray_app.cli_labelstudio import add_commands as add_label_studio_commands
 from ray_app.cli_training import add_commands
 from ray_app.client import ApiClient, export_with_inlined_images
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(client_command)
     add_label_studio_commands(client_command)
+    add_embeddings_commands(client_command)
     return parser
 
 

@@ -476,7 +476,9 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
         "--type", action="append", required=True, help="ner, assertion, classification, relation, visual_ner"
     )
     p.add_argument(
-        "--embeddings", help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp); default: each type's first"
+        "--embeddings",
+        help="minilm or bilstm (NER, pytorch), minilm_words (sparknlp), or an encoder registered with "
+        "`labtrain embeddings add`; default: each type's first",
     )
     p.add_argument(
         "--backend",

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from labtrain.encoders import Encoder
 from labtrain.errors import LabtrainError, ServiceUnavailable, StorageFull, disk_full
 from storage.importers import ParsedExport
 from storage.labeling_config import LabelingConfig
@@ -55,6 +56,24 @@ class Storage:
 
     async def backend_allows(self, name: str, user: str, password: str) -> bool:
         return await _call(self.actor.backend_allows, name, user, password)
+
+    async def add_encoder(self, encoder: Encoder, added_by: str | None) -> Encoder:
+        return await _call(self.actor.add_encoder, encoder, added_by)
+
+    async def check_encoder_name(self, name: str) -> None:
+        return await _call(self.actor.check_encoder_name, name)
+
+    async def encoder(self, name: str) -> Encoder:
+        return await _call(self.actor.encoder, name)
+
+    async def encoders(self) -> list[Encoder]:
+        return await _call(self.actor.encoders)
+
+    async def remove_encoder(self, name: str) -> Encoder:
+        return await _call(self.actor.remove_encoder, name)
+
+    async def require_encoder_manager(self, user: User) -> None:
+        return await _call(self.actor.require_encoder_manager, user)
 
     async def complete_job(self, job_id: int, metrics: dict, artifact_uri: str | None = None) -> dict:
         return await _call(self.actor.complete_job, job_id, metrics, artifact_uri)
@@ -214,6 +233,12 @@ class Jobs:
 
     async def cancel(self, training_id: int, user: str | None) -> dict:
         return await _call(self.actor.cancel, training_id, user)
+
+    async def add_encoder(self, name: str, source: str, languages: list[str], description: str, user: str) -> Encoder:
+        return await _call(self.actor.add_encoder, name, source, languages, description, user)
+
+    async def remove_encoder(self, name: str) -> Encoder:
+        return await _call(self.actor.remove_encoder, name)
 
     async def cluster(self) -> dict:
         return await _call(self.actor.cluster)

@@ -19,9 +19,11 @@ import ray
 from cluster.licenses import LicensePool, describe, license_file
 from cluster.resources import ALONE_MAX_CPUS, Ledger, bundle_for, cluster_view, describe_bundle, scaled, sweep_size
 from cluster.scheduler import Plan, QueuedJob, plan
+from labtrain.encoders import Encoder
 from labtrain.errors import Conflict, LabtrainError, NotFound, StorageFull, ValidationError
 from ray_app.autoscaling import Demand, capacity, find_node_types
 from ray_app.clients import Storage
+from ray_app.encoder_registry import forget_files, run_on_this_node
 from ray_app.job_worker import Resilience, ray_failure
 from ray_app.placement_groups import remove_leftovers
 from ray_app.settings import JOB_MANAGER, NAMESPACE, read_service
@@ -241,6 +243,25 @@ class JobManager:
         if not folder.is_relative_to(self.home.resolve() / "trainings") or not file.is_relative_to(folder):
             raise ValidationError(f"{target}/{relative} is not in a training's folder of labtrain's home")
         await asyncio.to_thread(_write_chunk, file, offset, data)
+
+    # --- encoders users register ----------------------------------------------------------------
+
+    async def add_encoder(self, name: str, source: str, languages: list[str], description: str, user: str) -> Encoder:
+        """Copy, check and keep an encoder (`ray_app.encoder_registry`), then record it in the catalog."""
+        await self.storage.check_encoder_name(name)
+        encoder = await run_on_this_node(
+            name, source, str(self.home), self.store.uri if self.store else None, languages, description
+        )
+        try:
+            return await self.storage.add_encoder(encoder, user)
+        except Exception:
+            await asyncio.to_thread(forget_files, encoder, str(self.home))
+            raise
+
+    async def remove_encoder(self, name: str) -> Encoder:
+        encoder = await self.storage.remove_encoder(name)
+        await asyncio.to_thread(forget_files, encoder, str(self.home))
+        return encoder
 
     async def cancel(self, training_id: int, user: str | None) -> dict:
         for job in await self.storage.jobs_of(training_id):

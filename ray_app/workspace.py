@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import ray
 
@@ -34,7 +35,7 @@ def job_files(job_id: int, spec: dict, home: Home) -> Iterator[dict]:
     manager into a scratch folder, the trainer writes its outputs there, and they are sent back into
     the job's folder in the home when the block ends (also when the training failed: its log)."""
     if ray.get_runtime_context().get_node_id() == home.node_id:
-        yield spec
+        yield with_encoder_on_this_node(spec)
         return
     manager = ray.get_actor(JOB_MANAGER, namespace=NAMESPACE)
     scratch = Path(tempfile.mkdtemp(prefix=f"labtrain-job-{job_id}-"))
@@ -58,12 +59,28 @@ def fetch_inputs(manager, job_id: int, spec: dict, home: Home, scratch: Path) ->
     if images:
         _write(ray.get(manager.job_inputs.remote(job_id, images)), local)
         _relocate_images(local(spec["snapshot"]), local)
-    moved = copy.deepcopy(spec)
+    encoder = spec.get("encoder")
+    if encoder and Path(encoder["location"]).is_relative_to(home.path):  # the head's copy, no store
+        files = [f"{encoder['location']}/{name}" for name in encoder["files"]]
+        _write(ray.get(manager.job_inputs.remote(job_id, files)), local)
+    moved = with_encoder_on_this_node(copy.deepcopy(spec))
+    if encoder and Path(encoder["location"]).is_relative_to(home.path):
+        moved["encoder"]["location"] = local(encoder["location"])
     moved["snapshot"], moved["output_dir"] = local(spec["snapshot"]), local(spec["output_dir"])
     if spec.get("script"):
         moved["script"]["path"] = local(spec["script"]["path"])
     Path(moved["output_dir"]).mkdir(parents=True, exist_ok=True)
     return moved
+
+
+def with_encoder_on_this_node(spec: dict) -> dict:
+    """A registered encoder kept in the artifact store: its copy on this node (downloaded once)."""
+    encoder = spec.get("encoder")
+    if not encoder or not urlsplit(encoder["location"]).scheme:
+        return spec
+    from storage.artifacts import cached_folder
+
+    return {**spec, "encoder": {**encoder, "location": str(cached_folder(encoder["location"]))}}
 
 
 def send_outputs(manager, job_id: int, folder: Path, target: str) -> int:

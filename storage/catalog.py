@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from labtrain.errors import Conflict, Forbidden, ImportError_, LabtrainError, NotFound, ValidationError
 from storage.blobs import BlobStore
+from storage.encoders import EncoderStore
 from storage.history import TrainingHistory
 from storage.importers import ParsedExport, parse_export
 from storage.labeling_config import LabelingConfig, parse_labeling_config
@@ -32,7 +33,7 @@ from storage.selection import SelectionParams, preview, write_snapshots
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class Catalog(TrainingHistory, ScriptStore, LabelStudioLinks):
+class Catalog(TrainingHistory, ScriptStore, LabelStudioLinks, EncoderStore):
     def __init__(self, home: Path | str, data_check: Callable[[dict[str, dict], bool], dict] | None = None):
         """`data_check` judges a training's snapshot files before any job is recorded (it raises
         to refuse; it returns the checks the training keeps): the service's is

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError as PydanticError
 
+from labtrain.encoders import BUILT_IN
 from labtrain.errors import Conflict, NotFound, SelectionError, ValidationError
 from labtrain.training_plan import ScriptPlan, TrainingPlan
 from storage.labeling_config import deploy_model, parse_labeling_config
@@ -396,6 +397,7 @@ class TrainingHistory:
             "output_dir": job["output_dir"],
             "labels": file["labels"],
             "embeddings": job["embeddings"],
+            "encoder": None if job["embeddings"] in BUILT_IN else self.encoder(job["embeddings"]).model_dump(),
             "backend": plan.backend,
             "params": plan.params,
             "device": "cuda" if job["gpu"] else "cpu",

@@ -163,3 +163,12 @@ CREATE TABLE IF NOT EXISTS label_studio_links (
     last_sync_tasks   INTEGER,
     last_error        VARCHAR
 );
+
+-- Encoders users registered (`labtrain embeddings add`): each a model folder the trainers take,
+-- kept in the home (encoders/) or the artifact store; `info` is labtrain.encoders.Encoder's JSON.
+CREATE TABLE IF NOT EXISTS encoders (
+    name      VARCHAR PRIMARY KEY,
+    info      VARCHAR NOT NULL,
+    added_by  VARCHAR,
+    added_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+);

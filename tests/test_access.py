@@ -50,6 +50,10 @@ LEAST = {
     ("GET", "/api/models/{name}/confusion_matrix.png"): "member",
     ("POST", "/api/models/{name}/predict"): "member",
     ("GET", "/api/cluster"): "user",
+    ("GET", "/api/embeddings"): "user",
+    ("GET", "/api/embeddings/{name}"): "user",
+    ("POST", "/api/embeddings"): "any manager",  # an owner or manager of some project, or an admin
+    ("DELETE", "/api/embeddings/{name}"): "any manager",
     ("POST", "/api/projects/{name}/link"): "user",  # a new project's creator; a manager of an existing one
     ("GET", "/api/projects/{name}/link"): "member",
     ("DELETE", "/api/projects/{name}/link"): "manager",
@@ -63,6 +67,7 @@ LEAST = {
     ("POST", "/ml/{name}/webhook"): "backend",
 }
 RANK = {"anyone": 0, "user": 1, "member": 2, "manager": 3, "admin": 4, "backend": 5}
+ANY_MANAGER = ("outsider", "manager")  # who passes "any manager": the outsider owns another project
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +143,10 @@ def test_a_role_below_the_routes_gets_403_and_one_at_or_above_it_gets_through(se
             answer = call(http, method, path, world)
             if least == "backend":  # no bearer token of any role opens Label Studio's routes
                 assert answer.status_code == 401, (who, method, path, answer.status_code, answer.text)
+            elif least == "any manager":
+                expected_403 = who not in ANY_MANAGER
+                assert (answer.status_code == 403) == expected_403, (who, method, path, answer.status_code, answer.text)
+                assert answer.status_code != 401 and answer.status_code < 500, (who, method, path, answer.text)
             elif RANK[least] > rank:
                 assert answer.status_code == 403, (who, method, path, answer.status_code, answer.text)
                 assert name in answer.json()["detail"] or "administrator" in answer.json()["detail"]

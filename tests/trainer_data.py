@@ -48,13 +48,13 @@ def _task(i: int, text: str, result: list) -> dict:
     }
 
 
-def toy_tasks(n: int, seed: int = 0) -> list[dict]:
+def toy_tasks(n: int, seed: int = 0, names: list[str] = NAMES, cities: list[str] = CITIES) -> list[dict]:
     """Odd tasks: 'NAME lives in CITY' (travel, lives_in); even: 'NAME has [no] fever in CITY'
     (health, fever Present/Absent)."""
     rng = random.Random(seed)
     tasks = []
     for i in range(n):
-        name, city = rng.choice(NAMES), rng.choice(CITIES)
+        name, city = rng.choice(names), rng.choice(cities)
         travel = bool(i % 2)
         negated = rng.random() < 0.5
         text = (

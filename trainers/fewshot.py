@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from labtrain.encoders import Encoder
 from trainers.dataset import Example, Splits
 from trainers.embeddings import minilm_path
+from trainers.encoders import load_tokenizer, local_folder
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.recipes import FEW_SHOT_BELOW, FEW_SHOT_TYPES
 from trainers.reporting import EpochTable, Reporter
@@ -47,12 +49,20 @@ def embed(
     return torch.cat(out) if out else torch.zeros(0, encoder.config.hidden_size)
 
 
-def sentence_encoder(params: TrainParams, device_name: str, reporter: Reporter) -> tuple:
-    """Seeded, on its device: (device, source folder, tokenizer, encoder) of all-MiniLM-L6-v2."""
+def sentence_encoder(
+    params: TrainParams, device_name: str, reporter: Reporter, registered: Encoder | None = None
+) -> tuple:
+    """Seeded, on its device: (device, source folder, tokenizer, encoder) of all-MiniLM-L6-v2, or of
+    a registered encoder."""
     seed_everything(params.seed)
     device = resolve_device(device_name, reporter)
-    source = minilm_path()
-    return device, source, AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).to(device)
+    source = local_folder(registered) if registered else minilm_path()
+    model = AutoModel.from_pretrained(source).to(device)
+    return device, source, load_tokenizer(source, model.config.model_type), model
+
+
+def encoder_name(registered: Encoder | None) -> str:
+    return f"{registered.name} ({registered.architecture})" if registered else "all-MiniLM-L6-v2"
 
 
 def sentence_pairs(examples: list[Example], rng: random.Random, per_example: int = PAIRS_PER_EXAMPLE) -> list[tuple]:
@@ -82,6 +92,7 @@ class FewShotModel:
     thresholds: list[float]
     device: torch.device
     max_length: int
+    source: Path | None = None  # the encoder it started from (None: the packaged MiniLM)
 
     def embeddings(self, texts: list[str]) -> np.ndarray:
         self.encoder.eval()
@@ -121,13 +132,16 @@ class FewShotModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        source = minilm_path()
-        for name in SENTENCE_FILES:
-            target = directory / name
-            if (source / name).is_dir():
-                shutil.copytree(source / name, target, dirs_exist_ok=True)
-            else:
-                shutil.copy(source / name, target)
+        source = self.source or minilm_path()
+        if all((source / name).exists() for name in SENTENCE_FILES):
+            for name in SENTENCE_FILES:
+                target = directory / name
+                if (source / name).is_dir():
+                    shutil.copytree(source / name, target, dirs_exist_ok=True)
+                else:
+                    shutil.copy(source / name, target)
+        else:
+            sentence_transformers_files(directory, self.encoder.config.hidden_size, self.max_length)
         head = self.head.head if isinstance(self.head, _AllLabels) else self.head
         joblib.dump(head, directory / "model_head.pkl")
         (directory / "config_setfit.json").write_text(
@@ -149,9 +163,10 @@ class FewShotModel:
         config = json.loads((Path(directory) / "config_setfit.json").read_text())
         labels = config["labels"]
         head = joblib.load(Path(directory) / "model_head.pkl")
+        encoder = AutoModel.from_pretrained(directory).to(device)
         return cls(
-            AutoModel.from_pretrained(directory).to(device),
-            AutoTokenizer.from_pretrained(directory),
+            encoder,
+            load_tokenizer(directory, encoder.config.model_type),
             head if multiple else _AllLabels(head, len(labels)),
             labels,
             multiple,
@@ -159,6 +174,23 @@ class FewShotModel:
             torch.device(device),
             max_length,
         )
+
+
+def sentence_transformers_files(directory: Path, width: int, max_length: int) -> None:
+    """What sentence-transformers reads beside the encoder: mean pooling, then normalisation (as `embed`)."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_length}))
+    (directory / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "cosine"}))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": width, "pooling_mode_mean_tokens": True})
+    )
+    (directory / "2_Normalize").mkdir(exist_ok=True)
 
 
 class _AllLabels:
@@ -181,19 +213,21 @@ def train_few_shot(
     lr: float,
     device_name: str,
     reporter: Reporter,
+    registered: Encoder | None = None,
 ) -> tuple[FewShotModel, list[EpochResult]]:
-    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter)
-    model = FewShotModel(encoder, tokenizer, None, labels, multiple, [0.5] * len(labels), device, params.max_length)
+    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter, registered)
+    max_length = min(params.max_length, registered.max_length) if registered else params.max_length
+    model = FewShotModel(encoder, tokenizer, None, labels, multiple, [0.5] * len(labels), device, max_length, source)
     pairs = sentence_pairs(splits.train, random.Random(params.seed))
     reporter.line(
-        f"model: all-MiniLM-L6-v2 sentence encoder (mean pooled, normalised), fine-tuned on {len(pairs)} "
+        f"model: {encoder_name(registered)} sentence encoder (mean pooled, normalised), fine-tuned on {len(pairs)} "
         f"sentence pairs of the {len(splits.train)} training examples ({PAIRS_PER_EXAMPLE} rounds), then a "
         f"logistic regression head{' per label' if multiple else ''}; source {source}"
     )
 
     def step(batch: list[tuple]) -> torch.Tensor:
-        left = embed(encoder, tokenizer, [a for a, _, _ in batch], device, params.max_length, len(batch), grad=True)
-        right = embed(encoder, tokenizer, [b for _, b, _ in batch], device, params.max_length, len(batch), grad=True)
+        left = embed(encoder, tokenizer, [a for a, _, _ in batch], device, max_length, len(batch), grad=True)
+        right = embed(encoder, tokenizer, [b for _, b, _ in batch], device, max_length, len(batch), grad=True)
         target = torch.tensor([t for _, _, t in batch], device=device, dtype=left.dtype)
         return torch.nn.functional.mse_loss((left * right).sum(-1), target)  # CosineSimilarityLoss
 
@@ -229,13 +263,13 @@ def train_few_shot(
 
 
 def few_shot_reason(
-    training_type: str, embeddings: str, choice: str, train: list[Example], labels: list[str]
+    training_type: str, embeddings: str, choice: str, train: list[Example], labels: list[str], registered: bool = False
 ) -> tuple[bool, str]:
     """Whether this training takes the few-shot path, and the log line that says why. `auto` looks
     at the typical label, the median of the labels' training examples, not the smallest: one rare
     label among well-filled ones (GoEmotions' 10k sample: 'grief' has 19, the median label 317)
     is no few-shot project, and its pairs (20 per example) would cost hours."""
-    if training_type not in FEW_SHOT_TYPES or embeddings != "minilm":
+    if training_type not in FEW_SHOT_TYPES or (embeddings != "minilm" and not registered):
         return False, ""
     counts = {label: sum(label in e.labels for e in train) for label in labels}
     smallest = min(counts, key=counts.get)

@@ -74,7 +74,7 @@ def train_ner(
         tagger, module = ner_bilstm.build(train_words, tags, params, device, reporter), ner_bilstm
         items, scales = list(zip(train_words, train_tags)), None
     else:
-        tagger, module = ner_minilm.build(tags, params, device, reporter), ner_minilm
+        tagger, module = ner_minilm.build(tags, params, device, reporter, spec.encoder), ner_minilm
         items = ner_minilm.training_items(tagger, train_words, train_tags)
         scales = ner_minilm.lr_scales(tagger)
     summary = f"documents: {splits.sizes()}; {len(items)} training sequences"

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+from labtrain.encoders import Encoder
 from trainers.embeddings import minilm_path
+from trainers.encoders import head_config, load_tokenizer, local_folder
 from trainers.ocr import segment_starts
 from trainers.reporting import Reporter
 from trainers.spec import TrainParams
@@ -295,7 +297,9 @@ class TokenTagger:
     def load(cls, directory: Path, max_length: int, device: str = "cpu") -> TokenTagger:
         model = AutoModelForTokenClassification.from_pretrained(directory).to(device)
         tags = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        tagger = cls(model, AutoTokenizer.from_pretrained(directory), tags, torch.device(device), max_length)
+        tokenizer = load_tokenizer(directory, model.config.model_type)
+        casing = getattr(model.config, "type_vocab_size", 0) in (CASES, 2 * CASES)  # trained with the casing rows
+        tagger = cls(model, tokenizer, tags, torch.device(device), max_length, casing=casing)
         saved = Path(directory) / TRANSITIONS_FILE
         if saved.exists():
             info = json.loads(saved.read_text())
@@ -316,31 +320,48 @@ class TokenTagger:
         return True
 
 
-def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> TokenTagger:
-    source = minilm_path()
-    model = AutoModelForTokenClassification.from_pretrained(
+def build(
+    tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter, encoder: Encoder | None = None
+) -> TokenTagger:
+    """The packaged MiniLM, or a registered encoder, with a token classification head over `tags`.
+    An uncased encoder with token types (MiniLM, BERT uncased) gets the word casing rows; a cased
+    one reads the casing from its word pieces."""
+    source = local_folder(encoder) if encoder else minilm_path()
+    config = head_config(
         source,
+        params.dropout,
         num_labels=len(tags),
         id2label=dict(enumerate(tags)),
         label2id={t: i for i, t in enumerate(tags)},
-        classifier_dropout=params.dropout,
     )
-    types = model.base_model.embeddings.token_type_embeddings
-    cased = nn.Embedding(CASES, types.embedding_dim)
-    cased.weight.data[:] = types.weight.data[0]
-    model.base_model.embeddings.token_type_embeddings = cased
-    model.config.type_vocab_size = CASES
+    model = AutoModelForTokenClassification.from_pretrained(source, config=config)
+    embeddings = model.base_model.embeddings
+    casing = not (encoder and encoder.cased) and getattr(embeddings, "token_type_embeddings", None) is not None
+    if casing:
+        types = embeddings.token_type_embeddings
+        cased = nn.Embedding(CASES, types.embedding_dim)
+        cased.weight.data[:] = types.weight.data[0]
+        embeddings.token_type_embeddings = cased
+        model.config.type_vocab_size = CASES
     if params.crf:
         model.crf = Crf(tags)  # trained with the model, saved apart (TokenTagger.save)
     model = model.to(device)
-    reporter.line(
-        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + word casing (4 token types) + token "
-        f"classification head over {len(tags)} BIO tags{' + CRF (learned transitions)' if params.crf else ''} "
-        f"(head and casing at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
-        f"windows of {params.max_length} word pieces; source {source}"
+    max_length = min(params.max_length, encoder.max_length) if encoder else params.max_length
+    what = (
+        f"{encoder.name} ({encoder.architecture}, {encoder.layers} layers, hidden {encoder.hidden_size}, "
+        f"{'cased' if encoder.cased else 'uncased'} {encoder.tokenizer})"
+        if encoder
+        else "MiniLM-L6 encoder (6 layers, hidden 384)"
     )
-    return TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
+    reporter.line(
+        f"model: {what}{' + word casing (4 token types)' if casing else ''} + token "
+        f"classification head over {len(tags)} BIO tags{' + CRF (learned transitions)' if params.crf else ''} "
+        f"(head{' and casing' if casing else ''} at {NEW_LAYERS_LR_SCALE:g}x the learning rate); "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+        f"windows of {max_length} word pieces; source {source}"
+    )
+    tokenizer = load_tokenizer(source, model.config.model_type)
+    return TokenTagger(model, tokenizer, tags, device, max_length, casing=casing)
 
 
 def training_items(tagger: TokenTagger, word_lists: list[list[str]], tag_lists: list[list[str]]) -> list:

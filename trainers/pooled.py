@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from labtrain.encoders import Encoder
 from trainers.dataset import Splits
-from trainers.fewshot import FewShotModel, embed, sentence_encoder
+from trainers.fewshot import FewShotModel, embed, encoder_name, sentence_encoder
 from trainers.loop import EpochResult, epoch_note, train_while_improving
 from trainers.reporting import EpochTable, Reporter
 from trainers.sequence import score, tune_thresholds
@@ -60,21 +61,23 @@ def train_pooled_classifier(
     lr: float,
     device_name: str,
     reporter: Reporter,
+    registered: Encoder | None = None,
 ) -> tuple[FewShotModel, list[EpochResult]]:
-    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter)
+    device, source, tokenizer, encoder = sentence_encoder(params, device_name, reporter, registered)
+    max_length = min(params.max_length, registered.max_length) if registered else params.max_length
     layer = torch.nn.Linear(encoder.config.hidden_size, len(labels)).to(device)
     network = torch.nn.ModuleDict({"encoder": encoder, "dropout": torch.nn.Dropout(params.dropout), "head": layer})
     model = FewShotModel(
-        encoder, tokenizer, _TorchHead(layer), labels, True, [0.5] * len(labels), device, params.max_length
+        encoder, tokenizer, _TorchHead(layer), labels, True, [0.5] * len(labels), device, max_length, source
     )
     reporter.line(
-        f"model: all-MiniLM-L6-v2 sentence encoder (mean pooled, normalised) + a sigmoid head over {len(labels)} "
+        f"model: {encoder_name(registered)} sentence encoder (mean pooled, normalised) + a sigmoid head over {len(labels)} "
         f"labels, fine-tuned end to end (the head at {HEAD_LR_SCALE:g}x the learning rate); source {source}"
     )
     index = {label: i for i, label in enumerate(labels)}
 
     def step(batch: list) -> torch.Tensor:
-        pooled = embed(encoder, tokenizer, [e.text for e in batch], device, params.max_length, len(batch), grad=True)
+        pooled = embed(encoder, tokenizer, [e.text for e in batch], device, max_length, len(batch), grad=True)
         target = torch.zeros(len(batch), len(labels), device=device)
         for row, example in enumerate(batch):
             for label in example.labels:

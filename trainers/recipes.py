@@ -46,8 +46,22 @@ RECIPES: dict[tuple[str, ...], dict] = {
 }
 
 
-def recipe(training_type: str, embeddings: str | None, path: str = "") -> dict:
-    """The recipe's parameters (empty for a custom script or an unknown pair)."""
+# A registered encoder (`labtrain embeddings add`) starts from MiniLM's fine-tuning recipe of its type;
+# an encoder of BERT-base width or wider takes BASE_LEARNING_RATE at most (BERT's own NER and GLUE
+# fine-tunes use 2e-5 to 5e-5; MiniLM's 1e-4 suits its 384 dimensions).
+REGISTERED = "registered"
+BASE_WIDTH = 768
+BASE_LEARNING_RATE = 5e-5
+
+
+def recipe(training_type: str, embeddings: str | None, path: str = "", hidden_size: int | None = None) -> dict:
+    """The recipe's parameters (empty for a custom script or an unknown pair); `hidden_size` names a
+    registered encoder's width (its recipe is MiniLM's, see REGISTERED)."""
+    if hidden_size is not None:
+        found = recipe(training_type, "minilm", path)
+        if hidden_size >= BASE_WIDTH and found.get("learning_rate", 0) > BASE_LEARNING_RATE:
+            found["learning_rate"] = BASE_LEARNING_RATE
+        return found
     key = (training_type, embeddings or "", path) if path else (training_type, embeddings or "")
     return dict(RECIPES.get(key, {}))
 

@@ -21,6 +21,8 @@ from trainers.reporting import Listener, Reporter, StopTraining, label_table, ma
 from trainers.sequence import score, train_sequence_classifier
 from trainers.spec import TrainParams, TrainSpec
 
+ENCODER_FACTS = {"name", "source", "sha256", "model_type", "architecture", "hidden_size", "layers", "cased"}
+
 
 @dataclass
 class TrainResult:
@@ -114,7 +116,9 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
     parts = dataset.split_examples(examples, splits, spec.params.validation_share, spec.params.seed)
     summary = f"examples: {parts.sizes()}"
     reporter.line(summary)
-    few, why = few_shot_reason(spec.type, spec.embeddings, spec.params.few_shot, parts.train, labels)
+    few, why = few_shot_reason(
+        spec.type, spec.embeddings, spec.params.few_shot, parts.train, labels, spec.encoder is not None
+    )
     if why:
         reporter.line(why)
     if few:
@@ -128,17 +132,18 @@ def _train_sequence(spec: TrainSpec, documents: list[dataset.Document], lr: floa
             spec.type,
             spec.embeddings,
             FEW_SHOT,
+            spec.encoder_width,
         )
         reporter.line("few-shot parameters: " + ", ".join(f"{k}={v}" for k, v in params.model_dump().items()))
         model, epochs = train_few_shot(
-            parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device, reporter
+            parts, labels, spec.multiple, params, params.learning_rate or lr, spec.device, reporter, spec.encoder
         )
     elif spec.multiple:
         from trainers.pooled import train_pooled_classifier
 
-        model, epochs = train_pooled_classifier(parts, labels, spec.params, lr, spec.device, reporter)
+        model, epochs = train_pooled_classifier(parts, labels, spec.params, lr, spec.device, reporter, spec.encoder)
     else:
-        model, epochs = train_sequence_classifier(parts, labels, spec.params, lr, spec.device, reporter)
+        model, epochs = train_sequence_classifier(parts, labels, spec.params, lr, spec.device, reporter, spec.encoder)
     primary = score(model, parts.test) if parts.test else None
     extra = {"thresholds": dict(zip(model.labels, model.thresholds))} if spec.multiple else {}
     extra["head"] = "setfit" if few else "mean-pooled" if spec.multiple else "fine-tuned"
@@ -165,7 +170,7 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
     try:
         lr = spec.params.learning_rate or (
             REGISTRY[spec.embeddings].learning_rate_for(spec.type) if spec.embeddings in REGISTRY else None
-        )  # a custom script chooses
+        )  # a custom script chooses; a registered encoder's recipe gives one
         reporter.line(f"labtrain training: {spec.type} with {spec.embeddings} embeddings")
         reporter.line(
             "parameters: "
@@ -235,7 +240,8 @@ def run(spec: TrainSpec | dict, listeners: list[Listener] | None = None) -> Trai
                     "to_name": spec.to_name,
                     "language": spec.language,
                     "parameters": spec.params.model_dump(),
-                    "max_length": spec.params.max_length,
+                    "max_length": getattr(model, "max_length", spec.params.max_length),
+                    "encoder": spec.encoder.model_dump(include=ENCODER_FACTS) if spec.encoder else None,
                     **extra,
                     "data": {"snapshot": spec.snapshot, "summary": summary},
                     "versions": _versions(spec.backend),

@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from labtrain.encoders import Encoder
 from trainers.dataset import Example, Splits
 from trainers.embeddings import minilm_path
+from trainers.encoders import head_config, load_tokenizer, local_folder
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.metrics import classification_scores, multilabel_scores
 from trainers.reporting import EpochTable, Reporter
@@ -62,7 +64,7 @@ class SequenceModel:
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         return cls(
             model,
-            AutoTokenizer.from_pretrained(directory),
+            load_tokenizer(directory, model.config.model_type),
             labels,
             multiple,
             thresholds or [0.5] * len(labels),
@@ -109,32 +111,39 @@ def train_sequence_classifier(
     lr: float,
     device_name: str,
     reporter: Reporter,
+    registered: Encoder | None = None,
 ) -> tuple[SequenceModel, list[EpochResult]]:
     """Single choice (classification, assertion, relations); multiple choice trains in
     trainers.pooled. SequenceModel still loads the multiple-choice models saved before that."""
     seed_everything(params.seed)
     device = resolve_device(device_name, reporter)
-    source = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    source = local_folder(registered) if registered else minilm_path()
+    config = head_config(
         source,
+        params.dropout,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={lab: i for i, lab in enumerate(labels)},
-        classifier_dropout=params.dropout,
         problem_type="single_label_classification",
-    ).to(device)
-    wrapped = SequenceModel(model, tokenizer, labels, False, [0.5] * len(labels), device, params.max_length)
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(source, config=config).to(device)
+    tokenizer = load_tokenizer(source, model.config.model_type)
+    max_length = min(params.max_length, registered.max_length) if registered else params.max_length
+    wrapped = SequenceModel(model, tokenizer, labels, False, [0.5] * len(labels), device, max_length)
     n_params = sum(p.numel() for p in model.parameters())
+    what = (
+        f"{registered.name} ({registered.architecture}, {registered.layers} layers, hidden {registered.hidden_size})"
+        if registered
+        else "MiniLM-L6 encoder (6 layers, hidden 384)"
+    )
     reporter.line(
-        f"model: MiniLM-L6 encoder (6 layers, hidden 384) + softmax head "
-        f"over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}"
+        f"model: {what} + softmax head over {len(labels)} labels; {n_params / 1e6:.1f} M parameters; source {source}"
     )
     index = {lab: i for i, lab in enumerate(labels)}
 
     def step(batch: list[Example]) -> torch.Tensor:
         enc = tokenizer(
-            [e.text for e in batch], padding=True, truncation=True, max_length=params.max_length, return_tensors="pt"
+            [e.text for e in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         ).to(device)
         target = torch.tensor([index[e.labels[0]] for e in batch], device=device)
         return model(**enc, labels=target).loss

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
+from labtrain.encoders import ENCODER_TYPES, Encoder
 from labtrain.errors import LabtrainError
 from trainers.recipes import MULTIPLE, recipe
 
@@ -116,6 +117,7 @@ class TrainSpec(BaseModel):
     output_dir: str
     labels: list[str]
     embeddings: str | None = None  # None: the backend's first option for the type
+    encoder: Encoder | None = None  # a registered encoder's record (embeddings names it), from the catalog
     backend: str = "pytorch"  # or "sparknlp" (ner, classification)
     params: TrainParams = Field(default_factory=TrainParams)
     device: str = "cpu"
@@ -143,7 +145,9 @@ class TrainSpec(BaseModel):
             error = exc.errors()[0]
             raise SpecError(f"spec field {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
         spec.check()
-        spec.params = with_recipe(spec.params, frozenset(spec.given), spec.type, spec.embeddings, spec.recipe_path)
+        spec.params = with_recipe(
+            spec.params, frozenset(spec.given), spec.type, spec.embeddings, spec.recipe_path, spec.encoder_width
+        )
         spec.params.check()
         return spec
 
@@ -151,6 +155,11 @@ class TrainSpec(BaseModel):
     def recipe_path(self) -> str:
         """Which of the type's recipes (trainers.recipes) applies: multiple choice has its own."""
         return MULTIPLE if self.type == "classification" and self.multiple else ""
+
+    @property
+    def encoder_width(self) -> int | None:
+        """A registered encoder's hidden size (its recipe depends on it), else None."""
+        return self.encoder.hidden_size if self.encoder else None
 
     @classmethod
     def load(cls, path: str | Path) -> TrainSpec:
@@ -175,7 +184,9 @@ class TrainSpec(BaseModel):
                     "Spark NLP, so labtrain trains it with pytorch only"
                 )
             self.embeddings = self.embeddings or embeddings_for(self.type, self.backend)[0]
-            if self.embeddings not in embeddings_for(self.type, self.backend):
+            if self.encoder is not None:
+                self._check_encoder()
+            elif self.embeddings not in embeddings_for(self.type, self.backend):
                 raise SpecError(
                     f"embeddings {self.embeddings!r} cannot train {self.type!r} with {self.backend}; "
                     f"choose one of {', '.join(embeddings_for(self.type, self.backend))}"
@@ -187,6 +198,15 @@ class TrainSpec(BaseModel):
         if self.device not in ("cpu", "cuda"):
             raise SpecError(f"device {self.device!r} must be 'cpu' or 'cuda'")
         self.params.check()
+
+    def _check_encoder(self) -> None:
+        if self.encoder.name != self.embeddings:
+            raise SpecError(f"spec field encoder is {self.encoder.name!r} but embeddings is {self.embeddings!r}")
+        if self.type not in ENCODER_TYPES or self.backend != "pytorch":
+            raise SpecError(
+                f"encoder {self.embeddings!r} (registered) trains {', '.join(ENCODER_TYPES)} with pytorch, "
+                f"not {self.type} with {self.backend}"
+            )
 
     def _check_script(self) -> None:
         script = self.script
@@ -209,19 +229,24 @@ class TrainSpec(BaseModel):
 
 
 def with_recipe(
-    params: TrainParams, given: frozenset[str], training_type: str, embeddings: str | None, path: str = ""
+    params: TrainParams,
+    given: frozenset[str],
+    training_type: str,
+    embeddings: str | None,
+    path: str = "",
+    encoder_width: int | None = None,
 ) -> TrainParams:
-    """`params` with the type's and embeddings' recipe (trainers.recipes) for every parameter the
-    request did not give."""
+    """`params` with the type's and embeddings' recipe (trainers.recipes; a registered encoder's by its
+    width) for every parameter the request did not give."""
     return params.model_copy(
         update={
             k: v
-            for k, v in recipe(training_type, embeddings, path).items()
+            for k, v in recipe(training_type, embeddings, path, encoder_width).items()
             if k in TrainParams.model_fields and k not in given
         }
     )
 
 
-def recipe_defaults(training_type: str, embeddings: str, path: str = "") -> dict:
+def recipe_defaults(training_type: str, embeddings: str, path: str = "", encoder_width: int | None = None) -> dict:
     """Every parameter as a training of this type and embeddings gets it when it gives none."""
-    return with_recipe(TrainParams(), frozenset(), training_type, embeddings, path).model_dump()
+    return with_recipe(TrainParams(), frozenset(), training_type, embeddings, path, encoder_width).model_dump()

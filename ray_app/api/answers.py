@@ -136,6 +136,47 @@ class EmbeddingsOption(BaseModel):
     defaults: dict = Field(description="every parameter as a training of this type and embeddings gets it")
     few_shot: FewShotOption | None = None
     multiple_choice: MultipleChoiceOption | None = None
+    registered: EncoderPublic | None = Field(None, description="a registered encoder's facts (labtrain embeddings add)")
+
+
+class EncoderPublic(BaseModel):
+    """A registered encoder (labtrain.encoders.Encoder, less where the service keeps its copy)."""
+
+    name: str
+    source: str
+    sha256: str
+    model_type: str
+    architecture: str
+    tokenizer: str
+    parameters: int
+    hidden_size: int
+    layers: int
+    max_length: int
+    cased: bool
+    token_types: bool
+    languages: list[str]
+    license: str | None = None
+    description: str
+    size_mb: float
+    types: list[str] = Field(description="the training types it trains (with the pytorch backend)")
+    added_by: str | None = None
+    added_at: str | None = None
+
+
+class BuiltInEmbeddings(BaseModel):
+    name: str
+    description: str
+    types: list[str]
+    languages: list[str]
+    dimensions: int
+    size_mb: float
+    default_learning_rate: float
+    backend: str
+
+
+class EmbeddingsList(BaseModel):
+    built_in: list[BuiltInEmbeddings]
+    registered: list[EncoderPublic]
 
 
 class BackendOption(BaseModel):

@@ -14,6 +14,7 @@ from labtrain.errors import LabtrainError
 from ray_app import __version__
 from ray_app.api import (
     cluster,
+    embeddings,
     imports,
     link,
     members,
@@ -34,7 +35,20 @@ log = logging.getLogger("labtrain.api")
 app = FastAPI(
     title="labtrain", version=__version__, description="Train NLP models from the completions of an annotation project."
 )
-for module in (users, projects, members, imports, selection, scripts, trainings, registry, cluster, link, ml_backend):
+for module in (
+    users,
+    projects,
+    members,
+    imports,
+    selection,
+    scripts,
+    trainings,
+    registry,
+    embeddings,
+    cluster,
+    link,
+    ml_backend,
+):
     app.include_router(module.router, responses=REJECTED)  # a rule of the domain broken: 422, one sentence
 
 

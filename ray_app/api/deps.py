@@ -71,3 +71,12 @@ def require_role(least: str):
 
 ProjectMember = Annotated[User, require_role("annotator")]
 ProjectManager = Annotated[User, require_role("manager")]
+
+
+async def encoder_manager(user: CurrentUser, storage: StorageDep) -> User:
+    """The caller, if an administrator or an owner or manager of some project (who registers encoders)."""
+    await storage.require_encoder_manager(user)
+    return user
+
+
+EncoderManager = Annotated[User, Depends(encoder_manager)]

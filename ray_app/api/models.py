@@ -190,6 +190,18 @@ class TrainingRequest(BaseModel):
     )
 
 
+class EncoderAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the name trainings choose it by (letters, digits, _ . -)")
+    source: str = Field(
+        description="a folder in Hugging Face layout on the service's machine, an artifact-store URI "
+        "(s3://..., gs://...) or a hub id (org/name)"
+    )
+    languages: list[str] = Field(default_factory=list, description="ISO codes; default: the model card's")
+    description: str = ""
+
+
 class ScriptUpload(BaseModel):
     name: str = Field(description="the script's name in the project (letters, digits, _ . -)")
     source: str = Field(description="Python source; see the README's 'Custom training scripts' for its contract")

@@ -13,9 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
+from labtrain.encoders import ENCODER_TYPES, Encoder
 from labtrain.errors import NotFound, ValidationError
 from ray_app.api.answers import PNG, TEXT_STREAM, ZIP, TrainingOptions, TrainingPublic, TrainingSettingsPublic
 from ray_app.api.deps import CurrentUser, JobsDep, ProjectManager, ProjectMember, StorageDep
+from ray_app.api.embeddings import public as public_encoder
 from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
@@ -40,10 +42,10 @@ ARCHIVED = (
 )
 
 
-def training_request(body: TrainingRequest) -> dict:
+def training_request(body: TrainingRequest, registered: list[Encoder] = ()) -> dict:
     """The request as the job manager and the history keep it, checked: types the trainers
-    know, a backend that can train each of them here, embeddings each type can use, parameters
-    in range (the catalog checks the rest)."""
+    know, a backend that can train each of them here, embeddings each type can use (labtrain's own
+    or a `registered` encoder), parameters in range (the catalog checks the rest)."""
     if body.backend not in BACKENDS:
         raise ValidationError(f"backend {body.backend!r} is not one of {', '.join(BACKENDS)}")
     if body.backend == "sparknlp":
@@ -61,7 +63,7 @@ def training_request(body: TrainingRequest) -> dict:
     for t in dict.fromkeys(body.types):
         if t not in TYPES:
             raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
-        options = embeddings_for(t, body.backend)
+        options = embeddings_for(t, body.backend) + registered_for(t, body.backend, registered)
         if not options:
             raise ValidationError(
                 f"training type {t!r} cannot use backend {body.backend!r}: {t} is licensed in "
@@ -92,10 +94,23 @@ def training_request(body: TrainingRequest) -> dict:
         "runner": "ray_job" if body.submit else "ray_train",
         "max_retries": body.max_retries,
     }
-    return {**request, **sweep_request(body, request)}
+    return {**request, **sweep_request(body, request, registered)}
 
 
-def sweep_request(body: TrainingRequest, request: dict) -> dict:
+def registered_for(training_type: str, backend: str, registered: list[Encoder]) -> list[str]:
+    """The registered encoders a type can train with on this backend (pytorch: the types of ENCODER_TYPES)."""
+    return [e.name for e in registered] if backend == "pytorch" and training_type in ENCODER_TYPES else []
+
+
+def default_learning_rate(training_type: str, embeddings: str, registered: list[Encoder]) -> float:
+    """The learning rate a training gets when it gives none: the embeddings' recipe's."""
+    if embeddings in REGISTRY:
+        return REGISTRY[embeddings].learning_rate_for(training_type)
+    width = next(e.hidden_size for e in registered if e.name == embeddings)
+    return recipe_defaults(training_type, embeddings, encoder_width=width)["learning_rate"]
+
+
+def sweep_request(body: TrainingRequest, request: dict, registered: list[Encoder] = ()) -> dict:
     """A parameter search (`tune`) or a train-curve (`curve`): one type, pytorch, run by the service."""
     if body.tune is None and body.curve is None:
         return {}
@@ -112,7 +127,8 @@ def sweep_request(body: TrainingRequest, request: dict) -> dict:
         if body.tune is not None:
             (kind,) = request["types"]
             space = parse_space(body.tune.space) or default_space(
-                request["params"].get("learning_rate") or REGISTRY[request["embeddings"][kind]].learning_rate_for(kind)
+                request["params"].get("learning_rate")
+                or default_learning_rate(kind, request["embeddings"][kind], registered)
             )
             return {"tune": {"trials": body.tune.trials, "space": space, "budget_s": parse_budget(body.tune.budget)}}
         if body.deploy:
@@ -163,9 +179,10 @@ def script_request(body: TrainingRequest) -> dict:
     }
 
 
-def embeddings_options(training_type: str, backend: str) -> list[dict]:
+def embeddings_options(training_type: str, backend: str, registered: list[Encoder] = ()) -> list[dict]:
     """Each embeddings the type can use, with the defaults a training gets from its recipe
-    (trainers.recipes) and, where it applies, the few-shot path's (trainers.fewshot)."""
+    (trainers.recipes) and, where it applies, the few-shot path's (trainers.fewshot); the registered
+    encoders after labtrain's own."""
     if training_type not in TYPES:
         return []
     options = []
@@ -192,6 +209,26 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
                 "defaults": recipe_defaults(training_type, e, MULTIPLE),
             }
         options.append(entry)
+    for name in registered_for(training_type, backend, registered):
+        encoder = next(e for e in registered if e.name == name)
+        entry = {
+            "name": name,
+            "description": encoder.description,
+            "languages": encoder.languages,
+            "size_mb": encoder.size_mb,
+            "default_learning_rate": default_learning_rate(training_type, name, registered),
+            "defaults": recipe_defaults(training_type, name, encoder_width=encoder.hidden_size),
+            "registered": public_encoder(encoder),
+        }
+        if training_type in FEW_SHOT_TYPES:
+            entry["few_shot"] = {
+                "chosen_below": FEW_SHOT_BELOW,
+                "values": ["auto", "on", "off"],
+                "method": "SetFit: contrastive sentence-pair fine-tuning of the encoder (mean pooled), "
+                "then a logistic regression head",
+                "defaults": recipe_defaults(training_type, name, FEW_SHOT, encoder.hidden_size),
+            }
+        options.append(entry)
     return options
 
 
@@ -199,6 +236,7 @@ def embeddings_options(training_type: str, backend: str) -> list[dict]:
 async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
     """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
     summary = (await storage.project(name))["training_types"]
+    registered = await storage.encoders()
     cluster = await jobs.cluster()
     spark_reason = spark_unavailable_reason()
     types = []
@@ -206,8 +244,10 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
         entry = {
             "type": t,
             "available": t in TYPES,
-            "embeddings": embeddings_options(t, "pytorch"),
-            "backends": [{"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch")}],
+            "embeddings": embeddings_options(t, "pytorch", registered),
+            "backends": [
+                {"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch", registered)}
+            ],
         }
         if t == "ner":
             entry["custom_scripts"] = sorted({s["name"] for s in await storage.scripts(name)})
@@ -251,9 +291,9 @@ async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, 
 
 
 @router.post("/api/projects/{name}/trainings", response_model=TrainingPublic, status_code=201)
-async def start_training(name: str, body: TrainingRequest, user: ProjectManager, jobs: JobsDep):
+async def start_training(name: str, body: TrainingRequest, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Snapshot the selection and queue one job per type; answers at once with the training."""
-    request = training_request(body)
+    request = training_request(body, await storage.encoders())
     source = "tuning" if request.get("tune") else "curve" if request.get("curve") else "manual"
     return await jobs.submit(name, request, user.name, source)
 
