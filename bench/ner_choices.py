@@ -25,7 +25,7 @@ import torch
 from common import SHARED, write_snapshot
 from ner_vs_spacy import LABELS, read_conll, to_row
 
-from trainers import dataset, ner, ner_minilm
+from trainers import dataset, ner, ner_encoder
 from trainers.loop import WeightAverage, _same
 from trainers.metrics import ner_scores
 from trainers.run import run
@@ -108,7 +108,7 @@ def main() -> None:
             for part, docs in parts.items():
                 with torch.no_grad():
                     log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in docs])
-                for weight in ner_minilm.PRIOR_WEIGHTS:
+                for weight in ner_encoder.PRIOR_WEIGHTS:
                     table.setdefault(candidate, {})[f"{part} {weight:g}"] = f1(tagger, docs, weight, log_probs)
             if _same(state, chosen):
                 table["chosen"]["weights"] = candidate
@@ -131,7 +131,7 @@ def main() -> None:
     print(f"\nseed {args.seed}; chosen: {table['chosen']}; {time.monotonic() - started:.0f} s")
     print(f"{'weights':<14}{'prior':>6}{'validation':>12}{'dev':>8}{'test':>8}")
     for candidate in weights:
-        for weight in ner_minilm.PRIOR_WEIGHTS:
+        for weight in ner_encoder.PRIOR_WEIGHTS:
             scores = [table[candidate][f"{part} {weight:g}"] for part in ("validation", "dev", "test")]
             print(f"{candidate:<14}{weight:>6g}" + "".join(f"{s:>{w}.4f}" for s, w in zip(scores, (12, 8, 8))))
     print(f"\nlog and JSON in {work}")

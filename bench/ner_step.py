@@ -20,7 +20,7 @@ from common import SHARED
 from ner_vs_spacy import LABELS, read_conll, to_row
 
 from trainers.loop import batches, parameter_groups
-from trainers.ner_minilm import build, loss, lr_scales, training_items
+from trainers.ner_encoder import build, loss, lr_scales, training_items
 from trainers.recipes import recipe
 from trainers.reporting import Reporter
 from trainers.spec import TrainParams

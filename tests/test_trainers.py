@@ -351,7 +351,7 @@ def test_early_stopping_is_logged_and_keeps_the_best_epoch(tmp_path, toy):
 def test_the_crf_loss_is_the_likelihood_over_every_sequence_bio_allows():
     import itertools
 
-    from trainers.ner_minilm import Crf, bio_constraints
+    from trainers.ner_encoder import Crf, bio_constraints
 
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     torch.manual_seed(0)
@@ -397,7 +397,7 @@ def test_minilm_ner_with_a_crf_learns_and_saves_a_plain_model(tmp_path, toy):
 
 
 def test_viterbi_decoding_never_returns_a_sequence_bio_forbids():
-    from trainers.ner_minilm import bio_constraints, transition_prior, viterbi
+    from trainers.ner_encoder import bio_constraints, transition_prior, viterbi
 
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     between, start = bio_constraints(tags)

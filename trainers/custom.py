@@ -244,7 +244,7 @@ def load_scorable(model_dir: Path, tags: list[str], max_length: int, device: str
     """The script's model as a tagger labtrain can score and predict with, or the reason it is not one."""
     from transformers import AutoConfig
 
-    from trainers.ner_minilm import TokenTagger
+    from trainers.ner_encoder import TokenTagger
 
     if not (model_dir / "config.json").is_file():
         return None, "the output folder has no config.json (not a transformers model)"

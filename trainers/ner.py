@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers import ner_bilstm, ner_minilm
+from trainers import ner_bilstm, ner_encoder
 from trainers.dataset import Document, split_examples
 from trainers.loop import EpochResult, epoch_note, resolve_device, seed_everything, train_while_improving
 from trainers.metrics import ner_scores
@@ -74,9 +74,9 @@ def train_ner(
         tagger, module = ner_bilstm.build(train_words, tags, params, device, reporter), ner_bilstm
         items, scales = list(zip(train_words, train_tags)), None
     else:
-        tagger, module = ner_minilm.build(tags, params, device, reporter, spec.encoder), ner_minilm
-        items = ner_minilm.training_items(tagger, train_words, train_tags)
-        scales = ner_minilm.lr_scales(tagger)
+        tagger, module = ner_encoder.build(tags, params, device, reporter, spec.encoder), ner_encoder
+        items = ner_encoder.training_items(tagger, train_words, train_tags)
+        scales = ner_encoder.lr_scales(tagger)
     summary = f"documents: {splits.sizes()}; {len(items)} training sequences"
     reporter.line(summary)
     schedule = small_data_schedule(len(items), params.batch_size, params.epochs, frozenset(spec.given))
@@ -90,7 +90,7 @@ def train_ner(
     def validate() -> dict | None:
         if not splits.validation:
             return None
-        if isinstance(tagger, ner_minilm.TokenTagger) and tagger.learned_transitions():  # a CRF's, as they stand
+        if isinstance(tagger, ner_encoder.TokenTagger) and tagger.learned_transitions():  # a CRF's, as they stand
             tagger.prior_weight = 1.0
         return evaluate(tagger, splits.validation, spec.labels)["entity"]["micro"]
 
@@ -132,7 +132,7 @@ def choose_decoding(
     weight 1, or constraints only)."""
     learned = tagger.learned_transitions()
     if not learned:
-        tagger.prior = ner_minilm.transition_prior(tagger.tags, train_tags)
+        tagger.prior = ner_encoder.transition_prior(tagger.tags, train_tags)
     kind = "the CRF's learned transitions" if learned else "transition prior"
     if not validation:
         tagger.prior_weight = 1.0 if learned else 0.0
@@ -142,7 +142,7 @@ def choose_decoding(
         return
     log_probs = tagger.word_log_probs([[w for w, _, _ in d.words] for d in validation], box_lists=box_lists)
     results = {}
-    for weight in ner_minilm.PRIOR_WEIGHTS:
+    for weight in ner_encoder.PRIOR_WEIGHTS:
         tags = tagger.decode(log_probs, weight)
         results[weight] = ner_scores(
             [d.spans for d in validation],

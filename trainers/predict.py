@@ -154,7 +154,7 @@ def load(output_dir: str | Path, device: str = "cpu") -> Predictor:
 
         model = BiLstmTagger.load(model_dir, device)
     elif info["type"] in ("ner", "visual_ner"):
-        from trainers.ner_minilm import TokenTagger
+        from trainers.ner_encoder import TokenTagger
 
         model = TokenTagger.load(model_dir, info["max_length"], device)
     else:

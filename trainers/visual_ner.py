@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LayoutLMConfig, LayoutLMForTokenClassification
 
-from trainers import ner_minilm
+from trainers import ner_encoder
 from trainers.data_check import MIN_TRAIN_TASKS
 from trainers.dataset import REGION_TYPES, TrainingDataError, read_snapshot, split_examples
 from trainers.embeddings import minilm_path
@@ -152,7 +152,7 @@ def check_examples(pages: list[Page], labels: list[str], snapshot: str, reporter
         )
 
 
-def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> ner_minilm.TokenTagger:
+def build(tags: list[str], params: TrainParams, device: torch.device, reporter: Reporter) -> ner_encoder.TokenTagger:
     source = minilm_path()
     bert = json.loads((source / "config.json").read_text())
     config = LayoutLMConfig(
@@ -165,7 +165,7 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
         hidden_dropout_prob=params.dropout,
         attention_probs_dropout_prob=bert["attention_probs_dropout_prob"],
         max_position_embeddings=bert["max_position_embeddings"],
-        type_vocab_size=2 * ner_minilm.CASES,  # casing, and whether the word starts a line segment
+        type_vocab_size=2 * ner_encoder.CASES,  # casing, and whether the word starts a line segment
         initializer_range=bert["initializer_range"],
         layer_norm_eps=bert["layer_norm_eps"],
         pad_token_id=bert["pad_token_id"],
@@ -181,7 +181,7 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
         if not k.endswith("position_ids")
     }
     types = state["layoutlm.embeddings.token_type_embeddings.weight"]
-    state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(2 * ner_minilm.CASES, 1)
+    state["layoutlm.embeddings.token_type_embeddings.weight"] = types[0].repeat(2 * ner_encoder.CASES, 1)
     # Smooth 2-D tables: sinusoids of the coordinate, each row half as long as MiniLM's position
     # rows. Tables learned from random or zero rows memorise the exact coordinates of a few
     # training pages and do not generalise to the next page.
@@ -197,11 +197,11 @@ def build(tags: list[str], params: TrainParams, device: torch.device, reporter: 
     reporter.line(
         f"model: LayoutLM recipe from MiniLM-L6 (6 layers, hidden 384): word pieces + 2-D box embeddings "
         f"(x0, y0, x1, y1, width, height; sinusoids at start) + word casing and line-segment starts, "
-        f"token classification over {len(tags)} BIO tags (head and casing at {ner_minilm.NEW_LAYERS_LR_SCALE:g}x the learning "
+        f"token classification over {len(tags)} BIO tags (head and casing at {ner_encoder.NEW_LAYERS_LR_SCALE:g}x the learning "
         f"rate); {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; windows of "
         f"{params.max_length} word pieces; initialised from {source}"
     )
-    return ner_minilm.TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
+    return ner_encoder.TokenTagger(model, AutoTokenizer.from_pretrained(source), tags, device, params.max_length)
 
 
 def sinusoids(n: int, dim: int, norm: float) -> torch.Tensor:
@@ -217,28 +217,28 @@ def sinusoids(n: int, dim: int, norm: float) -> torch.Tensor:
 def lr_scales() -> dict[str, float]:
     """The head and the casing rows start from scratch and learn faster; the 2-D tables learn at
     the base rate from their smooth start."""
-    scale = ner_minilm.NEW_LAYERS_LR_SCALE
+    scale = ner_encoder.NEW_LAYERS_LR_SCALE
     return {"classifier.": scale, "layoutlm.embeddings.token_type_embeddings.": scale}
 
 
-def training_items(tagger: ner_minilm.TokenTagger, pages: list[Page]) -> list:
+def training_items(tagger: ner_encoder.TokenTagger, pages: list[Page]) -> list:
     """(words, tags, boxes) windows of the training pages."""
     items = []
     for page in pages:
         words = [w for w, _, _ in page.words]
-        for s, e in ner_minilm.windows(tagger.tokenizer, words, tagger.max_length):
+        for s, e in ner_encoder.windows(tagger.tokenizer, words, tagger.max_length):
             items.append((words[s:e], page.tags[s:e], page.boxes[s:e]))
     return items
 
 
-def loss(tagger: ner_minilm.TokenTagger, batch: list) -> torch.Tensor:
+def loss(tagger: ner_encoder.TokenTagger, batch: list) -> torch.Tensor:
     enc, _, labels = tagger.encode([w for w, _, _ in batch], [t for _, t, _ in batch], [b for _, _, b in batch])
     return tagger.model(**enc, labels=labels).loss
 
 
 def train_visual_ner(
     spec: TrainSpec, lr: float, reporter: Reporter
-) -> tuple[ner_minilm.TokenTagger, dict | None, list[EpochResult], str]:
+) -> tuple[ner_encoder.TokenTagger, dict | None, list[EpochResult], str]:
     """Returns the tagger, test scores (entity and word level), the epochs and a data summary."""
     params = spec.params
     seed_everything(params.seed)
@@ -288,7 +288,7 @@ def train_visual_ner(
     return tagger, scores, epochs, summary
 
 
-def predict_regions(tagger: ner_minilm.TokenTagger, pages: list[list[Word]]) -> list[list[tuple[Region, str]]]:
+def predict_regions(tagger: ner_encoder.TokenTagger, pages: list[list[Word]]) -> list[list[tuple[Region, str]]]:
     """For each page's words (reading order): the entities as (region = union of the words' boxes,
     their text)."""
     tag_lists = tagger.predict_tags(

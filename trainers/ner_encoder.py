@@ -1,10 +1,11 @@
-"""NER by fine-tuning MiniLM for token classification over words (the first word piece of
-each word carries its BIO tag); long documents are cut into windows that fit `max_length`.
+"""NER by fine-tuning an encoder (the packaged MiniLM, or a registered one: `trainers.encoders`) for
+token classification over words (the first sub-word of each word carries its BIO tag, found by the
+fast tokenizer's word ids); long documents are cut into windows that fit `max_length`.
 
-The packaged MiniLM is uncased, and casing carries much of the signal of names. Each word's
-casing (lower, Title, UPPER, with digits) reaches the model through BERT's token-type
-embeddings, widened from 2 to 4 rows that all start as the pretrained row 0: the saved model
-stays a plain `BertForTokenClassification`. `TokenTagger` passes the casing; a plain
+The packaged MiniLM is uncased, and casing carries much of the signal of names. For an uncased
+encoder with token types, each word's casing (lower, Title, UPPER, with digits) reaches the model
+through its token-type embeddings, widened from 2 to 4 rows that all start as the pretrained row 0:
+the saved model stays a plain `...ForTokenClassification`; a cased encoder reads casing itself. `TokenTagger` passes the casing; a plain
 `transformers.pipeline` passes type 0 (lower case) and so predicts without it.
 
 `TokenTagger` decodes each document with Viterbi: tag sequences BIO forbids (O then I-X, B-X
