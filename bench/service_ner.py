@@ -6,6 +6,7 @@ uses the `ner` + `minilm` recipe (trainers.recipes). Prints test entity F1 per t
 from the request to the end, the training job's own time and its parameters.
 
     .venv/bin/python bench/service_ner.py [--only conll2003 | --only conll2002_es] [--num-cpus 2]
+        [--language es] [--register e5=FOLDER:multilingual] [--embeddings minilm --embeddings e5 ...]
         [--backend sparknlp] [--sentences 1350] [--seed 1]
 
 `--backend sparknlp` trains Spark NLP's NerDL instead (the `ner` + `minilm_words` recipe), still
@@ -73,6 +74,19 @@ def main() -> None:
     parser.add_argument("--backend", choices=["pytorch", "sparknlp"], default=None, help="default: the service's")
     parser.add_argument("--sentences", type=int, help="train on the first documents holding this many sentences")
     parser.add_argument("--seed", type=int, help="the training's seed (default: the recipe's, 0): the seed spread")
+    parser.add_argument("--language", default="en", help="the projects' language (it picks the default embeddings)")
+    parser.add_argument(
+        "--register",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER[:LANG,...]",
+        help="register an encoder first (labtrain embeddings add), e.g. e5=/tmp/e5-small:multilingual",
+    )
+    parser.add_argument(
+        "--embeddings",
+        action="append",
+        help="train once per value on the same project (default: once, with the defaults); 'default' names them",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="labtrain-service-ner-"))
     info = serve(home, args.num_cpus, 8794)
@@ -81,13 +95,24 @@ def main() -> None:
         http = httpx.Client(
             base_url=info["url"], headers={"Authorization": f"Bearer {info['admin_token']}"}, timeout=600
         )
-        for name in args.only or sorted(SETS, reverse=True):
+        for entry in args.register:
+            encoder, _, where = entry.partition("=")
+            folder, _, languages = where.partition(":")
+            body = {"name": encoder, "source": folder, "languages": [x for x in languages.split(",") if x]}
+            http.post("/api/embeddings", json=body).raise_for_status()
+        for name, embeddings in [
+            (n, e) for n in args.only or sorted(SETS, reverse=True) for e in args.embeddings or [None]
+        ]:
             title, train, test = SETS[name]
             tasks = export(train, test, args.sentences)
-            http.post("/api/projects", json={"name": name, "config": CONLL_CONFIG}).raise_for_status()
-            http.post(f"/api/projects/{name}/import", content=json.dumps(tasks)).raise_for_status()
+            if http.get(f"/api/projects/{name}").status_code == 404:
+                project = {"name": name, "config": CONLL_CONFIG, "language": args.language}
+                http.post("/api/projects", json=project).raise_for_status()
+                http.post(f"/api/projects/{name}/import", content=json.dumps(tasks)).raise_for_status()
             started = time.monotonic()
             body = {"types": ["ner"], "selection": {"test_tag": "Test"}}
+            if embeddings and embeddings != "default":
+                body["embeddings"] = embeddings
             if args.backend:
                 body["backend"] = args.backend
             if args.seed is not None:
@@ -102,15 +127,23 @@ def main() -> None:
             saved = json.loads((Path(job["output_dir"]) / "labtrain.json").read_text())
             metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())  # per type too
             entity = metrics.get("entity", metrics)
-            rows.append((title, len(tasks), entity, wall, saved))
-            print(f"{title}: test entity F1 {entity['micro']['f1']:.3f} in {minutes(wall)}", flush=True)
+            size = sum(f.stat().st_size for f in (Path(job["output_dir"]) / "model").rglob("*") if f.is_file())
+            rows.append((title, len(tasks), entity, wall, saved, job["embeddings"], size))
+            print(
+                f"{title} ({job['embeddings']}): test entity F1 {entity['micro']['f1']:.3f} in {minutes(wall)}",
+                flush=True,
+            )
             print(f"  parameters: {saved['parameters']}", flush=True)
     finally:
         stop(home)
-    print(f"\n{'set':<22}{'tasks':>7}{'test F1':>9}" + "".join(f"{label:>7}" for label in LABELS) + f"{'wall':>10}")
-    for title, n, entity, wall, _ in rows:
+    head = f"\n{'set':<22}{'embeddings':<14}{'tasks':>7}{'test F1':>9}" + "".join(f"{label:>7}" for label in LABELS)
+    print(head + f"{'job':>10}{'wall':>10}{'model MB':>10}")
+    for title, n, entity, wall, saved, embeddings, size in rows:
         per_type = "".join(f"{entity['per_label'][label]['f1']:7.3f}" for label in LABELS)
-        print(f"{title:<22}{n:>7}{entity['micro']['f1']:9.3f}{per_type}{minutes(wall):>10}")
+        print(
+            f"{title:<22}{embeddings:<14}{n:>7}{entity['micro']['f1']:9.3f}{per_type}"
+            f"{minutes(saved['seconds']):>10}{minutes(wall):>10}{size / 1e6:10.0f}"
+        )
     backend = args.backend or "the default backend"
     sentences = f", the first {args.sentences} training sentences" if args.sentences else ""
     print(f"\nlabtrain serve --num-cpus {args.num_cpus}, {backend}{sentences}, defaults only; home {home}")

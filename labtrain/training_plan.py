@@ -23,6 +23,10 @@ class TrainingPlan(BaseModel):
 
     types: list[str] = Field(min_length=1)
     embeddings: dict[str, str] = Field(default_factory=dict, description="per type; empty: each type's first option")
+    embeddings_notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="per type, why its default embeddings are a makeshift (the project's language)",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="the parameters the request gave (trainers.spec.TrainParams)"
     )

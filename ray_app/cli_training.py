@@ -127,10 +127,13 @@ def cmd_train(args: argparse.Namespace, client: ApiClient) -> Any:
 
 
 def print_data_notes(training: dict) -> None:
-    """The data check's notes (labels the model cannot learn, no test part), one warning a line."""
+    """The data check's notes (labels the model cannot learn, no test part) and the default embeddings'
+    (the project's language), one warning a line."""
     for check in training["data"].get("checks", {}).values():
         for note in check["notes"]:
             print(f"warning: {note}", file=sys.stderr, flush=True)
+    for kind, note in (training["request"].get("embeddings_notes") or {}).items():
+        print(f"warning: {kind}: {note}", file=sys.stderr, flush=True)
 
 
 def submit_ray_jobs(client: ApiClient, training: dict, address: str | None) -> None:

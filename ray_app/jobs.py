@@ -141,6 +141,8 @@ class JobManager:
             )
             for note in training["data"]["checks"].get(job["type"], {}).get("notes", []):
                 self._log(job, f"data check: {note}")
+            if (request.get("embeddings_notes") or {}).get(job["type"]):
+                self._log(job, f"embeddings: {request['embeddings_notes'][job['type']]}")
             if submitted:
                 await self.storage.update_job(job["job_id"], reason="waiting for its Ray job to start")
             else:
@@ -165,7 +167,9 @@ class JobManager:
         if request is None:
             return None
         try:
-            return await self.submit(project, _with_embeddings(request), None, source="active learning")
+            return await self.submit(
+                project, await self._with_embeddings(project, request), None, source="active learning"
+            )
         except LabtrainError as exc:
             print(f"labtrain: active learning of {project} could not start: {exc}", file=sys.stderr, flush=True)
             return None
@@ -174,7 +178,8 @@ class JobManager:
         """Label Studio's "Start Training": the project's saved training (`TrainingHistory.saved_request`),
         deployed when it succeeds, so that the new model pre-annotates the next tasks."""
         request = await self.storage.saved_request(project, True)
-        return await self.submit(project, _with_embeddings(request), "label studio", source="label studio")
+        request = await self._with_embeddings(project, request)
+        return await self.submit(project, request, "label studio", source="label studio")
 
     # --- trainings submitted as Ray jobs (the entry point is ray_app.job_entry) ---------------
 
@@ -243,6 +248,22 @@ class JobManager:
         if not folder.is_relative_to(self.home.resolve() / "trainings") or not file.is_relative_to(folder):
             raise ValidationError(f"{target}/{relative} is not in a training's folder of labtrain's home")
         await asyncio.to_thread(_write_chunk, file, offset, data)
+
+    async def _with_embeddings(self, project: str, request: dict) -> dict:
+        """Each type's embeddings: the request's, else the default for the backend and the project's
+        language (`trainers.embeddings.default_embeddings`)."""
+        from trainers.embeddings import default_embeddings
+
+        language = (await self.storage.project(project))["language"]
+        registered = await self.storage.encoders()
+        embeddings, notes = {}, dict(request.get("embeddings_notes") or {})
+        for t in request["types"]:
+            embeddings[t] = (request.get("embeddings") or {}).get(t)
+            if not embeddings[t]:
+                embeddings[t], note = default_embeddings(t, request.get("backend", "pytorch"), language, registered)
+                if note:
+                    notes[t] = note
+        return {**request, "embeddings": embeddings, "embeddings_notes": notes}
 
     # --- encoders users register ----------------------------------------------------------------
 
@@ -707,19 +728,6 @@ def may_grow(request: dict, gpu: bool) -> bool:
     """Whether a job may take every CPU of a node when it runs alone (`cluster.scheduler.plan`): it
     asked for no CPU count and no GPU."""
     return not gpu and not request.get("cpus")
-
-
-def _with_embeddings(request: dict) -> dict:
-    """Each type's embeddings: the request's, else the backend's first option for the type."""
-    from trainers.embeddings import embeddings_for
-
-    return {
-        **request,
-        "embeddings": {
-            t: (request.get("embeddings") or {}).get(t) or embeddings_for(t, request.get("backend", "pytorch"))[0]
-            for t in request["types"]
-        },
-    }
 
 
 def _write_chunk(file: Path, offset: int, data: bytes) -> None:

@@ -143,3 +143,27 @@ def test_only_a_projects_owner_or_manager_registers_and_removal_waits_for_the_de
     assert not list((service.home / "encoders").glob(world["names"]["deberta_v2"] + "-*"))
     gone = service.cli("embeddings", "show", world["names"]["deberta_v2"])
     assert gone.returncode == 1 and "no encoder" in gone.stderr
+
+
+def test_a_projects_language_picks_a_registered_encoder_or_warns_and_trains_the_bilstm(service, world):
+    with service.client() as http:
+        for language in ("pl", "es"):
+            project = f"{language}{uuid.uuid4().hex[:8]}"
+            assert (
+                http.post("/api/projects", json={"name": project, "config": CONFIG, "language": language}).status_code
+                == 201
+            )
+            http.post(f"/api/projects/{project}/import", content=json.dumps(toy_tasks(20)))
+            done = service.cli("train", project, "--type", "ner", "--type", "classification", "--json")
+            assert done.returncode == 0, done.stderr
+            training = json.loads(done.stdout)
+            http.post(f"/api/trainings/{training['id']}/cancel")
+            chosen = {j["type"]: j["embeddings"] for j in training["jobs"]}
+            notes = training["request"]["embeddings_notes"]
+            if language == "pl":  # every tiny encoder says it serves pl: the first by name
+                assert chosen == {"ner": min(world["names"].values()), "classification": min(world["names"].values())}
+                assert notes == {} and "warning" not in done.stderr
+            else:
+                assert chosen == {"ner": "bilstm", "classification": "minilm"}
+                assert set(notes) == {"ner", "classification"}
+                assert "warning: ner: no registered encoder serves the project's language 'es'" in done.stderr

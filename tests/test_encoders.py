@@ -159,3 +159,24 @@ def test_an_encoder_in_the_artifact_store_is_fetched_and_a_missing_key_is_refuse
     assert describe("xlmr", fetched, s3.uri("encoders/xlmr")).model_type == "xlm-roberta"
     with pytest.raises(NotFound, match=r"encoder 'lost': s3://labtrain/encoders/nothing-here.* holds no model files"):
         fetch("lost", s3.uri("encoders/nothing-here"), tmp_path / "lost")
+
+
+def test_a_projects_language_picks_its_default_embeddings_and_says_when_it_is_a_makeshift():
+    from labtrain.encoders import Encoder
+    from trainers.embeddings import default_embeddings
+
+    facts = {"source": "s", "location": "l", "sha256": "0" * 64, "model_type": "xlm-roberta", "architecture": "X"}
+    sizes = {"tokenizer": "Unigram", "parameters": 1, "hidden_size": 384, "layers": 12, "max_length": 512}
+    flags = {"cased": True, "token_types": False}
+    e5 = Encoder(name="e5", languages=["multilingual"], **facts, **sizes, **flags)
+    beto = Encoder(name="beto", languages=["es"], **facts, **sizes, **flags)
+    assert default_embeddings("ner", "pytorch", "en", [e5]) == ("minilm", None)
+    assert default_embeddings("ner", "pytorch", "de", [e5, beto]) == ("e5", None)
+    assert default_embeddings("ner", "pytorch", "es", [e5, beto]) == ("beto", None)  # it names the language
+    assert default_embeddings("classification", "sparknlp", "es", [e5]) == ("minilm_words", None)
+    name, note = default_embeddings("ner", "pytorch", "es", [])
+    assert name == "bilstm" and "no registered encoder serves the project's language 'es'" in note
+    assert "labtrain embeddings add NAME FOLDER --language es" in note
+    name, note = default_embeddings("classification", "pytorch", "ro", [])
+    assert name == "minilm" and "trained on English" in note
+    assert default_embeddings("visual_ner", "pytorch", "de", [e5])[0] == "minilm"  # Visual NER: its own recipe

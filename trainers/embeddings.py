@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from labtrain.encoders import ENCODER_TYPES, Encoder
 from labtrain.errors import LabtrainError
 
 LANGUAGES = ["en", "de", "es", "pt", "it", "da", "ro"]
@@ -85,3 +86,36 @@ def available() -> list[dict]:
 
 def embeddings_for(training_type: str, backend: str = "pytorch") -> list[str]:
     return [e.name for e in REGISTRY.values() if training_type in e.types and e.backend == backend]
+
+
+MULTILINGUAL = ("multilingual", "mul", "xx")  # what a model card or `--language` says of an encoder of many
+
+
+def default_embeddings(
+    training_type: str, backend: str, language: str, registered: list[Encoder] = ()
+) -> tuple[str, str | None]:
+    """What a training of the type uses when it names no embeddings, and a warning when that is a
+    makeshift: English (and Spark NLP) take the backend's first option; another language takes a
+    registered encoder that serves it (by name, one that names the language before a multilingual
+    one), else NER the BiLSTM-CRF (trained from scratch) and the other types MiniLM (English)."""
+    first = embeddings_for(training_type, backend)[0]
+    if backend != "pytorch" or (language or "en") == "en":
+        return first, None
+    if training_type in ENCODER_TYPES:
+        named = [e.name for e in registered if language in e.languages]
+        many = [e.name for e in registered if set(MULTILINGUAL) & set(e.languages)]
+        if named or many:
+            return (named or many)[0], None
+    advice = (
+        f"register one that serves {language!r} (labtrain embeddings add NAME FOLDER --language {language}, "
+        "e.g. a multilingual XLM-R or mBERT) and train with it"
+    )
+    if training_type == "ner":
+        return "bilstm", (
+            f"no registered encoder serves the project's language {language!r}: NER trains the BiLSTM-CRF "
+            f"from scratch (MiniLM is English); {advice}"
+        )
+    return first, (
+        f"no registered encoder serves the project's language {language!r}: {training_type} fine-tunes "
+        f"MiniLM, which was trained on English; {advice}"
+    )

@@ -21,7 +21,7 @@ from ray_app.api.embeddings import public as public_encoder
 from ray_app.api.models import TrainingRequest, TrainingSettings
 from storage.history import ACTIVE
 from storage.selection import DEFAULT_VALIDATION_SPLIT
-from trainers.embeddings import BACKENDS, REGISTRY, embeddings_for
+from trainers.embeddings import BACKENDS, REGISTRY, default_embeddings, embeddings_for
 from trainers.recipes import FEW_SHOT, FEW_SHOT_BELOW, FEW_SHOT_TYPES, MULTIPLE
 from trainers.spark import unavailable_reason as spark_unavailable_reason
 from trainers.spec import TYPES, SpecError, TrainParams, recipe_defaults
@@ -42,7 +42,7 @@ ARCHIVED = (
 )
 
 
-def training_request(body: TrainingRequest, registered: list[Encoder] = ()) -> dict:
+def training_request(body: TrainingRequest, registered: list[Encoder] = (), language: str = "en") -> dict:
     """The request as the job manager and the history keep it, checked: types the trainers
     know, a backend that can train each of them here, embeddings each type can use (labtrain's own
     or a `registered` encoder), parameters in range (the catalog checks the rest)."""
@@ -59,7 +59,7 @@ def training_request(body: TrainingRequest, registered: list[Encoder] = ()) -> d
             )
     if body.script is not None:
         return script_request(body)
-    embeddings = {}
+    embeddings, notes = {}, {}
     for t in dict.fromkeys(body.types):
         if t not in TYPES:
             raise ValidationError(f"training type {t!r} is not one of {', '.join(TYPES)}")
@@ -70,7 +70,10 @@ def training_request(body: TrainingRequest, registered: list[Encoder] = ()) -> d
                 "Spark NLP, so labtrain trains it with 'pytorch' only"
             )
         chosen = body.embeddings.get(t) if isinstance(body.embeddings, dict) else body.embeddings
-        chosen = chosen or options[0]
+        if not chosen:
+            chosen, note = default_embeddings(t, body.backend, language, registered)
+            if note:
+                notes[t] = note
         if chosen not in options:
             raise ValidationError(
                 f"embeddings {chosen!r} cannot train {t!r} with {body.backend}; choose one of {', '.join(options)}"
@@ -85,6 +88,7 @@ def training_request(body: TrainingRequest, registered: list[Encoder] = ()) -> d
     request = {
         "types": list(embeddings),
         "embeddings": embeddings,
+        "embeddings_notes": notes,
         "params": params,
         "selection": body.selection.model_dump(),
         "deploy": body.deploy,
@@ -293,7 +297,8 @@ async def put_settings(name: str, body: TrainingSettings, user: ProjectManager, 
 @router.post("/api/projects/{name}/trainings", response_model=TrainingPublic, status_code=201)
 async def start_training(name: str, body: TrainingRequest, user: ProjectManager, storage: StorageDep, jobs: JobsDep):
     """Snapshot the selection and queue one job per type; answers at once with the training."""
-    request = training_request(body, await storage.encoders())
+    language = (await storage.project(name))["language"]
+    request = training_request(body, await storage.encoders(), language)
     source = "tuning" if request.get("tune") else "curve" if request.get("curve") else "manual"
     return await jobs.submit(name, request, user.name, source)
 
