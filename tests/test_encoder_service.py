@@ -154,6 +154,8 @@ def test_a_projects_language_picks_a_registered_encoder_or_warns_and_trains_the_
                 == 201
             )
             http.post(f"/api/projects/{project}/import", content=json.dumps(toy_tasks(20)))
+            options = http.get(f"/api/projects/{project}/training/options").json()["types"]
+            offered = {t["type"]: (t["default_embeddings"], t["default_note"]) for t in options}
             done = service.cli("train", project, "--type", "ner", "--type", "classification", "--json")
             assert done.returncode == 0, done.stderr
             training = json.loads(done.stdout)
@@ -163,7 +165,9 @@ def test_a_projects_language_picks_a_registered_encoder_or_warns_and_trains_the_
             if language == "pl":  # every tiny encoder says it serves pl: the first by name
                 assert chosen == {"ner": min(world["names"].values()), "classification": min(world["names"].values())}
                 assert notes == {} and "warning" not in done.stderr
+                assert offered["ner"] == (chosen["ner"], None)
             else:
                 assert chosen == {"ner": "bilstm", "classification": "minilm"}
                 assert set(notes) == {"ner", "classification"}
                 assert "warning: ner: no registered encoder serves the project's language 'es'" in done.stderr
+                assert offered["ner"] == ("bilstm", notes["ner"])  # the Train page preselects it and says why

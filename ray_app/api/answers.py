@@ -192,6 +192,10 @@ class TrainingTypeOption(BaseModel):
     embeddings: list[EmbeddingsOption] = Field(description="the pytorch backend's")
     backends: list[BackendOption]
     custom_scripts: list[str] | None = Field(None, description="NER: the project's custom training scripts")
+    default_embeddings: str | None = Field(
+        None, description="what a training gets when it names none (the project's language)"
+    )
+    default_note: str | None = Field(None, description="why that default is a makeshift, and what to register")
     note: str | None = None
     note_sparknlp: str | None = None
 

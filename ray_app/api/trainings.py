@@ -239,8 +239,8 @@ def embeddings_options(training_type: str, backend: str, registered: list[Encode
 @router.get("/api/projects/{name}/training/options", response_model=TrainingOptions)
 async def training_options(name: str, user: ProjectMember, storage: StorageDep, jobs: JobsDep):
     """The page's drop-downs: the types this config offers, the embeddings of each, defaults."""
-    summary = (await storage.project(name))["training_types"]
-    registered = await storage.encoders()
+    project = await storage.project(name)
+    summary, registered = project["training_types"], await storage.encoders()
     cluster = await jobs.cluster()
     spark_reason = spark_unavailable_reason()
     types = []
@@ -253,6 +253,10 @@ async def training_options(name: str, user: ProjectMember, storage: StorageDep, 
                 {"name": "pytorch", "available": t in TYPES, "embeddings": embeddings_options(t, "pytorch", registered)}
             ],
         }
+        if t in TYPES:
+            entry["default_embeddings"], entry["default_note"] = default_embeddings(
+                t, "pytorch", project["language"], registered
+            )
         if t == "ner":
             entry["custom_scripts"] = sorted({s["name"] for s in await storage.scripts(name)})
         if t == "visual_ner":

@@ -162,7 +162,8 @@ async function loadLink() {
 function typeChanged() {
   const entry = state.options.types.find((t) => t.type === $("type").value);
   $("embeddings").replaceChildren(...entry.embeddings.map((e) =>
-    new Option(`${e.name} (${e.languages.join(", ")}; ${e.size_mb} MB)`, e.name)));
+    new Option(`${e.name} (${e.languages.join(", ") || "languages not given"}; ${e.size_mb} MB)`, e.name)));
+  if (entry.default_embeddings) $("embeddings").value = entry.default_embeddings;  // the project's language's
   $("type-note").textContent = entry.note || "";
   const scripts = entry.custom_scripts || [];
   $("script").replaceChildren(new Option("labtrain's trainer", ""), ...scripts.map((name) => new Option(name, name)));
@@ -182,7 +183,8 @@ function showDefaults() {
     $(key).placeholder = d[key] === null || d[key] === undefined ? "default" : String(d[key]);
   }
   $("type-note").textContent = [entry.note, chosen.few_shot ? `Few-shot path (SetFit) when the median label ` +
-    `has fewer than ${chosen.few_shot.chosen_below} examples.` : ""].filter(Boolean).join(" ");
+    `has fewer than ${chosen.few_shot.chosen_below} examples.` : "",
+    chosen.name === entry.default_embeddings ? entry.default_note : ""].filter(Boolean).join(" ");
 }
 
 function scriptChanged() {
