@@ -7,6 +7,7 @@ while a model trained on the encoder is deployed."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -156,10 +157,11 @@ def test_a_projects_language_picks_a_registered_encoder_or_warns_and_trains_the_
             http.post(f"/api/projects/{project}/import", content=json.dumps(toy_tasks(20)))
             options = http.get(f"/api/projects/{project}/training/options").json()["types"]
             offered = {t["type"]: (t["default_embeddings"], t["default_note"]) for t in options}
-            done = service.cli("train", project, "--type", "ner", "--type", "classification", "--json")
+            done = service.cli("train", project, "--type", "ner", "--type", "classification")
             assert done.returncode == 0, done.stderr
-            training = json.loads(done.stdout)
-            http.post(f"/api/trainings/{training['id']}/cancel")
+            training_id = int(re.search(r"labtrain status (\d+)", done.stdout).group(1))
+            http.post(f"/api/trainings/{training_id}/cancel")
+            training = http.get(f"/api/trainings/{training_id}").json()
             chosen = {j["type"]: j["embeddings"] for j in training["jobs"]}
             notes = training["request"]["embeddings_notes"]
             if language == "pl":  # every tiny encoder says it serves pl: the first by name
