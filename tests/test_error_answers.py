@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 from starlette.requests import Request
 
 from ray_app.api.app import domain_error, unexpected_error
 from ray_app.service import RAY_STARTS, RAY_STARTUP_TIMED_OUT
-from tests.ray_cluster import HANG_S, _kill_session
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_placement_groups import run_on_a_cluster_of_its_own
 
 
 def request(path: str) -> Request:
@@ -63,7 +56,7 @@ print(json.dumps(asyncio.run(main())))
 @pytest.mark.slow
 def test_an_actor_that_dies_while_answering_is_a_503_that_says_to_try_again():
     for attempt in range(1, RAY_STARTS + 1):
-        returncode, out, err = run_on_a_ray_of_its_own()
+        returncode, out, err = run_on_a_cluster_of_its_own(SCRIPT)
         if returncode == 0 or RAY_STARTUP_TIMED_OUT not in err or attempt == RAY_STARTS:
             break
     assert returncode == 0, err[-3000:]
@@ -78,21 +71,3 @@ def test_an_actor_that_dies_while_answering_is_a_503_that_says_to_try_again():
     answer = asyncio.run(domain_error(request("/api/projects"), ServiceUnavailable(seen["detail"])))
     assert answer.status_code == 503
     assert json.loads(answer.body) == {"detail": seen["detail"], "error": "ServiceUnavailable"}
-
-
-def run_on_a_ray_of_its_own() -> tuple[int, str, str]:
-    temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
-    process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(temp_dir)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(timeout=HANG_S)
-    finally:
-        _kill_session(process.pid)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    return process.returncode, out, err

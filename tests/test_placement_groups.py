@@ -76,10 +76,11 @@ def test_leftover_placement_groups_are_removed_and_a_live_actors_group_is_kept()
     assert seen["live"] == [ids["live actor"]]
 
 
-def run_on_a_cluster_of_its_own() -> tuple[int, str, str]:
+def run_on_a_cluster_of_its_own(script: str = SCRIPT) -> tuple[int, str, str]:
+    """Run `script` (argv: its Ray temp dir, the hang limit) on a local Ray of its own, then end its session."""
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
     process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(temp_dir), str(HANG_S)],
+        [sys.executable, "-c", script, str(temp_dir), str(HANG_S)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
